@@ -1,0 +1,62 @@
+"""agentwatch: capture LLM agent runs, export Prometheus metrics, keep a durable record.
+
+    import agentwatch
+
+    agentwatch.instrument_litellm()          # every litellm call becomes an llm_call event
+
+    @agentwatch.observe
+    async def researcher(question: str) -> str: ...
+
+    with agentwatch.track("batch-job", team="search"):
+        ...
+
+Importing this package is cheap: submodules (and litellm) load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from agentwatch._version import __version__
+
+if TYPE_CHECKING:
+    from agentwatch.capture import (
+        observe,
+        record_event,
+        record_llm_call,
+        record_tool_call,
+        track,
+    )
+    from agentwatch.event_store import EventStore
+    from agentwatch.integrations.litellm import instrument_litellm
+    from agentwatch.runtime import close, configure, flush, start_http_server
+
+_EXPORTS: dict[str, str] = {
+    "observe": "agentwatch.capture",
+    "track": "agentwatch.capture",
+    "record_llm_call": "agentwatch.capture",
+    "record_tool_call": "agentwatch.capture",
+    "record_event": "agentwatch.capture",
+    "instrument_litellm": "agentwatch.integrations.litellm",
+    "EventStore": "agentwatch.event_store",
+    "configure": "agentwatch.runtime",
+    "flush": "agentwatch.runtime",
+    "close": "agentwatch.runtime",
+    "start_http_server": "agentwatch.runtime",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agentwatch' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,352 @@
+"""Settings: one frozen object built from defaults, the config file, the environment and flags.
+
+Precedence, lowest first: built-in defaults < config file (`~/.agentwatch/config.yaml`, or
+`AGENTWATCH_CONFIG`) < `AGENTWATCH_*` environment variables < explicit arguments (CLI flags,
+`agentwatch.configure(...)`). Validation happens here, once; the rest of the package trusts
+a `Settings` object.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from agentwatch.errors import ConfigError
+
+#: Default port of `agentwatch serve`: outside the ports of Prometheus (9090), Pushgateway
+#: (9091), Alertmanager (9093), node_exporter (9100), Grafana (3000) and OpenTelemetry's
+#: Prometheus exporter (9464).
+DEFAULT_PORT = 9747
+DEFAULT_HOST = "127.0.0.1"
+
+BudgetPeriod = Literal["day", "week", "month"]
+
+
+def default_home() -> Path:
+    """Directory for the config file and the default SQLite store."""
+    return Path(os.environ.get("AGENTWATCH_HOME", str(Path.home() / ".agentwatch")))
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get("AGENTWATCH_CONFIG", str(default_home() / "config.yaml")))
+
+
+def default_store_url() -> str:
+    return f"sqlite:///{default_home() / 'telemetry.db'}"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A spend limit per calendar period, optionally scoped to an agent, model or provider."""
+
+    name: str
+    period: BudgetPeriod
+    limit_usd: float
+    timezone: str = "UTC"
+    agent: str | None = None
+    model: str | None = None
+    provider: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """User price for a custom or self-hosted model, in USD per token."""
+
+    input_cost_per_token: float
+    output_cost_per_token: float
+    cached_input_cost_per_token: float | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything agentwatch can be told. Defaults suit a laptop; see docs/configuration.md."""
+
+    store_url: str = field(default_factory=default_store_url)
+    enabled: bool = True
+    capture_arguments: bool = False
+    capture_prompts: bool = False
+    redact_patterns: tuple[str, ...] = ()
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    queue_size: int = 10_000
+    batch_size: int = 500
+    flush_interval: float = 0.5
+    max_label_sets: int = 2_000
+    disabled_agents: frozenset[str] = frozenset()
+    prices: Mapping[str, ModelPrice] = field(default_factory=dict)
+    budgets: tuple[Budget, ...] = ()
+    source: str = "defaults"
+
+
+_ENV_KEYS: dict[str, str] = {
+    "AGENTWATCH_STORE_URL": "store_url",
+    "AGENTWATCH_ENABLED": "enabled",
+    "AGENTWATCH_CAPTURE_ARGUMENTS": "capture_arguments",
+    "AGENTWATCH_CAPTURE_PROMPTS": "capture_prompts",
+    "AGENTWATCH_HOST": "host",
+    "AGENTWATCH_PORT": "port",
+    "AGENTWATCH_QUEUE_SIZE": "queue_size",
+    "AGENTWATCH_BATCH_SIZE": "batch_size",
+    "AGENTWATCH_MAX_LABEL_SETS": "max_label_sets",
+}
+
+_FILE_KEYS = frozenset(
+    {
+        "store_url",
+        "enabled",
+        "capture_arguments",
+        "capture_prompts",
+        "redact_patterns",
+        "host",
+        "port",
+        "queue_size",
+        "batch_size",
+        "flush_interval",
+        "max_label_sets",
+        "disabled_agents",
+        "prices",
+        "budgets",
+    }
+)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _as_bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(f"{where}: expected true or false, got {value!r}")
+
+
+def _as_int(value: Any, where: str, minimum: int = 0, maximum: int | None = None) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+    if number < minimum or (maximum is not None and number > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise ConfigError(f"{where}: must be {bound}, got {number}")
+    return number
+
+
+def _as_float(value: Any, where: str, minimum: float = 0.0) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if math.isnan(number) or math.isinf(number) or number < minimum:
+        raise ConfigError(f"{where}: must be a finite number >= {minimum}, got {value!r}")
+    return number
+
+
+def _as_store_url(value: Any, where: str) -> str:
+    text = str(value).strip()
+    scheme = text.split("://", 1)[0] if "://" in text else ""
+    if scheme not in {"sqlite", "postgresql", "postgres"}:
+        raise ConfigError(
+            f"{where}: unsupported store URL {text!r} "
+            "(expected sqlite:///path or postgresql://user@host/db)"
+        )
+    if scheme == "sqlite" and not text.startswith("sqlite:///"):
+        raise ConfigError(f"{where}: SQLite URLs look like sqlite:///path/to/file.db")
+    return text
+
+
+def _parse_budget(raw: Any, where: str) -> Budget:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: each budget must be a mapping")
+    known = {"name", "period", "limit_usd", "timezone", "agent", "model", "provider"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{where}.name: a non-empty name is required")
+    period = raw.get("period", "month")
+    if period not in ("day", "week", "month"):
+        raise ConfigError(f"{where}.period: expected day, week or month, got {period!r}")
+    if "limit_usd" not in raw:
+        raise ConfigError(f"{where}.limit_usd: required")
+    limit = _as_float(raw["limit_usd"], f"{where}.limit_usd")
+    tz = str(raw.get("timezone", "UTC"))
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{where}.timezone: unknown time zone {tz!r}") from None
+    scope = {k: raw.get(k) for k in ("agent", "model", "provider")}
+    for key, value in scope.items():
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{where}.{key}: expected a string")
+    return Budget(
+        name=name.strip(),
+        period=period,
+        limit_usd=limit,
+        timezone=tz,
+        agent=scope["agent"],
+        model=scope["model"],
+        provider=scope["provider"],
+    )
+
+
+def _parse_prices(raw: Any, where: str) -> dict[str, ModelPrice]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of model name to prices")
+    prices: dict[str, ModelPrice] = {}
+    for model, entry in raw.items():
+        key = f"{where}.{model}"
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{key}: expected input_cost_per_token and output_cost_per_token")
+        unknown = sorted(
+            set(entry)
+            - {"input_cost_per_token", "output_cost_per_token", "cached_input_cost_per_token"}
+        )
+        if unknown:
+            raise ConfigError(f"{key}: unknown key {unknown[0]!r}")
+        cached = entry.get("cached_input_cost_per_token")
+        prices[str(model)] = ModelPrice(
+            input_cost_per_token=_as_float(
+                entry.get("input_cost_per_token", 0), f"{key}.input_cost_per_token"
+            ),
+            output_cost_per_token=_as_float(
+                entry.get("output_cost_per_token", 0), f"{key}.output_cost_per_token"
+            ),
+            cached_input_cost_per_token=(
+                None
+                if cached is None
+                else _as_float(cached, f"{key}.cached_input_cost_per_token")
+            ),
+        )
+    return prices
+
+
+def _coerce(key: str, value: Any, where: str) -> Any:
+    """Turn one raw value (from YAML, env or a flag) into the typed settings value."""
+    if key == "store_url":
+        return _as_store_url(value, where)
+    if key in ("enabled", "capture_arguments", "capture_prompts"):
+        return _as_bool(value, where)
+    if key == "port":
+        return _as_int(value, where, minimum=0, maximum=65535)
+    if key in ("queue_size", "batch_size", "max_label_sets"):
+        return _as_int(value, where, minimum=1)
+    if key == "flush_interval":
+        return _as_float(value, where)
+    if key == "host":
+        return str(value)
+    if key == "redact_patterns":
+        if not isinstance(value, list | tuple) or not all(isinstance(p, str) for p in value):
+            raise ConfigError(f"{where}: expected a list of regular expressions")
+        import re
+
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError(f"{where}: invalid regular expression {pattern!r}: {exc}") from None
+        return tuple(value)
+    if key == "disabled_agents":
+        if not isinstance(value, list | tuple | set | frozenset):
+            raise ConfigError(f"{where}: expected a list of agent names")
+        return frozenset(str(v) for v in value)
+    if key == "prices":
+        return _parse_prices(value, where)
+    if key == "budgets":
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list of budgets")
+        budgets = tuple(_parse_budget(b, f"{where}[{i}]") for i, b in enumerate(value))
+        names = [b.name for b in budgets]
+        duplicate = next((n for n in names if names.count(n) > 1), None)
+        if duplicate:
+            raise ConfigError(f"{where}: duplicate budget name {duplicate!r}")
+        return budgets
+    raise ConfigError(f"{where}: unknown key {key!r}")
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Parse and validate a YAML config file into settings keyword arguments.
+
+    Raises:
+        ConfigError: one line naming the file and, where it applies, the key.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path}: the top level must be a mapping of settings")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in _FILE_KEYS:
+            raise ConfigError(f"{path}: unknown key {key!r}")
+        values[key] = _coerce(key, value, f"{path}: {key}")
+    return values
+
+
+def _expand_sqlite(url: str) -> str:
+    if url.startswith("sqlite:///~"):
+        return "sqlite:///" + str(Path(url[len("sqlite:///") :]).expanduser())
+    return url
+
+
+def load_settings(
+    config_path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build Settings from defaults, the config file, the environment and overrides.
+
+    Args:
+        config_path: config file to read; defaults to `AGENTWATCH_CONFIG` or
+            `~/.agentwatch/config.yaml`. A missing default file is fine; a missing explicit
+            file is an error.
+        environ: environment to read `AGENTWATCH_*` variables from (default `os.environ`).
+        **overrides: explicit values (flags, `configure()` arguments); None means "not given".
+
+    Raises:
+        ConfigError: a value is invalid; the message names where it came from.
+    """
+    env = os.environ if environ is None else environ
+    explicit = config_path is not None or "AGENTWATCH_CONFIG" in env
+    path = config_path or Path(env.get("AGENTWATCH_CONFIG", str(default_config_path())))
+    values: dict[str, Any] = {}
+    source = "defaults"
+    if path.exists() or explicit:
+        values.update(read_config_file(path))
+        source = str(path)
+    for var, key in _ENV_KEYS.items():
+        if var in env and env[var] != "":
+            values[key] = _coerce(key, env[var], var)
+    valid = {f.name for f in fields(Settings)}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key not in valid:
+            raise ConfigError(f"unknown setting {key!r}")
+        values[key] = _coerce(key, value, f"--{key.replace('_', '-')}")
+    settings = Settings(**values, source=source)
+    return replace(settings, store_url=_expand_sqlite(settings.store_url))

@@ -1,0 +1,111 @@
+"""The records agentwatch captures and hands to the background writer.
+
+Capture (`capture.py`, the litellm integration, the manual API) builds these; the writer
+(`writer.py`) and the stores (`store/`) consume them. They are plain dataclasses with slots:
+building one on the hot path costs about a microsecond, and nothing here does I/O.
+
+Times are Unix epoch seconds (float); durations are seconds; costs are US dollars.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+EventKind = Literal["llm_call", "tool_call", "memory", "custom"]
+ExecutionStatus = Literal["running", "completed", "failed"]
+CallStatus = Literal["success", "failure"]
+
+
+@dataclass(slots=True)
+class Event:
+    """One step of an execution's timeline: an LLM call, a tool call, a memory op, or custom.
+
+    LLM-specific fields (model, provider, tokens, cost, time to first token) stay None for
+    other kinds. `attributes` holds small JSON-serialisable extras (already redacted).
+    """
+
+    kind: EventKind
+    name: str
+    started_at: float
+    duration: float | None = None
+    status: CallStatus = "success"
+    execution_id: str | None = None
+    agent: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float | None = None
+    time_to_first_token: float | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_tokens(self) -> int:
+        """Input plus output tokens (cached and reasoning tokens are subsets of those)."""
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(slots=True)
+class Execution:
+    """One run of an agent (or of a function observed with `kind="tool"`).
+
+    `events` is the ordered timeline. While the run is open, capture appends to it under
+    `lock`; once `ended_at` is set the record is handed to the writer and events that arrive
+    later (litellm's async hooks can fire after the caller resumed) travel as `LateEvent`.
+    """
+
+    id: str
+    agent: str
+    started_at: float
+    parent_id: str | None = None
+    kind: Literal["agent", "tool"] = "agent"
+    ended_at: float | None = None
+    status: ExecutionStatus = "running"
+    error_type: str | None = None
+    error_message: str | None = None
+    arguments: dict[str, Any] | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to end, or None while running."""
+        if self.ended_at is None:
+            return None
+        return max(0.0, self.ended_at - self.started_at)
+
+
+@dataclass(slots=True)
+class ExecutionFinished:
+    """Writer item: a finished execution with the events it collected while open."""
+
+    execution: Execution
+
+
+@dataclass(slots=True)
+class LateEvent:
+    """Writer item: an event for an execution that already finished (or for none at all).
+
+    `event.execution_id` is None for calls made outside any execution; they are stored and
+    counted in the rollups without a parent.
+    """
+
+    event: Event
+
+
+WriterItem = ExecutionFinished | LateEvent
+
+
+class Sink(Protocol):
+    """Where capture hands finished records; implemented by the background writer."""
+
+    def submit(self, item: WriterItem) -> bool:
+        """Enqueue without blocking; return False (and count the drop) if it was refused."""
+        ...
