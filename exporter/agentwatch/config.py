@@ -228,9 +228,7 @@ def _parse_prices(raw: Any, where: str) -> dict[str, ModelPrice]:
                 entry.get("output_cost_per_token", 0), f"{key}.output_cost_per_token"
             ),
             cached_input_cost_per_token=(
-                None
-                if cached is None
-                else _as_float(cached, f"{key}.cached_input_cost_per_token")
+                None if cached is None else _as_float(cached, f"{key}.cached_input_cost_per_token")
             ),
         )
     return prices
@@ -259,7 +257,9 @@ def _coerce(key: str, value: Any, where: str) -> Any:
             try:
                 re.compile(pattern)
             except re.error as exc:
-                raise ConfigError(f"{where}: invalid regular expression {pattern!r}: {exc}") from None
+                raise ConfigError(
+                    f"{where}: invalid regular expression {pattern!r}: {exc}"
+                ) from None
         return tuple(value)
     if key == "disabled_agents":
         if not isinstance(value, list | tuple | set | frozenset):

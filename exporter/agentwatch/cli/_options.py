@@ -1,0 +1,31 @@
+"""Options shared by every command that reads settings, so names and help stay consistent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def settings_options(func: F) -> F:
+    """Add --store and --config (flags override env, which overrides the config file)."""
+    func = click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Config file. Default: $AGENTWATCH_CONFIG or ~/.agentwatch/config.yaml.",
+    )(func)
+    func = click.option(
+        "--store",
+        "store_url",
+        default=None,
+        metavar="URL",
+        help="Store URL (sqlite:///path or postgresql://user@host/db). "
+        "Default: $AGENTWATCH_STORE_URL, the config file, or ~/.agentwatch/telemetry.db.",
+    )(func)
+    return func
