@@ -12,10 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from agentwatch.config import Budget
-from agentwatch.store.base import Store
+
+if TYPE_CHECKING:
+    from agentwatch.store.base import Store
 
 
 @dataclass(frozen=True)
