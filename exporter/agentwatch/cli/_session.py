@@ -1,0 +1,85 @@
+"""Open the store a command reads, through the one settings path, and close it afterwards.
+
+Every store-backed command resolves `--store` / `--config` with `config.load_settings`, so
+the precedence (defaults < config file < `AGENTWATCH_*` < flags) has one implementation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.console import Console
+
+from agentwatch.cli._render import redact_url
+from agentwatch.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from agentwatch.store.base import Store
+
+
+def resolve_settings(config_path: Path | None, store_url: str | None) -> Settings:
+    """Settings from defaults, the config file, the environment and these flags."""
+    return load_settings(config_path, store_url=store_url)
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a `sqlite:///...` URL, or None for other backends."""
+    if not url.startswith("sqlite:///"):
+        return None
+    return Path(url[len("sqlite:///") :])
+
+
+@contextmanager
+def open_for_reading(settings: Settings) -> Iterator[Store]:
+    """The store named by `settings`, closed on exit.
+
+    A SQLite file that does not exist is an error (reading must not create an empty store
+    in the wrong place); the message says how to create one.
+
+    Raises:
+        click.ClickException: no store at that path.
+        agentwatch.errors.StoreError: the store cannot be opened or queried.
+    """
+    from agentwatch.store import open_store
+
+    path = sqlite_path(settings.store_url)
+    if path is not None and not path.exists():
+        raise click.ClickException(
+            f"no store at {path} (run `agentwatch init`, or pass --store / set "
+            "AGENTWATCH_STORE_URL)"
+        )
+    store = open_store(settings.store_url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def describe_store(settings: Settings) -> str:
+    """The store URL with any password hidden, for headers and messages."""
+    return redact_url(settings.store_url)
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A rich console on click's current stdout/stderr (so CliRunner captures it).
+
+    Width follows the terminal, or `COLUMNS` when output is not a terminal.
+    """
+    stream = sys.stderr if stderr else sys.stdout
+    width = None
+    if not stream.isatty():
+        columns = os.environ.get("COLUMNS", "")
+        width = int(columns) if columns.isdigit() else 120
+    return Console(file=stream, width=width, highlight=False, soft_wrap=False)
+
+
+def echo_json(value: Any) -> None:
+    """Pretty, stable JSON on stdout (keys in insertion order, UTF-8 kept)."""
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))

@@ -1,0 +1,137 @@
+"""`agentwatch init`: write the config file, create and migrate the store, say what is next."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import click
+
+from agentwatch.cli._render import redact_url
+from agentwatch.cli._session import sqlite_path
+from agentwatch.config import default_config_path, load_settings
+
+_TEMPLATE = """\
+# agentwatch configuration, written by `agentwatch init`.
+# Precedence, lowest first: built-in defaults < this file < AGENTWATCH_* environment
+# variables < command-line flags / agentwatch.configure(...). Every key: docs/configuration.md
+
+# Where runs, events and the /metrics rollups are kept (shared by every process).
+store_url: {store_url}
+
+# Master switch for capture in instrumented programs.
+enabled: true
+
+# Keep function arguments and prompts in the store? Off by default: they may hold personal
+# data. redact_patterns are regular expressions masked before anything is stored.
+capture_arguments: false
+capture_prompts: false
+# redact_patterns: ['sk-[A-Za-z0-9]+']
+
+# `agentwatch serve` address. 127.0.0.1 keeps /metrics local; use 0.0.0.0 for a remote
+# Prometheus.
+host: 127.0.0.1
+port: {port}
+
+# Prices for models litellm does not know (USD per token):
+# prices:
+#   my-finetune:
+#     input_cost_per_token: 0.000002
+#     output_cost_per_token: 0.000008
+
+# Spend limits, exported as agentwatch_budget_* metrics for alerting:
+# budgets:
+#   - name: monthly-total
+#     period: month          # day, week or month
+#     limit_usd: 100
+#     timezone: UTC
+"""
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write `text` to `path` readable by the owner only (a URL may hold a password)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _yaml_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+@click.command()
+@click.option(
+    "--store",
+    "store_url",
+    default=None,
+    metavar="URL",
+    help="Store to create and record in the config: sqlite:///path/to.db or "
+    "postgresql://user@host:5432/db. Default: $AGENTWATCH_STORE_URL, or "
+    "~/.agentwatch/telemetry.db.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Config file to write. Default: $AGENTWATCH_CONFIG, or config.yaml in "
+    "$AGENTWATCH_HOME (~/.agentwatch).",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing config file.")
+def init(store_url: str | None, config_path: Path | None, force: bool) -> None:
+    """Write ~/.agentwatch/config.yaml, create and migrate the store, and print next steps.
+
+    Safe to run again: migrating an existing store is a no-op, and an existing config file
+    is kept unless --force is given.
+    """
+    from agentwatch.store import open_store
+
+    path = config_path or default_config_path()
+    if path.exists() and not force:
+        raise click.ClickException(
+            f"{path} already exists; pass --force to overwrite it (the store it names is kept)"
+        )
+    # Validate the URL exactly as every other command will read it (env and flag); the
+    # config file being replaced is deliberately not read.
+    settings = load_settings(Path(os.devnull), store_url=store_url)
+    url = settings.store_url
+    database = sqlite_path(url)
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
+    store = open_store(url)
+    try:
+        store.migrate()
+    finally:
+        store.close()
+    _write_atomically(path, _TEMPLATE.format(store_url=_yaml_string(url), port=settings.port))
+    shown = redact_url(url)
+    click.echo(f"Wrote {path}")
+    click.echo(f"Store ready: {shown} (schema migrated)")
+    click.echo(
+        f"""
+Next steps:
+  1. Instrument your code:
+       import agentwatch
+       agentwatch.instrument_litellm()      # every litellm call is recorded
+
+       @agentwatch.observe
+       def my_agent(question: str) -> str: ...
+
+  2. Serve metrics for Prometheus:   agentwatch serve
+     (http://{settings.host}:{settings.port}/metrics)
+  3. Add a scrape job to prometheus.yml:
+       scrape_configs:
+         - job_name: agentwatch
+           static_configs:
+             - targets: ["{settings.host}:{settings.port}"]
+  4. Watch runs live:                agentwatch monitor
+     Try it with sample data first:  agentwatch demo --no-serve"""
+    )

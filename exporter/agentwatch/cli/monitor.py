@@ -1,0 +1,634 @@
+"""`agentwatch monitor`: the live view, and listings, statistics, traces, costs, export, prune.
+
+Every command reads the durable store (the same one `agentwatch serve` exposes), so it sees
+the runs of every process writing to it. Listings take `--json` for scripts: the shape is
+documented in docs/cli.md and built in `_render` (ISO-8601 UTC times plus epoch seconds).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from agentwatch.cli import _render
+from agentwatch.cli._options import settings_options
+from agentwatch.cli._session import (
+    console,
+    describe_store,
+    echo_json,
+    open_for_reading,
+    resolve_settings,
+)
+from agentwatch.cli._time import TIME, format_local, iso_utc, local_zone_key
+
+if TYPE_CHECKING:
+    from agentwatch.store.base import Store
+
+_STATUSES = ("completed", "failed")
+_GROUPS = ("agent", "model", "provider", "date")
+_MONTH_SECONDS = 30 * 86400.0
+
+
+def _agent_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--agent", metavar="NAME", default=None, help=help_text)
+
+
+def _since_option(default: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    suffix = f" Default: {default}." if default else " Default: no lower bound."
+    return click.option(
+        "--since",
+        type=TIME,
+        default=default,
+        metavar="TIME",
+        help="Only runs started at or after TIME: a duration ago (30m, 1h, 7d, 2w), today, "
+        "yesterday, or an ISO date / date-time (local time unless it has an offset)." + suffix,
+    )
+
+
+_until_option = click.option(
+    "--until",
+    type=TIME,
+    default=None,
+    metavar="TIME",
+    help="Only runs started before TIME (same forms as --since). Default: no upper bound.",
+)
+_json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table."
+)
+
+
+def _scope(agent: str | None, since: float | None, until: float | None) -> str:
+    parts = [f"agent {agent}" if agent else "all agents"]
+    if since is not None:
+        parts.append(f"since {format_local(since)}")
+    if until is not None:
+        parts.append(f"until {format_local(until)}")
+    return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------- live view
+
+
+def _live_frame(
+    store: Store,
+    *,
+    agent: str | None,
+    since: float | None,
+    rows: int,
+    store_label: str,
+    refresh: float,
+    error: str | None,
+) -> Any:
+    """One screen of the live view: a header, the totals line and the recent runs."""
+    from rich.console import Group
+    from rich.text import Text
+
+    stats = store.get_summary_stats(agent_name=agent, since=since)
+    recent = store.get_executions(agent_name=agent, since=since, limit=rows)
+    header = Text("📊 agentwatch monitor", style="bold")
+    header.append(f"  {_scope(agent, since, None)}  store {store_label}", style="dim")
+    totals = Text()
+    totals.append(f"Total: {_render.count(stats.get('total_executions'))}", style="bold")
+    totals.append(" | ")
+    totals.append(f"Completed: {_render.count(stats.get('completed'))}", style="green")
+    totals.append(" | ")
+    failed = int(stats.get("failed") or 0)
+    totals.append(f"Failed: {_render.count(failed)}", style="bold red" if failed else "")
+    totals.append(f" | Success rate: {_render.percent(stats.get('success_rate'))}")
+    totals.append(f" | Spend: {_render.money(stats.get('total_cost'))}")
+    totals.append(f" | Tokens: {_render.count(stats.get('total_tokens'))}")
+    totals.append(f" | p95: {_render.duration(stats.get('p95_duration'))}")
+    table = _render.executions_table(
+        recent, title="Recent Activity", show_date=False, show_id=False
+    )
+    footer = Text(
+        f"Updated {format_local(time.time(), date_part=False)}, every {refresh:g}s. "
+        "Press Ctrl-C to quit.",
+        style="dim",
+    )
+    parts: list[Any] = [header, totals, table]
+    if not recent:
+        parts.append(Text("No runs recorded yet: instrument your code and they appear here."))
+    if error:
+        parts.append(Text(f"Store error (retrying): {error}", style="bold red"))
+    parts.append(footer)
+    return Group(*parts)
+
+
+def _run_live(
+    store: Store,
+    *,
+    agent: str | None,
+    since: float | None,
+    refresh: float,
+    rows: int | None,
+    store_label: str,
+    once: bool,
+) -> None:
+    from rich.live import Live
+    from rich.text import Text
+
+    from agentwatch.errors import StoreError
+
+    out = console()
+    visible = rows if rows is not None else max(5, out.size.height - 10)
+
+    def frame(error: str | None = None) -> Any:
+        return _live_frame(
+            store,
+            agent=agent,
+            since=since,
+            rows=visible,
+            store_label=store_label,
+            refresh=refresh,
+            error=error,
+        )
+
+    if once:
+        out.print(frame())
+        return
+    current = frame()
+    try:
+        with Live(current, console=out, auto_refresh=False, transient=False) as live:
+            while True:
+                time.sleep(refresh)
+                try:
+                    current = frame()
+                except StoreError as exc:  # a busy or restarting store: keep the last view
+                    from rich.console import Group
+
+                    current = Group(current, Text(f"Store error (retrying): {exc}", style="red"))
+                live.update(current, refresh=True)
+    except KeyboardInterrupt:
+        pass
+    out.print("[dim]Stopped.[/dim]")
+
+
+@click.group(invoke_without_command=True)
+@settings_options
+@_agent_option("Show only runs of this agent. Default: every agent.")
+@click.option(
+    "--refresh",
+    type=click.FloatRange(0.1, 3600),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Seconds between two reads of the store (each read is two cheap queries).",
+)
+@_since_option()
+@click.option(
+    "--rows",
+    type=click.IntRange(1, 1000),
+    default=None,
+    help="Recent runs to show. Default: as many as fit the terminal.",
+)
+@click.option("--once", is_flag=True, help="Print one frame and exit (for scripts and `watch`).")
+@click.pass_context
+def monitor(
+    ctx: click.Context,
+    store_url: str | None,
+    config_path: Path | None,
+    agent: str | None,
+    refresh: float,
+    since: float | None,
+    rows: int | None,
+    once: bool,
+) -> None:
+    """Live view of agent runs: totals, success rate, spend and recent activity.
+
+    Without a subcommand, redraws every --refresh seconds from the store, so it shows the
+    runs of every process writing there. Ctrl-C exits cleanly. Subcommands list, summarise,
+    trace, cost, export and prune the recorded runs.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["monitor"] = {"store_url": store_url, "config_path": config_path}
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = resolve_settings(config_path, store_url)
+    with open_for_reading(settings) as store:
+        _run_live(
+            store,
+            agent=agent,
+            since=since,
+            refresh=refresh,
+            rows=rows,
+            store_label=describe_store(settings),
+            once=once,
+        )
+
+
+def _settings_from(ctx: click.Context, store_url: str | None, config_path: Path | None) -> Any:
+    """Flags given after the subcommand win over those given to `monitor` itself."""
+    parent = (ctx.obj or {}).get("monitor", {})
+    return resolve_settings(
+        config_path or parent.get("config_path"), store_url or parent.get("store_url")
+    )
+
+
+# --------------------------------------------------------------------------- list
+
+
+@monitor.command("list")
+@settings_options
+@_agent_option("Only runs of this agent.")
+@click.option(
+    "--status",
+    type=click.Choice(_STATUSES),
+    default=None,
+    help="Only completed or only failed runs. Default: both.",
+)
+@_since_option()
+@_until_option
+@click.option(
+    "--limit",
+    type=click.IntRange(1),
+    default=20,
+    show_default=True,
+    help="Most recent runs to show (use `monitor export` for everything).",
+)
+@_json_option
+@click.pass_context
+def list_(
+    ctx: click.Context,
+    store_url: str | None,
+    config_path: Path | None,
+    agent: str | None,
+    status: str | None,
+    since: float | None,
+    until: float | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List recorded runs, newest first: time, ID, agent, status, duration, tokens, cost."""
+    settings = _settings_from(ctx, store_url, config_path)
+    with open_for_reading(settings) as store:
+        executions = store.get_executions(
+            agent_name=agent, status=status, since=since, until=until, limit=limit
+        )
+        if as_json:
+            echo_json([_render.execution_record(e) for e in executions])
+            return
+        total = store.count_executions(agent_name=agent, status=status, since=since, until=until)
+    out = console()
+    out.print(_render.executions_table(executions, title="Execution History"))
+    if not executions:
+        out.print(f"No runs match ({_scope(agent, since, until)}).")
+    elif total > len(executions):
+        out.print(
+            f"Showing the {len(executions)} most recent of {total:,} runs; "
+            "raise --limit or use `agentwatch monitor export` for all."
+        )
+
+
+# --------------------------------------------------------------------------- stats
+
+
+@monitor.command()
+@settings_options
+@_agent_option("Only runs of this agent.")
+@_since_option()
+@_until_option
+@_json_option
+@click.pass_context
+def stats(
+    ctx: click.Context,
+    store_url: str | None,
+    config_path: Path | None,
+    agent: str | None,
+    since: float | None,
+    until: float | None,
+    as_json: bool,
+) -> None:
+    """Summary statistics: runs, success rate, p50 / p95 / p99 duration, tokens and spend."""
+    settings = _settings_from(ctx, store_url, config_path)
+    with open_for_reading(settings) as store:
+        summary = store.get_summary_stats(agent_name=agent, since=since, until=until)
+    if as_json:
+        echo_json(
+            {
+                "agent": agent,
+                "since": iso_utc(since),
+                "until": iso_utc(until),
+                **{key: summary.get(key) for key in _STATS_KEYS},
+            }
+        )
+        return
+    out = console()
+    out.print(
+        _render.stats_table(summary, title=f"📊 Summary Statistics ({_scope(agent, since, until)})")
+    )
+
+
+_STATS_KEYS = (
+    "total_executions",
+    "completed",
+    "failed",
+    "success_rate",
+    "avg_duration",
+    "p50_duration",
+    "p95_duration",
+    "p99_duration",
+    "total_cost",
+    "total_tokens",
+    "input_tokens",
+    "output_tokens",
+    "llm_calls",
+    "tool_calls",
+)
+
+
+# --------------------------------------------------------------------------- trace
+
+_MAX_DEPTH = 32
+
+
+def _load_trace(
+    store: Store, execution_id: str, seen: set[str], depth: int = 0
+) -> dict[str, Any] | None:
+    """`get_execution` plus `children_records`: nested runs fetched recursively."""
+    record = store.get_execution(execution_id)
+    if record is None:
+        return None
+    seen.add(execution_id)
+    children: list[dict[str, Any]] = []
+    if depth < _MAX_DEPTH:
+        for child_id in record.get("children") or ():
+            if child_id in seen:
+                continue
+            child = _load_trace(store, str(child_id), seen, depth + 1)
+            if child is not None:
+                children.append(child)
+    record["children_records"] = children
+    return record
+
+
+def _trace_json(trace: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **_render.execution_record(trace),
+        "events": [_render.event_record(e) for e in trace.get("events") or ()],
+        "children": [_trace_json(c) for c in trace.get("children_records") or ()],
+    }
+
+
+@monitor.command()
+@settings_options
+@click.argument("execution_id", metavar="EXEC_ID")
+@_json_option
+@click.pass_context
+def trace(
+    ctx: click.Context,
+    store_url: str | None,
+    config_path: Path | None,
+    execution_id: str,
+    as_json: bool,
+) -> None:
+    """Show one run as a tree: nested agents and every LLM, tool and memory event.
+
+    Each event shows its offset from the start of the run, duration, tokens and cost; a
+    failed run shows its error type and message. EXEC_ID comes from `monitor list`.
+    """
+    settings = _settings_from(ctx, store_url, config_path)
+    with open_for_reading(settings) as store:
+        record = _load_trace(store, execution_id, set())
+    if record is None:
+        raise click.ClickException(
+            f"no run with ID {execution_id!r} (see `agentwatch monitor list`)"
+        )
+    if as_json:
+        echo_json(_trace_json(record))
+        return
+    console().print(_render.trace_tree(record))
+
+
+# --------------------------------------------------------------------------- cost
+
+
+def _group_by(ctx: click.Context, param: click.Parameter, value: Sequence[str]) -> tuple[str, ...]:
+    groups: list[str] = []
+    for item in value or ("agent",):
+        for part in item.split(","):
+            name = part.strip().lower()
+            if not name:
+                continue
+            if name not in _GROUPS:
+                raise click.BadParameter(
+                    f"{name!r} is not one of {', '.join(_GROUPS)}", ctx=ctx, param=param
+                )
+            if name not in groups:
+                groups.append(name)
+    return tuple(groups)
+
+
+def _window_words(since: float, until: float | None, seconds: float) -> str:
+    if until is None:
+        days = seconds / 86400.0
+        span = f"{days:.3g} days" if days >= 1 else f"{seconds / 3600.0:.3g} hours"
+        return f"the last {span} (since {format_local(since)})"
+    return f"{format_local(since)} to {format_local(until)}"
+
+
+@monitor.command()
+@settings_options
+@click.option(
+    "--group-by",
+    "group_by",
+    multiple=True,
+    callback=_group_by,
+    metavar="agent|model|provider|date",
+    help="Group spend by agent, model, provider or date (local days); repeat or join with "
+    "commas for several (--group-by agent,model). Default: agent.",
+)
+@_since_option("7d")
+@_until_option
+@_agent_option("Only spend of this agent.")
+@_json_option
+@click.pass_context
+def cost(
+    ctx: click.Context,
+    store_url: str | None,
+    config_path: Path | None,
+    group_by: tuple[str, ...],
+    since: float,
+    until: float | None,
+    agent: str | None,
+    as_json: bool,
+) -> None:
+    """Spend by agent, model, provider or date, with an estimated monthly cost.
+
+    The estimate scales the spend over the window (--since, default the last 7 days) to 30
+    days; the output states that basis.
+    """
+    settings = _settings_from(ctx, store_url, config_path)
+    zone = local_zone_key()
+    end = until if until is not None else time.time()
+    with open_for_reading(settings) as store:
+        rows = store.cost_breakdown(
+            list(group_by), since=since, until=until, agent_name=agent, tz=zone
+        )
+    window = max(end - since, 1.0)
+    total = sum(float(r.get("cost") or 0.0) for r in rows)
+    monthly = total / window * _MONTH_SECONDS
+    basis = _window_words(since, until, window)
+    if as_json:
+        echo_json(
+            {
+                "group_by": list(group_by),
+                "agent": agent,
+                "since": iso_utc(since),
+                "until": iso_utc(until),
+                "window_seconds": window,
+                "time_zone": zone,
+                "rows": [
+                    {
+                        **{key: row.get(key) for key in group_by},
+                        "calls": int(row.get("calls") or 0),
+                        "tokens": int(row.get("tokens") or 0),
+                        "cost_usd": float(row.get("cost") or 0.0),
+                    }
+                    for row in rows
+                ],
+                "total_cost_usd": total,
+                "estimated_monthly_cost_usd": monthly,
+                "estimate_basis": f"spend over {basis} scaled to 30 days",
+            }
+        )
+        return
+    out = console()
+    title = "💰 Cost by " + ", ".join(g.title() for g in group_by)
+    out.print(_render.cost_table(rows, group_by, title=f"{title} ({_scope(agent, since, until)})"))
+    out.print(
+        f"Estimated monthly cost: [bold]{_render.money(monthly)}[/bold] "
+        f"(spend of {_render.money(total)} over {basis}, scaled to 30 days)"
+    )
+
+
+# --------------------------------------------------------------------------- export
+
+_FORMATS = ("csv", "json", "jsonl")
+_SUFFIX_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+@monitor.command()
+@settings_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(_FORMATS),
+    default=None,
+    help="csv (one row per run, attributes as JSON text), json (one array) or jsonl (one "
+    "object per line). Default: from the --output suffix, else jsonl.",
+)
+@click.option(
+    "--output",
+    "-o",
+    default="-",
+    show_default=True,
+    metavar="FILE",
+    help="File to write (replaced only once complete); - writes to stdout.",
+)
+@_agent_option("Only runs of this agent.")
+@click.option(
+    "--status", type=click.Choice(_STATUSES), default=None, help="Only completed or failed runs."
+)
+@_since_option()
+@_until_option
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar on stderr. Default: shown when writing a file from a terminal.",
+)
+@click.pass_context
+def export(
+    ctx: click.Context,
+    store_url: str | None,
+    config_path: Path | None,
+    fmt: str | None,
+    output: str,
+    agent: str | None,
+    status: str | None,
+    since: float | None,
+    until: float | None,
+    progress: bool | None,
+) -> None:
+    """Stream recorded runs, oldest first, as CSV, JSON or JSON Lines.
+
+    Rows are read in chunks and written as they come, so memory stays flat however many
+    runs the store holds. The record shape is the one `monitor list --json` prints.
+    """
+    from agentwatch.cli._export import write_export
+
+    if fmt is None:
+        fmt = (
+            _SUFFIX_FORMATS.get(Path(output).suffix.lower(), "jsonl") if output != "-" else "jsonl"
+        )
+    settings = _settings_from(ctx, store_url, config_path)
+    filters: dict[str, Any] = {
+        "agent_name": agent,
+        "status": status,
+        "since": since,
+        "until": until,
+    }
+    with open_for_reading(settings) as store:
+        written = write_export(store, filters, fmt=fmt, output=output, progress=progress)
+    if output != "-":
+        click.echo(f"Exported {written:,} runs to {output} ({fmt}).", err=True)
+
+
+# --------------------------------------------------------------------------- prune
+
+
+@monitor.command()
+@settings_options
+@click.option(
+    "--older-than",
+    "older_than",
+    type=TIME,
+    required=True,
+    metavar="TIME",
+    help="Delete runs started before TIME: a duration ago (30d, 2w) or an ISO date.",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
+@_json_option
+@click.pass_context
+def prune(
+    ctx: click.Context,
+    store_url: str | None,
+    config_path: Path | None,
+    older_than: float,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Delete old runs and their events; the /metrics rollup counters stay intact.
+
+    Only the raw history shrinks: counters and histograms served by `agentwatch serve`
+    never go backwards, so Prometheus sees no reset.
+    """
+    settings = _settings_from(ctx, store_url, config_path)
+    with open_for_reading(settings) as store:
+        if dry_run:
+            removed = store.count_executions(until=older_than)
+        else:
+            removed = store.delete_old_executions(older_than)
+    if as_json:
+        echo_json(
+            {
+                "dry_run": dry_run,
+                "older_than": iso_utc(older_than),
+                "older_than_epoch": older_than,
+                "deleted_executions": 0 if dry_run else removed,
+                "matching_executions": removed,
+            }
+        )
+        return
+    before = format_local(older_than)
+    if dry_run:
+        click.echo(f"Would delete {removed:,} runs (and their events) started before {before}.")
+    else:
+        click.echo(
+            f"Deleted {removed:,} runs (and their events) started before {before}. "
+            "Rollup counters are unchanged, so /metrics totals stay intact."
+        )
