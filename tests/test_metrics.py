@@ -1,0 +1,329 @@
+# ruff: noqa: E501  (the pinned exposition has long lines by nature)
+"""The in-process metrics: contract names, exposition bytes, exemplars, caps, bad values."""
+
+from __future__ import annotations
+
+import math
+import platform
+from collections.abc import Iterator
+
+import prometheus_client
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+from agentwatch import contract
+from agentwatch._version import __version__
+from agentwatch.metrics import RECORDED, SELF_METRICS, AgentMetrics, label_value
+from agentwatch.model import Event, Execution
+
+# Pinned exposition of one small, fixed input (client_python's test_exposition style). A
+# change here is a change every dashboard and alert sees: update docs/metrics.md with it.
+EXPECTED_TEXT = """# HELP agentwatch_executions_total Agent executions that finished, by agent and outcome.
+# TYPE agentwatch_executions_total counter
+agentwatch_executions_total{agent="researcher",status="completed"} 1.0
+# HELP agentwatch_execution_errors_total Failed agent executions, by agent and exception class.
+# TYPE agentwatch_execution_errors_total counter
+# HELP agentwatch_execution_duration_seconds Wall-clock duration of agent executions.
+# TYPE agentwatch_execution_duration_seconds histogram
+agentwatch_execution_duration_seconds_bucket{agent="researcher",le="0.05"} 0.0
+agentwatch_execution_duration_seconds_bucket{agent="researcher",le="0.1"} 0.0
+agentwatch_execution_duration_seconds_bucket{agent="researcher",le="0.25"} 0.0
+agentwatch_execution_duration_seconds_bucket{agent="researcher",le="0.5"} 0.0
+agentwatch_execution_duration_seconds_bucket{agent="researcher",le="1.0"} 0.0
+agentwatch_execution_duration_seconds_bucket{agent="researcher",le="2.5"} 1.0
+agentwatch_execution_duration_seconds_bucket{agent="researcher",le="5.0"} 1.0
+agentwatch_execution_duration_seconds_bucket{agent="researcher",le="10.0"} 1.0
+agentwatch_execution_duration_seconds_bucket{agent="researcher",le="20.0"} 1.0
+agentwatch_execution_duration_seconds_bucket{agent="researcher",le="30.0"} 1.0
+agentwatch_execution_duration_seconds_bucket{agent="researcher",le="60.0"} 1.0
+agentwatch_execution_duration_seconds_bucket{agent="researcher",le="120.0"} 1.0
+agentwatch_execution_duration_seconds_bucket{agent="researcher",le="300.0"} 1.0
+agentwatch_execution_duration_seconds_bucket{agent="researcher",le="600.0"} 1.0
+agentwatch_execution_duration_seconds_bucket{agent="researcher",le="+Inf"} 1.0
+agentwatch_execution_duration_seconds_count{agent="researcher"} 1.0
+agentwatch_execution_duration_seconds_sum{agent="researcher"} 1.5
+# HELP agentwatch_llm_requests_total LLM requests, by calling agent, model, provider and outcome.
+# TYPE agentwatch_llm_requests_total counter
+agentwatch_llm_requests_total{agent="researcher",model="gpt-4o-mini",provider="openai",status="success"} 1.0
+agentwatch_llm_requests_total{agent="none",model="custom-model",provider="unknown",status="failure"} 1.0
+# HELP agentwatch_llm_errors_total Failed LLM requests, by model, provider and error class.
+# TYPE agentwatch_llm_errors_total counter
+agentwatch_llm_errors_total{agent="none",error_type="RateLimitError",model="custom-model",provider="unknown"} 1.0
+# HELP agentwatch_llm_tokens_total Tokens used by LLM requests; type is input, output, cached (a subset of input) or reasoning (a subset of output).
+# TYPE agentwatch_llm_tokens_total counter
+agentwatch_llm_tokens_total{agent="researcher",model="gpt-4o-mini",provider="openai",type="input"} 10.0
+agentwatch_llm_tokens_total{agent="researcher",model="gpt-4o-mini",provider="openai",type="output"} 20.0
+# HELP agentwatch_llm_cost_usd_total Cost of LLM requests in US dollars.
+# TYPE agentwatch_llm_cost_usd_total counter
+agentwatch_llm_cost_usd_total{agent="researcher",model="gpt-4o-mini",provider="openai"} 1.35e-05
+# HELP agentwatch_llm_unpriced_requests_total LLM requests whose cost is unknown (no provider cost, no bundled or configured price).
+# TYPE agentwatch_llm_unpriced_requests_total counter
+agentwatch_llm_unpriced_requests_total{model="custom-model",provider="unknown"} 1.0
+# HELP agentwatch_llm_request_duration_seconds Duration of LLM requests, from request to last token.
+# TYPE agentwatch_llm_request_duration_seconds histogram
+agentwatch_llm_request_duration_seconds_bucket{le="0.025",model="gpt-4o-mini",provider="openai"} 0.0
+agentwatch_llm_request_duration_seconds_bucket{le="0.05",model="gpt-4o-mini",provider="openai"} 0.0
+agentwatch_llm_request_duration_seconds_bucket{le="0.1",model="gpt-4o-mini",provider="openai"} 0.0
+agentwatch_llm_request_duration_seconds_bucket{le="0.25",model="gpt-4o-mini",provider="openai"} 0.0
+agentwatch_llm_request_duration_seconds_bucket{le="0.5",model="gpt-4o-mini",provider="openai"} 1.0
+agentwatch_llm_request_duration_seconds_bucket{le="1.0",model="gpt-4o-mini",provider="openai"} 1.0
+agentwatch_llm_request_duration_seconds_bucket{le="2.0",model="gpt-4o-mini",provider="openai"} 1.0
+agentwatch_llm_request_duration_seconds_bucket{le="4.0",model="gpt-4o-mini",provider="openai"} 1.0
+agentwatch_llm_request_duration_seconds_bucket{le="8.0",model="gpt-4o-mini",provider="openai"} 1.0
+agentwatch_llm_request_duration_seconds_bucket{le="15.0",model="gpt-4o-mini",provider="openai"} 1.0
+agentwatch_llm_request_duration_seconds_bucket{le="30.0",model="gpt-4o-mini",provider="openai"} 1.0
+agentwatch_llm_request_duration_seconds_bucket{le="60.0",model="gpt-4o-mini",provider="openai"} 1.0
+agentwatch_llm_request_duration_seconds_bucket{le="120.0",model="gpt-4o-mini",provider="openai"} 1.0
+agentwatch_llm_request_duration_seconds_bucket{le="300.0",model="gpt-4o-mini",provider="openai"} 1.0
+agentwatch_llm_request_duration_seconds_bucket{le="+Inf",model="gpt-4o-mini",provider="openai"} 1.0
+agentwatch_llm_request_duration_seconds_count{model="gpt-4o-mini",provider="openai"} 1.0
+agentwatch_llm_request_duration_seconds_sum{model="gpt-4o-mini",provider="openai"} 0.3
+# HELP agentwatch_llm_time_to_first_token_seconds Time from request to first streamed token, for streaming LLM requests.
+# TYPE agentwatch_llm_time_to_first_token_seconds histogram
+# HELP agentwatch_tool_calls_total Tool calls, by calling agent, tool and outcome.
+# TYPE agentwatch_tool_calls_total counter
+agentwatch_tool_calls_total{agent="researcher",status="success",tool="search"} 1.0
+# HELP agentwatch_tool_call_duration_seconds Duration of tool calls.
+# TYPE agentwatch_tool_call_duration_seconds histogram
+agentwatch_tool_call_duration_seconds_bucket{le="0.005",tool="search"} 0.0
+agentwatch_tool_call_duration_seconds_bucket{le="0.01",tool="search"} 0.0
+agentwatch_tool_call_duration_seconds_bucket{le="0.025",tool="search"} 1.0
+agentwatch_tool_call_duration_seconds_bucket{le="0.05",tool="search"} 1.0
+agentwatch_tool_call_duration_seconds_bucket{le="0.1",tool="search"} 1.0
+agentwatch_tool_call_duration_seconds_bucket{le="0.25",tool="search"} 1.0
+agentwatch_tool_call_duration_seconds_bucket{le="0.5",tool="search"} 1.0
+agentwatch_tool_call_duration_seconds_bucket{le="1.0",tool="search"} 1.0
+agentwatch_tool_call_duration_seconds_bucket{le="2.5",tool="search"} 1.0
+agentwatch_tool_call_duration_seconds_bucket{le="5.0",tool="search"} 1.0
+agentwatch_tool_call_duration_seconds_bucket{le="10.0",tool="search"} 1.0
+agentwatch_tool_call_duration_seconds_bucket{le="30.0",tool="search"} 1.0
+agentwatch_tool_call_duration_seconds_bucket{le="60.0",tool="search"} 1.0
+agentwatch_tool_call_duration_seconds_bucket{le="300.0",tool="search"} 1.0
+agentwatch_tool_call_duration_seconds_bucket{le="+Inf",tool="search"} 1.0
+agentwatch_tool_call_duration_seconds_count{tool="search"} 1.0
+agentwatch_tool_call_duration_seconds_sum{tool="search"} 0.02
+# HELP agentwatch_events_dropped_total Telemetry records that were not stored, by reason.
+# TYPE agentwatch_events_dropped_total counter
+agentwatch_events_dropped_total{reason="queue_full"} 0.0
+agentwatch_events_dropped_total{reason="store_error"} 0.0
+agentwatch_events_dropped_total{reason="invalid"} 0.0
+agentwatch_events_dropped_total{reason="shutdown"} 0.0
+# HELP agentwatch_queue_depth Records waiting in the in-process queue for the background writer.
+# TYPE agentwatch_queue_depth gauge
+agentwatch_queue_depth 0.0
+# HELP agentwatch_queue_capacity Maximum number of records the in-process queue holds before dropping.
+# TYPE agentwatch_queue_capacity gauge
+agentwatch_queue_capacity 0.0
+# HELP agentwatch_cardinality_overflow_total Observations folded into the overflow series because a metric hit its label-set cap.
+# TYPE agentwatch_cardinality_overflow_total counter
+# HELP agentwatch_internal_errors_total Errors inside agentwatch that were contained so the host program kept running.
+# TYPE agentwatch_internal_errors_total counter
+# HELP agentwatch_build_info Always 1; labels carry the agentwatch and Python versions.
+# TYPE agentwatch_build_info gauge
+agentwatch_build_info{python_version="{python}",version="{version}"} 1.0
+"""
+
+
+@pytest.fixture
+def no_created_series() -> Iterator[None]:
+    """`_created` samples carry wall-clock times; switch them off to pin the bytes."""
+    prometheus_client.disable_created_metrics()
+    try:
+        yield
+    finally:
+        prometheus_client.enable_created_metrics()
+
+
+def _llm(**overrides: object) -> Event:
+    values: dict[str, object] = {
+        "kind": "llm_call",
+        "name": "gpt-4o-mini",
+        "started_at": 100.0,
+        "duration": 0.3,
+        "model": "gpt-4o-mini",
+        "provider": "openai",
+        "input_tokens": 10,
+        "output_tokens": 20,
+        "cost_usd": 1.35e-05,
+        "execution_id": "exec_1",
+    }
+    values.update(overrides)
+    return Event(**values)  # type: ignore[arg-type]
+
+
+def _fixed_input(metrics: AgentMetrics) -> None:
+    metrics.observe_llm_call(_llm(), "researcher")
+    metrics.observe_llm_call(
+        _llm(
+            name="m",
+            duration=None,
+            model="custom-model",
+            provider=None,
+            status="failure",
+            error_type="RateLimitError",
+            input_tokens=0,
+            output_tokens=0,
+            cost_usd=None,
+            execution_id=None,
+        ),
+        "none",
+    )
+    metrics.observe_execution(
+        Execution(
+            id="exec_1", agent="researcher", started_at=100.0, ended_at=101.5, status="completed"
+        )
+    )
+    metrics.observe_tool_call(
+        Event(kind="tool_call", name="search", started_at=100.0, duration=0.02), "researcher"
+    )
+
+
+def test_text_exposition_is_pinned_byte_for_byte(no_created_series: None) -> None:
+    registry = CollectorRegistry()
+    _fixed_input(AgentMetrics(registry, max_label_sets=10))
+    expected = EXPECTED_TEXT.replace("{python}", platform.python_version()).replace(
+        "{version}", __version__
+    )
+    assert generate_latest(registry).decode() == expected
+
+
+def test_every_process_metric_of_the_contract_is_exposed_with_its_help() -> None:
+    registry = CollectorRegistry()
+    AgentMetrics(registry)
+    exposed = {m.name: m for m in registry.collect()}
+    wanted = [s for s in contract.ALL_METRICS if s.scope in ("process", "both")]
+    assert {s.name for s in wanted} == {s.name for s in (*RECORDED, *SELF_METRICS)}
+    for spec in wanted:
+        family = exposed.get(spec.name)
+        if family is None and spec.name == contract.STORE_WRITE_ERRORS.name:
+            continue  # needs a writer (backend label); covered in test_runtime
+        if family is None and spec.name == contract.STORE_WRITE_DURATION.name:
+            continue
+        assert family is not None, spec.name
+        assert family.documentation == spec.help
+        assert family.type == spec.kind
+
+
+def test_exemplars_appear_only_in_openmetrics() -> None:
+    registry = CollectorRegistry()
+    metrics = AgentMetrics(registry)
+    metrics.observe_llm_call(_llm(execution_id="exec_abc"), "researcher")
+    openmetrics = generate_openmetrics(registry).decode()
+    text = generate_latest(registry).decode()
+    bucket = [
+        line
+        for line in openmetrics.splitlines()
+        if line.startswith('agentwatch_llm_request_duration_seconds_bucket{le="0.5"')
+    ]
+    assert len(bucket) == 1 and '# {execution_id="exec_abc"} 0.3' in bucket[0]
+    assert "exec_abc" not in text
+
+
+def test_no_exemplar_outside_executions() -> None:
+    registry = CollectorRegistry()
+    AgentMetrics(registry).observe_llm_call(_llm(execution_id=None), "none")
+    assert "execution_id" not in generate_openmetrics(registry).decode()
+
+
+def test_cardinality_cap_folds_new_label_sets_into_overflow_and_counts() -> None:
+    registry = CollectorRegistry()
+    metrics = AgentMetrics(registry, max_label_sets=2)
+    for model in ("m1", "m2", "m3", "m4"):
+        metrics.observe_llm_call(_llm(model=model, cost_usd=0.5), "a")
+    value = registry.get_sample_value
+    assert (
+        value("agentwatch_llm_cost_usd_total", {"agent": "a", "model": "m2", "provider": "openai"})
+        == 0.5
+    )
+    overflow = {"agent": "__overflow__", "model": "__overflow__", "provider": "__overflow__"}
+    assert value("agentwatch_llm_cost_usd_total", overflow) == 1.0
+    assert (
+        value("agentwatch_llm_cost_usd_total", {"agent": "a", "model": "m3", "provider": "openai"})
+        is None
+    )
+    assert (
+        value("agentwatch_cardinality_overflow_total", {"metric": "agentwatch_llm_cost_usd"}) == 2.0
+    )
+    # a folded label set keeps folding (and keeps counting) on later calls
+    metrics.observe_llm_call(_llm(model="m3", cost_usd=0.25), "a")
+    assert value("agentwatch_llm_cost_usd_total", overflow) == 1.25
+    assert (
+        value("agentwatch_cardinality_overflow_total", {"metric": "agentwatch_llm_cost_usd"}) == 3.0
+    )
+
+
+def test_invalid_cost_or_duration_never_reaches_a_series() -> None:
+    registry = CollectorRegistry()
+    metrics = AgentMetrics(registry)
+    for bad in (math.nan, math.inf, -1.0):
+        metrics.observe_llm_call(_llm(cost_usd=bad, duration=bad, time_to_first_token=bad), "a")
+    labels = {"agent": "a", "model": "gpt-4o-mini", "provider": "openai"}
+    assert registry.get_sample_value("agentwatch_llm_cost_usd_total", labels) is None
+    assert (
+        registry.get_sample_value("agentwatch_internal_errors_total", {"component": "invalid_cost"})
+        == 3.0
+    )
+    assert (
+        registry.get_sample_value(
+            "agentwatch_llm_request_duration_seconds_count",
+            {"model": "gpt-4o-mini", "provider": "openai"},
+        )
+        is None
+    )
+    samples = [s for family in registry.collect() for s in family.samples]
+    assert samples and all(math.isfinite(s.value) for s in samples)
+    assert "NaN" not in generate_latest(registry).decode()
+
+
+def test_label_values_are_sanitised() -> None:
+    assert label_value(None) == ""
+    assert label_value("x" * 500) == "x" * 128
+    assert label_value(42) == "42"
+    registry = CollectorRegistry()
+    metrics = AgentMetrics(registry)
+    metrics.observe_llm_call(_llm(model="m" * 300, provider=None), "a")
+    assert (
+        registry.get_sample_value(
+            "agentwatch_llm_requests_total",
+            {"agent": "a", "model": "m" * 128, "provider": "unknown", "status": "success"},
+        )
+        == 1.0
+    )
+
+
+def test_cached_and_reasoning_tokens_get_their_own_series_only_when_present() -> None:
+    registry = CollectorRegistry()
+    metrics = AgentMetrics(registry)
+    metrics.observe_llm_call(_llm(), "a")
+    base = {"agent": "a", "model": "gpt-4o-mini", "provider": "openai"}
+    assert (
+        registry.get_sample_value("agentwatch_llm_tokens_total", {**base, "type": "cached"}) is None
+    )
+    metrics.observe_llm_call(_llm(cached_tokens=4, reasoning_tokens=6), "a")
+    assert (
+        registry.get_sample_value("agentwatch_llm_tokens_total", {**base, "type": "cached"}) == 4.0
+    )
+    assert (
+        registry.get_sample_value("agentwatch_llm_tokens_total", {**base, "type": "reasoning"})
+        == 6.0
+    )
+    assert (
+        registry.get_sample_value("agentwatch_llm_tokens_total", {**base, "type": "input"}) == 20.0
+    )
+
+
+def test_two_instances_cannot_share_a_registry_but_unregister_frees_it() -> None:
+    registry = CollectorRegistry()
+    first = AgentMetrics(registry)
+    with pytest.raises(ValueError, match="Duplicated"):
+        AgentMetrics(registry)
+    first.unregister()
+    AgentMetrics(registry).observe_llm_call(_llm(), "a")
+    assert (
+        registry.get_sample_value(
+            "agentwatch_llm_requests_total",
+            {"agent": "a", "model": "gpt-4o-mini", "provider": "openai", "status": "success"},
+        )
+        == 1.0
+    )
