@@ -44,6 +44,7 @@ def test_money_keeps_tiny_llm_costs_visible(value: float | None, text: str) -> N
         (12.34, "12.3s"),
         (125, "2m 05s"),
         (3720, "1h 02m"),
+        (-0.4, "-0.40s"),
     ],
 )
 def test_durations_read_naturally(seconds: float | None, text: str) -> None:
@@ -145,6 +146,6 @@ def test_cost_tables_total_every_group() -> None:
         {"agent": "a", "calls": 2, "tokens": 300, "cost": 0.5},
         {"agent": "b", "calls": 1, "tokens": 100, "cost": 0.25},
     ]
-    text = _plain(cost_table(rows, ["agent"], title="Cost"))
+    text = _plain(cost_table(rows, ["agent"]))
     total_line = next(line for line in text.splitlines() if "Total" in line)
     assert "3" in total_line and "400" in total_line and "$0.7500" in total_line

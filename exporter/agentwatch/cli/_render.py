@@ -65,6 +65,8 @@ def duration(seconds: float | None) -> str:
     """`4.2ms`, `0.52s`, `12.3s`, `2m 05s`, `1h 02m`; `-` for None (still running)."""
     if seconds is None:
         return "-"
+    if seconds < 0:  # an event recorded with a start before its run's (clock skew, backdating)
+        return "-" + duration(-seconds)
     if seconds < 0.01:
         return f"{seconds * 1000:.1f}ms"
     if seconds < 10:
@@ -214,9 +216,9 @@ def executions_table(
     return table
 
 
-def stats_table(stats: Mapping[str, Any], *, title: str) -> Table:
+def stats_table(stats: Mapping[str, Any]) -> Table:
     """Two columns of summary statistics (counts, success rate, latency percentiles, spend)."""
-    table = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
+    table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column("Metric", style="bold")
     table.add_column("Value", justify="right")
     rows: Sequence[tuple[str, str | Text]] = (
@@ -243,9 +245,9 @@ def stats_table(stats: Mapping[str, Any], *, title: str) -> Table:
 _GROUP_TITLES = {"agent": "Agent", "model": "Model", "provider": "Provider", "date": "Date"}
 
 
-def cost_table(rows: Sequence[Mapping[str, Any]], group_by: Sequence[str], *, title: str) -> Table:
+def cost_table(rows: Sequence[Mapping[str, Any]], group_by: Sequence[str]) -> Table:
     """One row per group with calls, tokens and cost, and a total row."""
-    table = Table(title=title, title_justify="left", show_footer=True)
+    table = Table(show_footer=True)
     for index, key in enumerate(group_by):
         table.add_column(_GROUP_TITLES[key], footer="Total" if index == 0 else "", style="cyan")
     table.add_column(
@@ -280,6 +282,8 @@ def _event_label(event: Mapping[str, Any], origin: float) -> Text:
     model = event.get("model")
     if model and model != event.get("name"):
         label.append(f" ({model})", style="magenta")
+    if event.get("provider"):
+        label.append(f" [{event.get('provider')}]", style="dim")
     details: list[str] = []
     tokens = int(event.get("total_tokens") or 0)
     if kind == "llm_call" or tokens:
@@ -374,8 +378,19 @@ def trace_tree(trace: Mapping[str, Any]) -> Tree:
     summary.add(f"tool_calls: {count(metrics.get('tool_calls'))}")
     events = list(trace.get("events") or ())
     children = list(trace.get("children_records") or ())
-    heading = f"Timeline ({len(events)} events"
-    heading += f", {len(children)} nested runs)" if children else ")"
+    heading = f"Timeline ({_plural(len(events), 'event')}"
+    heading += f", {_plural(len(children), 'nested run')})" if children else ")"
     timeline = tree.add(Text(heading, style="bold"))
-    _add_timeline(timeline, trace, float(trace.get("started_at") or 0.0))
+    origin = float(trace.get("started_at") or 0.0)
+    _add_timeline(timeline, trace, origin)
+    if trace.get("duration") is not None:
+        end = Text(f"[{duration(trace.get('duration'))}] ", style="dim")
+        end.append_text(status_text(trace.get("status")))
+        if trace.get("status") == "failed" and trace.get("error_type"):
+            end.append(f" ({trace.get('error_type')})", style="red")
+        timeline.add(end)
     return tree
+
+
+def _plural(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

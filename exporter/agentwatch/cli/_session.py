@@ -33,7 +33,7 @@ def sqlite_path(url: str) -> Path | None:
     """The file behind a `sqlite:///...` URL, or None for other backends."""
     if not url.startswith("sqlite:///"):
         return None
-    return Path(url[len("sqlite:///") :])
+    return Path(url[len("sqlite:///") :].split("?", 1)[0]).expanduser()
 
 
 @contextmanager
@@ -57,9 +57,23 @@ def open_for_reading(settings: Settings) -> Iterator[Store]:
         )
     store = open_store(settings.store_url)
     try:
+        _check_schema(store, settings)
         yield store
     finally:
         store.close()
+
+
+def _check_schema(store: Store, settings: Settings) -> None:
+    """Fail with a hint, not a SQL error, when the store was never initialised."""
+    from agentwatch.errors import StoreError
+
+    hint = f"run `agentwatch init --store {describe_store(settings)}` to create it"
+    try:
+        versions = store.schema_versions()
+    except StoreError as exc:
+        raise StoreError(f"{exc} (if this store is new, {hint})") from exc
+    if not versions:
+        raise click.ClickException(f"store {describe_store(settings)} has no tables yet; {hint}")
 
 
 def describe_store(settings: Settings) -> str:

@@ -13,7 +13,7 @@ import os
 import re
 import time
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
@@ -131,7 +131,13 @@ def local_zone_key() -> str:
     return "UTC"
 
 
-class TimeType(click.ParamType):
+if TYPE_CHECKING:  # click >= 8.2 types parameters; 8.1 (still supported) cannot subscript
+    _ParamType = click.ParamType[float, Any]
+else:
+    _ParamType = click.ParamType
+
+
+class TimeType(_ParamType):
     """A click parameter holding an epoch: `1h` / `7d` ago, `today`, or an ISO date."""
 
     name = "time"

@@ -73,7 +73,7 @@ def _yaml_string(value: str) -> str:
     "store_url",
     default=None,
     metavar="URL",
-    help="Store to create and record in the config: sqlite:///path/to.db or "
+    help="Store to create and record in the config: sqlite:////abs/path.db or "
     "postgresql://user@host:5432/db. Default: $AGENTWATCH_STORE_URL, or "
     "~/.agentwatch/telemetry.db.",
 )
@@ -104,8 +104,9 @@ def init(store_url: str | None, config_path: Path | None, force: bool) -> None:
     settings = load_settings(Path(os.devnull), store_url=store_url)
     url = settings.store_url
     database = sqlite_path(url)
-    if database is not None:
-        database.parent.mkdir(parents=True, exist_ok=True)
+    if database is not None and not database.is_absolute():
+        # The config is read from any working directory: record where the file really is.
+        url = f"sqlite:///{database.resolve()}"
     store = open_store(url)
     try:
         store.migrate()

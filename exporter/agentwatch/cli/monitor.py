@@ -318,9 +318,8 @@ def stats(
         )
         return
     out = console()
-    out.print(
-        _render.stats_table(summary, title=f"📊 Summary Statistics ({_scope(agent, since, until)})")
-    )
+    out.print(f"[bold]📊 Summary Statistics[/bold] ({_scope(agent, since, until)})")
+    out.print(_render.stats_table(summary))
 
 
 _STATS_KEYS = (
@@ -426,7 +425,11 @@ def _group_by(ctx: click.Context, param: click.Parameter, value: Sequence[str]) 
 def _window_words(since: float, until: float | None, seconds: float) -> str:
     if until is None:
         days = seconds / 86400.0
-        span = f"{days:.3g} days" if days >= 1 else f"{seconds / 3600.0:.3g} hours"
+        hours = seconds / 3600.0
+        if days >= 1:
+            span = f"{days:.3g} day" + ("" if f"{days:.3g}" == "1" else "s")
+        else:
+            span = f"{hours:.3g} hour" + ("" if f"{hours:.3g}" == "1" else "s")
         return f"the last {span} (since {format_local(since)})"
     return f"{format_local(since)} to {format_local(until)}"
 
@@ -499,7 +502,8 @@ def cost(
         return
     out = console()
     title = "💰 Cost by " + ", ".join(g.title() for g in group_by)
-    out.print(_render.cost_table(rows, group_by, title=f"{title} ({_scope(agent, since, until)})"))
+    out.print(f"[bold]{title}[/bold] ({_scope(agent, since, until)})")
+    out.print(_render.cost_table(rows, group_by))
     out.print(
         f"Estimated monthly cost: [bold]{_render.money(monthly)}[/bold] "
         f"(spend of {_render.money(total)} over {basis}, scaled to 30 days)"
