@@ -1,0 +1,282 @@
+"""LiteLLM integration: every `litellm.completion`/`acompletion` becomes an `llm_call` event.
+
+`instrument_litellm()` registers one `CustomLogger` in `litellm.callbacks`. LiteLLM calls its
+sync hooks for `completion()` (on a `litellm-logging` thread) and its async hooks for
+`acompletion()` (as a task that may run after the caller resumed); both see a copy of the
+caller's context, so the event lands on the execution that made the call, or travels as a
+late event when that execution already ended. Calls outside any execution are counted with
+agent `none`.
+
+Everything is read from `kwargs["standard_logging_object"]`, litellm's normalised payload:
+model, provider, tokens, `response_cost`, start/end times, `completionStartTime` (time to
+first token for streams), status and error class. Cached and reasoning tokens come from the
+usage details. A call id already recorded is ignored, so a call is never counted twice even
+if litellm fires both a sync and an async hook for it. The hooks never raise into litellm.
+
+Importing this module imports litellm (after making it read its bundled price map instead
+of fetching one); `import agentwatch` alone does not.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from agentwatch.cost import ensure_offline_cost_map, llm_cost, valid_cost
+
+ensure_offline_cost_map()
+
+import litellm  # noqa: E402 - must follow ensure_offline_cost_map()
+from litellm.integrations.custom_logger import CustomLogger  # noqa: E402
+
+from agentwatch import context  # noqa: E402
+from agentwatch import runtime as _runtime_module  # noqa: E402
+from agentwatch.capture import MAX_ERROR_MESSAGE, emit_llm_event  # noqa: E402
+from agentwatch.model import Event  # noqa: E402
+
+__all__ = ["AgentwatchLogger", "instrument_litellm", "uninstrument_litellm"]
+
+#: How many recent call ids are remembered to drop a second hook for the same call.
+_DEDUPE_WINDOW = 16_384
+_CALLBACK_LISTS = (
+    "callbacks",
+    "input_callback",
+    "success_callback",
+    "failure_callback",
+    "_async_success_callback",
+    "_async_failure_callback",
+)
+
+
+class AgentwatchLogger(CustomLogger):
+    """The litellm callback that records each call. Use `instrument_litellm()` to install it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._recent: dict[tuple[str, str], None] = {}
+        self._recent_lock = threading.Lock()
+        self._frames: dict[str, context.Frame] = {}
+
+    def log_pre_api_call(self, model: Any, messages: Any, kwargs: dict[str, Any]) -> None:
+        """Remember the caller's execution before the request is sent.
+
+        LiteLLM runs this in the caller's context. Its success hook for a *sync stream* runs
+        on a thread that does not see that context, so the hooks look the execution up here
+        by call id first.
+        """
+        try:
+            frame = context.current_frame()
+            call_id = kwargs.get("litellm_call_id")
+            if frame is None or call_id is None:
+                return
+            frames = self._frames
+            frames[call_id] = frame
+            if len(frames) > _DEDUPE_WINDOW:  # calls whose hooks never fired
+                with self._recent_lock:
+                    while len(frames) > _DEDUPE_WINDOW:
+                        frames.pop(next(iter(frames)), None)
+        except Exception as exc:
+            rt = _runtime_module._runtime
+            if rt is not None:
+                rt.internal_error("litellm", exc)
+
+    # LiteLLM calls the async hooks with keyword arguments: the names must stay exactly
+    # kwargs, response_obj, start_time, end_time.
+    def log_success_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        self.record(kwargs, response_obj)
+
+    def log_failure_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        self.record(kwargs, response_obj)
+
+    async def async_log_success_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        self.record(kwargs, response_obj)
+
+    async def async_log_failure_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        self.record(kwargs, response_obj)
+
+    def record(self, kwargs: Mapping[str, Any], response_obj: Any) -> None:
+        """Turn one hook invocation into an `llm_call` event. Never raises."""
+        rt = _runtime_module._runtime
+        try:
+            if rt is None:
+                rt = _runtime_module.get_runtime()
+            if not rt.enabled:
+                return
+            slo = kwargs.get("standard_logging_object")
+            if not isinstance(slo, Mapping):
+                rt.internal_error("litellm_payload")
+                return
+            status = "failure" if slo.get("status") == "failure" else "success"
+            call_id = kwargs.get("litellm_call_id") or slo.get("id")
+            frame = None
+            if call_id is not None:
+                frame = self._frames.pop(call_id, None)
+                if self._already_seen(str(call_id), status):
+                    return
+            if frame is None:
+                frame = context.current_frame()
+            event = _event_from_payload(rt, slo, response_obj, status)
+            emit_llm_event(rt, event, frame)
+        except Exception as exc:
+            if rt is not None:
+                rt.internal_error("litellm", exc)
+
+    def _already_seen(self, call_id: str, status: str) -> bool:
+        key = (call_id, status)
+        recent = self._recent
+        with self._recent_lock:
+            if key in recent:
+                return True
+            recent[key] = None
+            if len(recent) > _DEDUPE_WINDOW:
+                del recent[next(iter(recent))]
+        return False
+
+
+def _event_from_payload(
+    rt: _runtime_module.Runtime, slo: Mapping[str, Any], response_obj: Any, status: str
+) -> Event:
+    model = slo.get("model") or None
+    provider = slo.get("custom_llm_provider") or None
+    input_tokens = _int(slo.get("prompt_tokens"))
+    output_tokens = _int(slo.get("completion_tokens"))
+    cached, reasoning = _token_details(slo, response_obj)
+    start = slo.get("startTime")
+    end = slo.get("endTime")
+    duration = None
+    if isinstance(start, int | float) and isinstance(end, int | float):
+        duration = max(0.0, end - start)
+    else:
+        start = None
+    ttft = None
+    if slo.get("stream") and start is not None:
+        first = slo.get("completionStartTime")
+        if isinstance(first, int | float) and first >= start:
+            ttft = first - start
+    reported = slo.get("response_cost")
+    if slo.get("response_cost_failure_debug_info"):
+        # litellm could not price the call (e.g. ModelNotMappedError) and reports 0.0: that
+        # zero is "unknown", not "free"; fall back to user prices, else count it unpriced.
+        reported = None
+    elif reported is not None and valid_cost(reported) is None:
+        rt.internal_error("invalid_cost")
+    cost = llm_cost(
+        model,
+        provider,
+        input_tokens,
+        output_tokens,
+        cached,
+        reported=reported,
+        prices=rt.settings.prices,
+    )
+    event = Event(
+        kind="llm_call",
+        name=model or "unknown",
+        started_at=float(start) if start is not None else 0.0,
+        duration=duration,
+        status="failure" if status == "failure" else "success",
+        model=model,
+        provider=provider,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cached_tokens=cached,
+        reasoning_tokens=reasoning,
+        cost_usd=cost,
+        time_to_first_token=ttft,
+    )
+    if start is None:
+        import time
+
+        event.started_at = time.time()
+    if status == "failure":
+        info = slo.get("error_information")
+        info = info if isinstance(info, Mapping) else {}
+        event.error_type = info.get("error_class") or "unknown"
+        message = info.get("error_message") or slo.get("error_str")
+        if message:
+            event.error_message = rt.redactor.redact_text(str(message), MAX_ERROR_MESSAGE)
+    if rt.settings.capture_prompts:
+        event.attributes = {
+            "messages": rt.redactor.redact(slo.get("messages")),
+            "response": rt.redactor.redact(slo.get("response")),
+        }
+    return event
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return max(value, 0)
+    try:
+        return max(int(value or 0), 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _token_details(slo: Mapping[str, Any], response_obj: Any) -> tuple[int, int]:
+    """Cached prompt tokens and reasoning tokens, from the usage details if present."""
+    usage: Any = None
+    metadata = slo.get("metadata")
+    if isinstance(metadata, Mapping):
+        usage = metadata.get("usage_object")
+    if usage is None:
+        usage = getattr(response_obj, "usage", None)
+        if usage is None and isinstance(response_obj, Mapping):
+            usage = response_obj.get("usage")
+    if usage is None:
+        return 0, 0
+    return (
+        _int(_field(_field(usage, "prompt_tokens_details"), "cached_tokens")),
+        _int(_field(_field(usage, "completion_tokens_details"), "reasoning_tokens")),
+    )
+
+
+def _field(container: Any, name: str) -> Any:
+    if container is None:
+        return None
+    if isinstance(container, Mapping):
+        return container.get(name)
+    return getattr(container, name, None)
+
+
+_logger: AgentwatchLogger | None = None
+_install_lock = threading.Lock()
+
+
+def instrument_litellm() -> AgentwatchLogger:
+    """Record every litellm call from now on; safe to call any number of times.
+
+    Returns the installed callback (the same instance every time). If the program replaced
+    `litellm.callbacks` since, the callback is added again.
+
+    Example:
+        >>> import agentwatch, litellm
+        >>> agentwatch.instrument_litellm()
+        >>> litellm.completion(model="gpt-4o-mini", messages=[...])
+    """
+    global _logger
+    with _install_lock:
+        if _logger is None:
+            _logger = AgentwatchLogger()
+        if not any(cb is _logger for cb in litellm.callbacks):
+            litellm.callbacks.append(_logger)
+        return _logger
+
+
+def uninstrument_litellm() -> None:
+    """Remove the callback from every litellm callback list (tests, or to stop recording)."""
+    with _install_lock:
+        if _logger is None:
+            return
+        for name in _CALLBACK_LISTS:
+            callbacks = getattr(litellm, name, None)
+            if isinstance(callbacks, list):
+                callbacks[:] = [cb for cb in callbacks if cb is not _logger]
