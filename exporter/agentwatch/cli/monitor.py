@@ -37,14 +37,16 @@ def _agent_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[...
     return click.option("--agent", metavar="NAME", default=None, help=help_text)
 
 
-def _since_option(default: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def _since_option(
+    default: str | None = None, what: str = "runs started"
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     suffix = f" Default: {default}." if default else " Default: no lower bound."
     return click.option(
         "--since",
         type=TIME,
         default=default,
         metavar="TIME",
-        help="Only runs started at or after TIME: a duration ago (30m, 1h, 7d, 2w), today, "
+        help=f"Only {what} at or after TIME: a duration ago (30m, 1h, 7d, 2w), today, "
         "yesterday, or an ISO date / date-time (local time unless it has an offset)." + suffix,
     )
 
@@ -184,6 +186,7 @@ def _run_live(
     "--rows",
     type=click.IntRange(1, 1000),
     default=None,
+    metavar="N",
     help="Recent runs to show. Default: as many as fit the terminal.",
 )
 @click.option("--once", is_flag=True, help="Print one frame and exit (for scripts and `watch`).")
@@ -247,6 +250,7 @@ def _settings_from(ctx: click.Context, store_url: str | None, config_path: Path 
     "--limit",
     type=click.IntRange(1),
     default=20,
+    metavar="N",
     show_default=True,
     help="Most recent runs to show (use `monitor export` for everything).",
 )
@@ -445,7 +449,7 @@ def _window_words(since: float, until: float | None, seconds: float) -> str:
     help="Group spend by agent, model, provider or date (local days); repeat or join with "
     "commas for several (--group-by agent,model). Default: agent.",
 )
-@_since_option("7d")
+@_since_option("7d", what="spend")
 @_until_option
 @_agent_option("Only spend of this agent.")
 @_json_option
