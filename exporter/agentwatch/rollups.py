@@ -1,0 +1,381 @@
+"""Turn a batch of writer items into one store transaction: raw rows plus rollup deltas.
+
+Runs in the background writer thread, never on the hot path. `RollupBuilder.build` walks
+the records once, aggregating into a few dicts keyed by plain tuples (one dict update per
+execution or call, `bisect` for histogram buckets); only at the end does it expand those
+aggregates into the metric samples of `contract.ROLLUP_METRICS`, apply the cardinality cap
+per distinct label set, and encode labels as canonical text. The store then adds every delta
+to the cumulative `rollups` table (`value = value + delta`) in the same transaction as the
+rows, so exported counters never go down, survive restarts and outlive retention pruning.
+
+Labelling rules (kept in step with the in-process registry of `metrics.py`):
+
+- events inside an `ExecutionFinished` carry the execution's agent; a `LateEvent` uses its
+  event's own `agent`; neither -> `contract.NO_AGENT`;
+- a missing model or provider is labelled `unknown`, a missing error class `unknown`;
+- `llm_tokens_total` always gets `input` and `output`, and `cached`/`reasoning` only when
+  non-zero, so models without those features do not grow idle series;
+- `llm_cost_usd_total` grows by known costs; a call with `cost_usd=None` counts in
+  `llm_unpriced_requests_total` instead (never as a silent zero);
+- every finished `Execution` (either kind) counts in the `executions` metrics; tool-call
+  metrics come from `tool_call` events.
+"""
+
+from __future__ import annotations
+
+import json
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentwatch import contract
+from agentwatch.cardinality import CardinalityGuard
+from agentwatch.model import Event, ExecutionFinished, LateEvent, WriterItem
+
+UNKNOWN = "unknown"
+
+#: Column order of the rows in `RollupBatch.executions` (the store's INSERT uses it).
+EXECUTION_COLUMNS: tuple[str, ...] = (
+    "id", "agent", "parent_id", "kind", "status", "started_at", "ended_at", "duration",
+    "error_type", "error_message", "arguments", "attributes", "cost_usd", "input_tokens",
+    "output_tokens", "cached_tokens", "reasoning_tokens", "llm_calls", "tool_calls",
+)  # fmt: skip
+#: Column order of the rows in `RollupBatch.events` (and of late events, whose `seq` the
+#: store computes in SQL as the next free position of their execution).
+EVENT_COLUMNS: tuple[str, ...] = (
+    "execution_id", "agent", "seq", "kind", "name", "started_at", "duration", "status",
+    "model", "provider", "input_tokens", "output_tokens", "cached_tokens",
+    "reasoning_tokens", "cost_usd", "time_to_first_token", "error_type", "error_message",
+    "attributes",
+)  # fmt: skip
+
+#: One rollup delta: (sample name, canonical label text, value to add).
+RollupDelta = tuple[str, str, float]
+#: A self-metric delta from the writer: (metric spec, label values, value to add).
+SelfDelta = tuple[contract.MetricSpec, tuple[str, ...], float]
+
+
+@dataclass(slots=True)
+class RollupBatch:
+    """Everything one store transaction writes, prepared as parameter tuples.
+
+    Attributes:
+        executions: rows in `EXECUTION_COLUMNS` order.
+        events: rows in `EVENT_COLUMNS` order, with `seq` already set.
+        late_events: rows in `EVENT_COLUMNS` order whose `seq` slot holds the execution id
+            again (the store computes the next `seq` in SQL); inserted after `events`.
+        late_totals: `(cost, input, output, cached, reasoning, llm_calls, tool_calls,
+            execution_id)` increments applied to executions already stored.
+        rollups: deltas added to the cumulative rollup table, one per distinct key.
+        records: number of writer items in the batch.
+        overflow: observations folded into the overflow series, per metric family.
+    """
+
+    executions: list[tuple[Any, ...]] = field(default_factory=list)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    late_events: list[tuple[Any, ...]] = field(default_factory=list)
+    late_totals: list[tuple[Any, ...]] = field(default_factory=list)
+    rollups: list[RollupDelta] = field(default_factory=list)
+    records: int = 0
+    overflow: dict[str, int] = field(default_factory=dict)
+
+
+def labels_text(names: Sequence[str], values: Sequence[str]) -> str:
+    """Canonical text of a label set: compact JSON with sorted keys (the rollup key)."""
+    return json.dumps(dict(zip(names, values, strict=True)), sort_keys=True, separators=(",", ":"))
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """Inverse of `labels_text`."""
+    value = json.loads(text)
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def to_json(value: Any) -> str:
+    """Serialise a JSON column; anything not JSON-native is stored as its `str()`."""
+    if not value:
+        return "{}" if isinstance(value, dict) else json.dumps(value, default=str)
+    return json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
+
+
+def _go_float(value: float) -> str:
+    """Format a bucket bound exactly as prometheus_client's `floatToGoString` does."""
+    text = repr(float(value))
+    dot = text.find(".")
+    if value > 0 and dot > 6:  # Go switches to exponents sooner than Python
+        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")
+        return f"{mantissa}e+0{dot - 1}"
+    return text
+
+
+def _le_values(buckets: Sequence[float]) -> tuple[str, ...]:
+    return (*(_go_float(b) for b in buckets), "+Inf")
+
+
+class _Samples:
+    """Expands aggregated observations into guarded, labelled sample deltas."""
+
+    def __init__(self, guard: CardinalityGuard) -> None:
+        self._guard = guard
+        self.values: dict[tuple[str, tuple[str, ...], tuple[str, ...]], float] = {}
+        self.overflow: dict[str, int] = {}
+        self._le: dict[str, tuple[str, ...]] = {}
+
+    def _admit(self, spec: contract.MetricSpec, labels: tuple[str, ...], n: int) -> tuple[str, ...]:
+        admitted = self._guard.admit(spec.name, labels)
+        if admitted is not labels and admitted != labels:
+            self.overflow[spec.name] = self.overflow.get(spec.name, 0) + n
+        return admitted
+
+    def _add(self, sample: str, names: tuple[str, ...], labels: tuple[str, ...], v: float) -> None:
+        key = (sample, names, labels)
+        self.values[key] = self.values.get(key, 0.0) + v
+
+    def counter(
+        self, spec: contract.MetricSpec, labels: tuple[str, ...], value: float, n: int = 1
+    ) -> None:
+        labels = self._admit(spec, labels, n)
+        self._add(spec.name + "_total", spec.labels, labels, value)
+
+    def histogram(
+        self, spec: contract.MetricSpec, labels: tuple[str, ...], counts: list[int], total: float
+    ) -> None:
+        """Add per-bucket (non-cumulative, last = above every bound) counts as cumulative."""
+        n = sum(counts)
+        if n == 0:
+            return
+        labels = self._admit(spec, labels, n)
+        le = self._le.get(spec.name)
+        if le is None:
+            assert spec.buckets is not None
+            le = self._le[spec.name] = _le_values(spec.buckets)
+        names = (*spec.labels, "le")
+        bucket = spec.name + "_bucket"
+        running = 0
+        for bound, count in zip(le, counts, strict=True):
+            running += count
+            self._add(bucket, names, (*labels, bound), float(running))
+        self._add(spec.name + "_sum", spec.labels, labels, total)
+        self._add(spec.name + "_count", spec.labels, labels, float(n))
+
+    def rows(self) -> list[RollupDelta]:
+        return [
+            (sample, labels_text(names, labels), value)
+            for (sample, names, labels), value in self.values.items()
+        ]
+
+
+# Aggregate slots. Executions: (agent, status, error_type) -> [n, dur_sum, counts...].
+_EX_N, _EX_SUM, _EX_BUCKETS = 0, 1, 2
+# LLM calls: (agent, model, provider, status, error_type) -> list with these slots.
+_L_N, _L_IN, _L_OUT, _L_CACHED, _L_REASON, _L_COST, _L_PRICED, _L_UNPRICED = range(8)
+_L_DSUM, _L_TSUM, _L_DUR, _L_TTFT = 8, 9, 10, 11
+# Tool calls: (agent, tool, status) -> [n, dur_sum, counts].
+_T_N, _T_SUM, _T_BUCKETS = 0, 1, 2
+
+
+class RollupBuilder:
+    """Builds `RollupBatch`es; owns the writer's cardinality guard.
+
+    Not thread-safe: one builder per writer thread.
+    """
+
+    def __init__(self, guard: CardinalityGuard) -> None:
+        self.guard = guard
+        self._ex_bounds = contract.EXECUTION_DURATION_BUCKETS
+        self._llm_bounds = contract.LLM_DURATION_BUCKETS
+        self._ttft_bounds = contract.TTFT_BUCKETS
+        self._tool_bounds = contract.TOOL_DURATION_BUCKETS
+
+    def build(
+        self, items: Iterable[WriterItem], self_deltas: Iterable[SelfDelta] = ()
+    ) -> RollupBatch:
+        """Prepare rows and rollup deltas for `items` (FIFO order is kept).
+
+        Raises:
+            Exception: a record has fields of the wrong type; the writer then isolates the
+                offending record and drops it as `invalid`.
+        """
+        batch = RollupBatch()
+        exec_rows = batch.executions
+        event_rows = batch.events
+        late_rows = batch.late_events
+        late_totals = batch.late_totals
+        ex_agg: dict[tuple[Any, ...], list[Any]] = {}
+        llm_agg: dict[tuple[Any, ...], list[Any]] = {}
+        tool_agg: dict[tuple[Any, ...], list[Any]] = {}
+        ex_bounds = self._ex_bounds
+        nex = len(ex_bounds) + 1
+        no_agent = contract.NO_AGENT
+        records = 0
+        for item in items:
+            records += 1
+            if type(item) is ExecutionFinished:
+                ex = item.execution
+                agent = ex.agent
+                ex_id = ex.id
+                totals = [0.0, 0, 0, 0, 0, 0, 0]
+                for seq, ev in enumerate(ex.events):
+                    event_rows.append(self._event(ev, ex_id, agent, seq, llm_agg, tool_agg, totals))
+                duration = ex.duration
+                status = ex.status
+                exec_rows.append(
+                    (
+                        ex_id, agent, ex.parent_id, ex.kind, status, ex.started_at, ex.ended_at,
+                        duration, ex.error_type, ex.error_message,
+                        None if ex.arguments is None else to_json(ex.arguments),
+                        to_json(ex.attributes), *totals,
+                    )
+                )  # fmt: skip
+                key = (agent, status, ex.error_type if status == "failed" else None)
+                agg = ex_agg.get(key)
+                if agg is None:
+                    agg = ex_agg[key] = [0, 0.0, [0] * nex]
+                agg[_EX_N] += 1
+                if duration is not None:
+                    agg[_EX_SUM] += duration
+                    agg[_EX_BUCKETS][bisect_left(ex_bounds, duration)] += 1
+            elif type(item) is LateEvent:
+                ev = item.event
+                agent = ev.agent or no_agent
+                totals = [0.0, 0, 0, 0, 0, 0, 0]
+                if ev.execution_id is None:
+                    event_rows.append(self._event(ev, None, agent, 0, llm_agg, tool_agg, totals))
+                else:
+                    row = self._event(ev, ev.execution_id, agent, 0, llm_agg, tool_agg, totals)
+                    late_rows.append((*row[:2], ev.execution_id, *row[3:]))
+                    late_totals.append((*totals, ev.execution_id))
+            else:
+                raise TypeError(f"not a writer item: {type(item).__name__}")
+        batch.records = records
+        samples = _Samples(self.guard)
+        self._expand(samples, ex_agg, llm_agg, tool_agg)
+        for spec, labels, value in self_deltas:
+            samples.counter(spec, labels, value, 0)
+        for metric, n in samples.overflow.items():
+            samples.counter(contract.CARDINALITY_OVERFLOW, (metric,), float(n), 0)
+        batch.overflow = samples.overflow
+        batch.rollups = samples.rows()
+        return batch
+
+    def _event(
+        self,
+        ev: Event,
+        ex_id: str | None,
+        agent: str,
+        seq: int,
+        llm_agg: dict[tuple[Any, ...], list[Any]],
+        tool_agg: dict[tuple[Any, ...], list[Any]],
+        totals: list[Any],
+    ) -> tuple[Any, ...]:
+        """Aggregate one event into the call aggregates and totals; return its row."""
+        kind = ev.kind
+        cost = ev.cost_usd
+        if kind == "llm_call":
+            status = ev.status
+            key = (
+                agent,
+                ev.model or UNKNOWN,
+                ev.provider or UNKNOWN,
+                status,
+                (ev.error_type or UNKNOWN) if status == "failure" else None,
+            )
+            agg = llm_agg.get(key)
+            if agg is None:
+                agg = llm_agg[key] = [
+                    0, 0, 0, 0, 0, 0.0, 0, 0, 0.0, 0.0,
+                    [0] * (len(self._llm_bounds) + 1), [0] * (len(self._ttft_bounds) + 1),
+                ]  # fmt: skip
+            agg[_L_N] += 1
+            agg[_L_IN] += ev.input_tokens
+            agg[_L_OUT] += ev.output_tokens
+            agg[_L_CACHED] += ev.cached_tokens
+            agg[_L_REASON] += ev.reasoning_tokens
+            if cost is None:
+                agg[_L_UNPRICED] += 1
+            else:
+                agg[_L_COST] += cost
+                agg[_L_PRICED] += 1
+            duration = ev.duration
+            if duration is not None:
+                agg[_L_DSUM] += duration
+                agg[_L_DUR][bisect_left(self._llm_bounds, duration)] += 1
+            ttft = ev.time_to_first_token
+            if ttft is not None:
+                agg[_L_TSUM] += ttft
+                agg[_L_TTFT][bisect_left(self._ttft_bounds, ttft)] += 1
+            totals[5] += 1
+        elif kind == "tool_call":
+            tkey = (agent, ev.name, ev.status)
+            agg = tool_agg.get(tkey)
+            if agg is None:
+                agg = tool_agg[tkey] = [0, 0.0, [0] * (len(self._tool_bounds) + 1)]
+            agg[_T_N] += 1
+            duration = ev.duration
+            if duration is not None:
+                agg[_T_SUM] += duration
+                agg[_T_BUCKETS][bisect_left(self._tool_bounds, duration)] += 1
+            totals[6] += 1
+        if cost is not None:
+            totals[0] += cost
+        totals[1] += ev.input_tokens
+        totals[2] += ev.output_tokens
+        totals[3] += ev.cached_tokens
+        totals[4] += ev.reasoning_tokens
+        attributes = ev.attributes
+        return (
+            ex_id, agent, seq, kind, ev.name, ev.started_at, ev.duration, ev.status, ev.model,
+            ev.provider, ev.input_tokens, ev.output_tokens, ev.cached_tokens,
+            ev.reasoning_tokens, cost, ev.time_to_first_token, ev.error_type, ev.error_message,
+            to_json(attributes) if attributes else "{}",
+        )  # fmt: skip
+
+    @staticmethod
+    def _expand(
+        s: _Samples,
+        ex_agg: dict[tuple[Any, ...], list[Any]],
+        llm_agg: dict[tuple[Any, ...], list[Any]],
+        tool_agg: dict[tuple[Any, ...], list[Any]],
+    ) -> None:
+        c = contract
+        hist: dict[tuple[c.MetricSpec, tuple[str, ...]], list[Any]] = {}
+
+        def merge(spec: c.MetricSpec, labels: tuple[str, ...], counts: list[int], t: float) -> None:
+            acc = hist.get((spec, labels))
+            if acc is None:
+                hist[(spec, labels)] = [list(counts), t]
+            else:
+                acc[0] = [a + b for a, b in zip(acc[0], counts, strict=True)]
+                acc[1] += t
+
+        for (agent, status, error_type), agg in ex_agg.items():
+            n = agg[_EX_N]
+            s.counter(c.EXECUTIONS, (agent, status), float(n), n)
+            if status == "failed":
+                s.counter(c.EXECUTION_ERRORS, (agent, error_type or UNKNOWN), float(n), n)
+            merge(c.EXECUTION_DURATION, (agent,), agg[_EX_BUCKETS], agg[_EX_SUM])
+        for (agent, model, provider, status, error_type), agg in llm_agg.items():
+            n = agg[_L_N]
+            s.counter(c.LLM_REQUESTS, (agent, model, provider, status), float(n), n)
+            if status == "failure":
+                s.counter(c.LLM_ERRORS, (agent, model, provider, error_type), float(n), n)
+            base = (agent, model, provider)
+            s.counter(c.LLM_TOKENS, (*base, "input"), float(agg[_L_IN]), n)
+            s.counter(c.LLM_TOKENS, (*base, "output"), float(agg[_L_OUT]), n)
+            if agg[_L_CACHED]:
+                s.counter(c.LLM_TOKENS, (*base, "cached"), float(agg[_L_CACHED]), n)
+            if agg[_L_REASON]:
+                s.counter(c.LLM_TOKENS, (*base, "reasoning"), float(agg[_L_REASON]), n)
+            if agg[_L_PRICED]:
+                s.counter(c.LLM_COST, base, agg[_L_COST], agg[_L_PRICED])
+            if agg[_L_UNPRICED]:
+                s.counter(c.LLM_UNPRICED, (model, provider), float(agg[_L_UNPRICED]), n)
+            merge(c.LLM_DURATION, (model, provider), agg[_L_DUR], agg[_L_DSUM])
+            merge(c.LLM_TTFT, (model, provider), agg[_L_TTFT], agg[_L_TSUM])
+        for (agent, tool, status), agg in tool_agg.items():
+            n = agg[_T_N]
+            s.counter(c.TOOL_CALLS, (agent, tool, status), float(n), n)
+            merge(c.TOOL_DURATION, (tool,), agg[_T_BUCKETS], agg[_T_SUM])
+        for (spec, labels), (counts, total) in hist.items():
+            s.histogram(spec, labels, counts, total)

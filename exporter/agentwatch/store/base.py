@@ -1,0 +1,561 @@
+"""The durable store: one abstract class holding every query, two thin backends.
+
+All SQL lives here, written once with `?` placeholders; a backend converts the placeholder
+style once per statement text (`_sql`) and supplies the handful of fragments that really
+differ (percentiles, local dates, "no limit"). Every value reaches the database as a bound
+parameter, never by string formatting.
+
+Thread-safety: a Store serialises use of its connection with a lock, so one instance may be
+shared by the threads of a server. `iter_executions` streams on a connection of its own, so
+a long export neither holds that lock nor loads the whole table into memory.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from agentwatch.errors import StoreError
+from agentwatch.rollups import EVENT_COLUMNS, EXECUTION_COLUMNS, RollupBatch, parse_labels
+from agentwatch.store import schema
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or written right now (down, locked, full, read-only).
+
+    Retrying later may succeed, so the background writer keeps the batch and backs off. Other
+    `StoreError`s raised while writing mean the data itself was refused.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class RollupRow:
+    """One cumulative sample of the rollup table, as `agentwatch serve` exposes it."""
+
+    sample: str
+    labels: dict[str, str]
+    value: float
+
+
+GROUP_KEYS = ("agent", "model", "provider", "date")
+PERCENTILES = (50, 95, 99)
+
+_EXEC_SELECT = (
+    "SELECT id, agent, parent_id, kind, status, started_at, ended_at, duration, error_type, "
+    "error_message, arguments, attributes, cost_usd, input_tokens, output_tokens, "
+    "cached_tokens, reasoning_tokens, llm_calls, tool_calls FROM executions"
+)
+_EVENT_SELECT = (
+    "SELECT id, execution_id, seq, kind, name, started_at, duration, status, model, provider, "
+    "input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_usd, "
+    "time_to_first_token, error_type, error_message, attributes FROM events"
+)
+_INSERT_EXECUTION = (
+    f"INSERT INTO executions ({', '.join(EXECUTION_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(EXECUTION_COLUMNS))}) ON CONFLICT (id) DO NOTHING"
+)
+_INSERT_EVENT = (
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+)
+_LATE_SEQ = "(SELECT COALESCE(MAX(seq), -1) + 1 FROM events WHERE execution_id = ?)"
+_INSERT_LATE_EVENT = (
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ("
+    + ", ".join(_LATE_SEQ if c == "seq" else "?" for c in EVENT_COLUMNS)
+    + ")"
+)
+_UPDATE_TOTALS = (
+    "UPDATE executions SET cost_usd = cost_usd + ?, input_tokens = input_tokens + ?, "
+    "output_tokens = output_tokens + ?, cached_tokens = cached_tokens + ?, "
+    "reasoning_tokens = reasoning_tokens + ?, llm_calls = llm_calls + ?, "
+    "tool_calls = tool_calls + ? WHERE id = ?"
+)
+_UPSERT_ROLLUP = (
+    "INSERT INTO rollups (sample, labels, value) VALUES (?, ?, ?) "
+    "ON CONFLICT (sample, labels) DO UPDATE SET value = rollups.value + excluded.value"
+)
+_SET_META = (
+    "INSERT INTO meta (key, value) VALUES (?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
+_LAST_WRITE = "last_write"
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _execution_dict(row: Sequence[Any]) -> dict[str, Any]:
+    (ex_id, agent, parent_id, kind, status, started_at, ended_at, duration, error_type,
+     error_message, arguments, attributes, cost, tin, tout, tcached, treason, llm,
+     tool) = row  # fmt: skip
+    return {
+        "id": ex_id,
+        "agent_name": agent,
+        "parent_id": parent_id,
+        "kind": kind,
+        "status": status,
+        "started_at": started_at,
+        "ended_at": ended_at,
+        "duration": duration,
+        "error_type": error_type,
+        "error_message": error_message,
+        "error": error_message,
+        "arguments": _loads(arguments),
+        "attributes": _loads(attributes) or {},
+        "metrics": {
+            "total_cost": float(cost),
+            "total_tokens": int(tin) + int(tout),
+            "input_tokens": int(tin),
+            "output_tokens": int(tout),
+            "cached_tokens": int(tcached),
+            "reasoning_tokens": int(treason),
+            "llm_calls": int(llm),
+            "tool_calls": int(tool),
+        },
+    }
+
+
+def _event_dict(row: Sequence[Any], execution_started: float | None) -> dict[str, Any]:
+    (ev_id, ex_id, seq, kind, name, started_at, duration, status, model, provider, tin, tout,
+     tcached, treason, cost, ttft, error_type, error_message, attributes) = row  # fmt: skip
+    return {
+        "id": ev_id,
+        "execution_id": ex_id,
+        "seq": seq,
+        "kind": kind,
+        "name": name,
+        "started_at": started_at,
+        "offset": None if execution_started is None else started_at - execution_started,
+        "duration": duration,
+        "status": status,
+        "model": model,
+        "provider": provider,
+        "input_tokens": int(tin),
+        "output_tokens": int(tout),
+        "cached_tokens": int(tcached),
+        "reasoning_tokens": int(treason),
+        "total_tokens": int(tin) + int(tout),
+        "cost_usd": cost,
+        "time_to_first_token": ttft,
+        "error_type": error_type,
+        "error_message": error_message,
+        "attributes": _loads(attributes) or {},
+    }
+
+
+def _where(
+    agent_name: str | None = None,
+    status: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    *,
+    agent_column: str = "agent",
+    time_column: str = "started_at",
+) -> tuple[str, list[Any]]:
+    """Build a parameterised WHERE clause; `since` inclusive, `until` exclusive."""
+    parts: list[str] = []
+    params: list[Any] = []
+    if agent_name is not None:
+        parts.append(f"{agent_column} = ?")
+        params.append(agent_name)
+    if status is not None:
+        parts.append("status = ?")
+        params.append(status)
+    if since is not None:
+        parts.append(f"{time_column} >= ?")
+        params.append(since)
+    if until is not None:
+        parts.append(f"{time_column} < ?")
+        params.append(until)
+    return (" WHERE " + " AND ".join(parts) if parts else ""), params
+
+
+class Store(ABC):
+    """A durable store of executions, events and rollups.
+
+    Subclasses provide the connection, `atomic()` and a few dialect fragments; every query
+    below is shared. Open one with `agentwatch.store.open_store(url)` and call `migrate()`
+    before first use.
+    """
+
+    backend: str
+    url: str
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._lock = threading.RLock()
+        self._sql_cache: dict[str, str] = {}
+
+    # -- backend hooks -------------------------------------------------------------------
+    @abstractmethod
+    def atomic(self) -> AbstractContextManager[Any]:
+        """Open a transaction (a savepoint when nested) and yield a cursor.
+
+        Commits when the block ends, rolls back on any exception. Holds the store's lock.
+        Driver errors leave as `StoreUnavailable` or `StoreError`.
+        """
+
+    @abstractmethod
+    def _read(self) -> AbstractContextManager[Any]:
+        """Yield a cursor for read-only statements (under the store's lock)."""
+
+    @abstractmethod
+    def _stream(self, sql: str, params: Sequence[Any], chunk_size: int) -> Iterator[Any]:
+        """Yield the rows of one query in chunks of `chunk_size` on a separate connection."""
+
+    @abstractmethod
+    def _adapt(self, sql: str) -> str:
+        """Convert `?` placeholders to the driver's style."""
+
+    @abstractmethod
+    def _percentiles(self, where: str, params: list[Any]) -> list[float | None]:
+        """Nearest-rank percentiles `PERCENTILES` of execution durations under `where`."""
+
+    @abstractmethod
+    def _local_date(self) -> str:
+        """SQL expression for `events.started_at` as YYYY-MM-DD in the zone bound to `?`."""
+
+    _NO_LIMIT = "-1"
+
+    def _sql(self, sql: str) -> str:
+        adapted = self._sql_cache.get(sql)
+        if adapted is None:
+            adapted = self._sql_cache[sql] = self._adapt(sql)
+        return adapted
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def migrate(self) -> None:
+        """Create or upgrade the schema; idempotent and safe with concurrent processes.
+
+        Each pending migration is applied and recorded in `schema_version` in one
+        transaction, after taking a lock that serialises concurrent migrators.
+        """
+        with self.atomic() as cur:
+            self._lock_for_migration(cur)
+            cur.execute(self._sql(schema.SCHEMA_VERSION_DDL))
+            cur.execute(self._sql("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
+            current = int(cur.fetchone()[0])
+            for migration in schema.MIGRATIONS:
+                if migration.version <= current:
+                    continue
+                for statement in schema.statements_for(self.backend, migration):
+                    cur.execute(statement)
+                cur.execute(
+                    self._sql(
+                        "INSERT INTO schema_version (version, description, applied_at) "
+                        "VALUES (?, ?, ?)"
+                    ),
+                    (migration.version, migration.description, time.time()),
+                )
+
+    @abstractmethod
+    def _lock_for_migration(self, cur: Any) -> None:
+        """Serialise concurrent migrators inside the migration transaction."""
+
+    def schema_versions(self) -> list[int]:
+        """Versions recorded in `schema_version`, ascending."""
+        with self._read() as cur:
+            cur.execute(self._sql("SELECT version FROM schema_version ORDER BY version"))
+            return [int(r[0]) for r in cur.fetchall()]
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the connection; the store cannot be used afterwards."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing -------------------------------------------------------------------------
+    def write_batch(self, batch: RollupBatch) -> None:
+        """Write one batch in ONE transaction: rows, late totals, rollups, last-write time.
+
+        Executions are inserted before late events and their total updates, so a late
+        event whose execution is in the same batch still lands on it. A duplicate
+        execution id is ignored rather than failing the batch.
+        """
+        with self.atomic() as cur:
+            if batch.executions:
+                cur.executemany(self._sql(_INSERT_EXECUTION), batch.executions)
+            if batch.events:
+                cur.executemany(self._sql(_INSERT_EVENT), batch.events)
+            if batch.late_events:
+                cur.executemany(self._sql(_INSERT_LATE_EVENT), batch.late_events)
+            if batch.late_totals:
+                cur.executemany(self._sql(_UPDATE_TOTALS), batch.late_totals)
+            if batch.rollups:
+                cur.executemany(self._sql(_UPSERT_ROLLUP), batch.rollups)
+            cur.execute(self._sql(_SET_META), (_LAST_WRITE, time.time()))
+
+    def read_rollups(self) -> list[RollupRow]:
+        """Every cumulative rollup sample, ordered by sample name and labels."""
+        with self._read() as cur:
+            cur.execute(self._sql("SELECT sample, labels, value FROM rollups ORDER BY 1, 2"))
+            rows = cur.fetchall()
+        return [RollupRow(s, parse_labels(labels), float(v)) for s, labels, v in rows]
+
+    def last_write_time(self) -> float | None:
+        """Epoch seconds of the most recent committed batch by any writer, or None."""
+        with self._read() as cur:
+            cur.execute(self._sql("SELECT value FROM meta WHERE key = ?"), (_LAST_WRITE,))
+            row = cur.fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def spend(
+        self,
+        start: float,
+        end: float,
+        *,
+        agent: str | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+    ) -> float:
+        """Exact sum of event `cost_usd` with `start <= started_at < end`, optionally scoped.
+
+        `agent` matches the execution's agent, or a late/orphan event's own agent.
+        """
+        sql = (
+            "SELECT COALESCE(SUM(cost_usd), 0) FROM events WHERE started_at >= ? AND started_at < ?"
+        )
+        params: list[Any] = [start, end]
+        for column, value in (("agent", agent), ("model", model), ("provider", provider)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        with self._read() as cur:
+            cur.execute(self._sql(sql), params)
+            return float(cur.fetchone()[0])
+
+    # -- query API -----------------------------------------------------------------------
+    def get_executions(
+        self,
+        agent_name: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Executions matching the filters, newest first (`since` <= started_at < `until`)."""
+        where, params = _where(agent_name, status, since, until)
+        sql = f"{_EXEC_SELECT}{where} ORDER BY started_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        if offset:
+            if limit is None:
+                sql += f" LIMIT {self._NO_LIMIT}"
+            sql += " OFFSET ?"
+            params.append(int(offset))
+        with self._read() as cur:
+            cur.execute(self._sql(sql), params)
+            rows = cur.fetchall()
+        return [_execution_dict(r) for r in rows]
+
+    def iter_executions(
+        self,
+        agent_name: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        chunk_size: int = 1000,
+    ) -> Iterator[dict[str, Any]]:
+        """Stream matching executions oldest first, `chunk_size` rows in memory at a time.
+
+        Runs on a connection of its own; close the generator (or exhaust it) to release it.
+        """
+        where, params = _where(agent_name, status, since, until)
+        sql = f"{_EXEC_SELECT}{where} ORDER BY started_at, id"
+        for row in self._stream(self._sql(sql), params, max(1, chunk_size)):
+            yield _execution_dict(row)
+
+    def count_executions(
+        self,
+        agent_name: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> int:
+        """Number of executions matching the filters."""
+        where, params = _where(agent_name, status, since, until)
+        with self._read() as cur:
+            cur.execute(self._sql(f"SELECT COUNT(*) FROM executions{where}"), params)
+            return int(cur.fetchone()[0])
+
+    def get_execution(self, execution_id: str) -> dict[str, Any] | None:
+        """One execution with its `events` (timeline order) and `children` (ids), or None."""
+        with self._read() as cur:
+            cur.execute(self._sql(f"{_EXEC_SELECT} WHERE id = ?"), (execution_id,))
+            row = cur.fetchone()
+            if row is None:
+                return None
+            cur.execute(
+                self._sql(f"{_EVENT_SELECT} WHERE execution_id = ? ORDER BY seq, id"),
+                (execution_id,),
+            )
+            events = cur.fetchall()
+            cur.execute(
+                self._sql("SELECT id FROM executions WHERE parent_id = ? ORDER BY started_at, id"),
+                (execution_id,),
+            )
+            children = [r[0] for r in cur.fetchall()]
+        result = _execution_dict(row)
+        started = float(result["started_at"])
+        result["events"] = [_event_dict(e, started) for e in events]
+        result["children"] = children
+        return result
+
+    def get_events(
+        self,
+        since: float | None = None,
+        until: float | None = None,
+        agent_name: str | None = None,
+        orphans_only: bool = False,
+        limit: int | None = 1000,
+    ) -> list[dict[str, Any]]:
+        """Events by time, newest first; `orphans_only` keeps calls outside any execution."""
+        where, params = _where(agent_name, None, since, until)
+        if orphans_only:
+            where += (" AND" if where else " WHERE") + " execution_id IS NULL"
+        sql = f"{_EVENT_SELECT}{where} ORDER BY started_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        with self._read() as cur:
+            cur.execute(self._sql(sql), params)
+            rows = cur.fetchall()
+        return [_event_dict(r, None) for r in rows]
+
+    def get_summary_stats(
+        self,
+        agent_name: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> dict[str, Any]:
+        """Counts, success rate, mean and nearest-rank p50/p95/p99 duration, and totals."""
+        where, params = _where(agent_name, None, since, until)
+        sql = (
+            "SELECT COUNT(*), "
+            "COALESCE(SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0), "
+            "AVG(duration), COALESCE(SUM(cost_usd), 0), COALESCE(SUM(input_tokens), 0), "
+            "COALESCE(SUM(output_tokens), 0), COALESCE(SUM(llm_calls), 0), "
+            f"COALESCE(SUM(tool_calls), 0) FROM executions{where}"
+        )
+        with self._read() as cur:
+            cur.execute(self._sql(sql), params)
+            total, completed, failed, avg, cost, tin, tout, llm, tool = cur.fetchone()
+        p50, p95, p99 = self._percentiles(where, params)
+        total = int(total)
+        return {
+            "total_executions": total,
+            "completed": int(completed),
+            "failed": int(failed),
+            "success_rate": int(completed) / total if total else 0.0,
+            "avg_duration": None if avg is None else float(avg),
+            "p50_duration": p50,
+            "p95_duration": p95,
+            "p99_duration": p99,
+            "total_cost": float(cost),
+            "total_tokens": int(tin) + int(tout),
+            "input_tokens": int(tin),
+            "output_tokens": int(tout),
+            "llm_calls": int(llm),
+            "tool_calls": int(tool),
+        }
+
+    def cost_breakdown(
+        self,
+        group_by: Sequence[str],
+        since: float | None = None,
+        until: float | None = None,
+        agent_name: str | None = None,
+        tz: str = "UTC",
+    ) -> list[dict[str, Any]]:
+        """LLM calls, tokens and cost of events grouped by agent, model, provider and/or date.
+
+        `date` is the event's day (YYYY-MM-DD) in time zone `tz`. Rows are sorted by cost,
+        highest first, or by date when grouping by date.
+
+        Raises:
+            ValueError: an unknown group key or time zone.
+        """
+        keys = list(dict.fromkeys(group_by))
+        unknown = [k for k in keys if k not in GROUP_KEYS]
+        if unknown or not keys:
+            raise ValueError(f"group_by items must be among {', '.join(GROUP_KEYS)}")
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {tz!r}") from None
+        select: list[str] = []
+        params: list[Any] = []
+        for key in keys:
+            if key == "date":
+                select.append(self._local_date())
+                params.append(tz)
+            else:
+                select.append(key)
+        where, where_params = _where(agent_name, None, since, until)
+        where += (" AND" if where else " WHERE") + " (kind = 'llm_call' OR cost_usd IS NOT NULL)"
+        positions = ", ".join(str(i + 1) for i in range(len(keys)))
+        order = positions if "date" in keys else f"{len(keys) + 3} DESC, {positions}"
+        sql = (
+            f"SELECT {', '.join(select)}, "
+            "SUM(CASE WHEN kind = 'llm_call' THEN 1 ELSE 0 END), "
+            "SUM(input_tokens + output_tokens), COALESCE(SUM(cost_usd), 0) "
+            f"FROM events{where} GROUP BY {positions} ORDER BY {order}"
+        )
+        with self._read() as cur:
+            cur.execute(self._sql(sql), params + where_params)
+            rows = cur.fetchall()
+        result = []
+        for row in rows:
+            item = dict(zip(keys, row[: len(keys)], strict=True))
+            calls, tokens, cost = row[len(keys) :]
+            item.update(calls=int(calls), tokens=int(tokens), cost=float(cost))
+            result.append(item)
+        return result
+
+    # -- retention -----------------------------------------------------------------------
+    def delete_old_executions(self, older_than: float) -> int:
+        """Delete executions started before `older_than` with their events; keep rollups.
+
+        Orphan events (and events of executions already gone) older than the cutoff go too.
+        Returns the number of executions deleted.
+        """
+        old = "SELECT id FROM executions WHERE started_at < ?"
+        with self.atomic() as cur:
+            cur.execute(
+                self._sql(f"DELETE FROM events WHERE execution_id IN ({old})"), (older_than,)
+            )
+            cur.execute(
+                self._sql(
+                    "DELETE FROM events WHERE started_at < ? AND (execution_id IS NULL OR "
+                    "NOT EXISTS (SELECT 1 FROM executions x WHERE x.id = events.execution_id))"
+                ),
+                (older_than,),
+            )
+            cur.execute(self._sql("DELETE FROM executions WHERE started_at < ?"), (older_than,))
+            return max(0, int(cur.rowcount))
+
+    def clear_all(self) -> None:
+        """Delete every execution, event AND rollup (exported counters restart at zero)."""
+        with self.atomic() as cur:
+            for table in ("events", "executions", "rollups"):
+                cur.execute(f"DELETE FROM {table}")
+
+
+def nearest_rank(n: int, percentile: int) -> int:
+    """1-based nearest rank of `percentile` (0..100) among `n` sorted values."""
+    return max(1, -(-percentile * n // 100))

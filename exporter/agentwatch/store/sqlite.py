@@ -1,0 +1,165 @@
+"""SQLite backend: one file, WAL mode, safe for several processes on one machine.
+
+WAL lets readers (`agentwatch serve`, `agentwatch monitor`) run while a writer commits;
+`synchronous=NORMAL` makes a commit cost no fsync in WAL mode (a power cut can lose the last
+transactions, never corrupt the file); `busy_timeout` makes a writer wait for another
+process' write lock instead of failing at once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from agentwatch.errors import StoreError
+from agentwatch.store.base import PERCENTILES, Store, StoreUnavailable, nearest_rank
+
+#: Errors caused by the data of a statement rather than by the state of the database.
+_DATA_ERRORS = (
+    sqlite3.IntegrityError,
+    sqlite3.DataError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+    OverflowError,
+)
+
+
+@contextmanager
+def _errors(path: Path) -> Iterator[None]:
+    """Re-raise driver and file-system errors as StoreError / StoreUnavailable."""
+    try:
+        yield
+    except _DATA_ERRORS as exc:
+        raise StoreError(f"SQLite store {path}: {exc}") from exc
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreUnavailable(f"SQLite store {path}: {exc}") from exc
+
+
+def _local_date(ts: float | None, tz: str) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, ZoneInfo(tz)).strftime("%Y-%m-%d")
+
+
+class SQLiteStore(Store):
+    """A store in one SQLite file (created with its parent directory if missing).
+
+    Args:
+        path: database file.
+        busy_timeout: seconds to wait for another connection's write lock before a write
+            fails as `StoreUnavailable`.
+    """
+
+    backend = "sqlite"
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = 5.0) -> None:
+        self.path = Path(path).expanduser()
+        super().__init__(f"sqlite:///{self.path}")
+        self.busy_timeout = busy_timeout
+        self._depth = 0
+        with _errors(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            str(self.path),
+            timeout=self.busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.create_function("aw_local_date", 2, _local_date, deterministic=True)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _adapt(self, sql: str) -> str:
+        return sql
+
+    @contextmanager
+    def atomic(self) -> Iterator[sqlite3.Cursor]:
+        """BEGIN IMMEDIATE ... COMMIT (a SAVEPOINT when nested); roll back on any error."""
+        with self._lock, _errors(self.path):
+            cur = self._conn.cursor()
+            depth = self._depth
+            cur.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT aw_{depth}")
+            self._depth = depth + 1
+            try:
+                yield cur
+            except BaseException:
+                self._depth = depth
+                self._undo(cur, depth)
+                raise
+            self._depth = depth
+            try:
+                cur.execute("COMMIT" if depth == 0 else f"RELEASE aw_{depth}")
+            except BaseException:
+                self._undo(cur, depth)
+                raise
+
+    def _undo(self, cur: sqlite3.Cursor, depth: int) -> None:
+        try:
+            if depth == 0:
+                if self._conn.in_transaction:
+                    cur.execute("ROLLBACK")
+            else:
+                cur.execute(f"ROLLBACK TO aw_{depth}")
+                cur.execute(f"RELEASE aw_{depth}")
+        except sqlite3.Error:
+            pass  # the original error is the one worth reporting
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Cursor]:
+        with self._lock, _errors(self.path):
+            yield self._conn.cursor()
+
+    def _stream(self, sql: str, params: Sequence[Any], chunk_size: int) -> Iterator[Any]:
+        with _errors(self.path):
+            conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout)
+        try:
+            with _errors(self.path):
+                cur = conn.execute(sql, params)
+                while True:
+                    rows = cur.fetchmany(chunk_size)
+                    if not rows:
+                        return
+                    yield from rows
+        finally:
+            conn.close()
+
+    def _percentiles(self, where: str, params: list[Any]) -> list[float | None]:
+        cond = where + (" AND" if where else " WHERE") + " duration IS NOT NULL"
+        with self._read() as cur:
+            cur.execute(f"SELECT COUNT(*) FROM executions{cond}", params)
+            n = int(cur.fetchone()[0])
+            if n == 0:
+                return [None] * len(PERCENTILES)
+            ranks = [nearest_rank(n, p) for p in PERCENTILES]
+            cur.execute(
+                "SELECT rn, duration FROM (SELECT duration, "
+                f"ROW_NUMBER() OVER (ORDER BY duration) AS rn FROM executions{cond}) "
+                f"WHERE rn IN ({', '.join('?' * len(ranks))})",
+                [*params, *ranks],
+            )
+            by_rank = {int(rn): float(d) for rn, d in cur.fetchall()}
+        return [by_rank[r] for r in ranks]
+
+    def _lock_for_migration(self, cur: Any) -> None:
+        """Nothing to do: BEGIN IMMEDIATE already holds the database's write lock."""
+
+    def _local_date(self) -> str:
+        return "aw_local_date(started_at, ?)"
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

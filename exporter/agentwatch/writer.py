@@ -1,0 +1,556 @@
+"""The background batch writer: the only path from capture to the durable store.
+
+`submit()` is the hot path: it appends to a bounded in-memory queue under a lock and returns
+(no I/O, no formatting, no allocation beyond the deque slot). One daemon thread takes batches
+of up to `batch_size` records (or whatever arrived within `flush_interval`), turns them into
+rows and rollup deltas (`rollups.py`) and writes each batch in one transaction.
+
+What happens when things go wrong (the host program never sees an exception):
+
+- queue full (the writer cannot keep up): the new record is refused and counted as
+  `queue_full`;
+- store unavailable (down, locked, disk full, read-only, cannot be opened): the batch stays
+  in memory and is retried with exponential backoff; meanwhile the queue keeps draining into
+  that retry buffer, and once the buffer holds more than the queue capacity the oldest
+  records are dropped and counted as `store_error`. Each failed attempt counts in
+  `write_errors`; each distinct problem is logged once, and the recovery once;
+- a record the store refuses (bad data): it is isolated from its batch and counted as
+  `invalid`; the rest of the batch is written;
+- `close()`: flushes, then stops the thread; records still unwritten are counted as
+  `shutdown` and logged, and later submits are refused as `shutdown`.
+
+Every drop, write error, cardinality fold and internal error is also added to the store's
+rollups with the next successful batch, so a central `agentwatch serve` sees the losses of
+every process once the store is reachable again.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import threading
+import time
+import weakref
+from bisect import bisect_left
+from collections import deque
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from agentwatch import contract
+from agentwatch.cardinality import CardinalityGuard
+from agentwatch.errors import StoreError
+from agentwatch.model import WriterItem
+from agentwatch.rollups import RollupBuilder, SelfDelta
+from agentwatch.store.base import Store, StoreUnavailable
+
+logger = logging.getLogger("agentwatch")
+
+_FIRST_BACKOFF = 0.1
+_MAX_BACKOFF = 5.0
+_EXIT_TIMEOUT = 5.0
+_MAX_LOGGED_PROBLEMS = 100
+
+
+class WriterStats:
+    """Counters of the writer, read at scrape time by `metrics.py`. Thread-safe snapshots.
+
+    Attributes:
+        backend: store backend label ("sqlite" | "postgresql"; "unknown" until the store was
+            opened once, unless given to the writer).
+        capacity: maximum records the queue holds before refusing new ones.
+    """
+
+    def __init__(self, backend: str, capacity: int, depth: Callable[[], int]) -> None:
+        self.backend = backend
+        self.capacity = capacity
+        self._depth = depth
+        self._lock = threading.Lock()
+        self._dropped: dict[str, int] = dict.fromkeys(contract.DROP_REASONS, 0)
+        self._write_errors = 0
+        self._buckets = [0] * (len(contract.STORE_WRITE_BUCKETS) + 1)
+        self._write_sum = 0.0
+        self._overflow: dict[str, int] = {}
+        self._internal: dict[str, int] = {}
+        self._rolled: dict[tuple[str, str], float] = {}
+
+    def queue_depth(self) -> int:
+        """Records accepted but not yet written (queue plus retry buffer)."""
+        return self._depth()
+
+    def dropped(self) -> dict[str, int]:
+        """Records not stored, by reason (every reason of `contract.DROP_REASONS`)."""
+        with self._lock:
+            return dict(self._dropped)
+
+    def write_errors(self) -> int:
+        """Failed batch write attempts."""
+        with self._lock:
+            return self._write_errors
+
+    def write_duration(self) -> tuple[list[int], float, int]:
+        """Cumulative counts per `contract.STORE_WRITE_BUCKETS` bound plus +Inf, sum, count."""
+        with self._lock:
+            counts = list(self._buckets)
+            total = self._write_sum
+        running = 0
+        for i, count in enumerate(counts):
+            running += count
+            counts[i] = running
+        return counts, total, running
+
+    def cardinality_overflow(self) -> dict[str, int]:
+        """Observations folded into the overflow series of the rollups, per metric."""
+        with self._lock:
+            return dict(self._overflow)
+
+    def internal_errors(self) -> dict[str, int]:
+        """Contained errors, per component."""
+        with self._lock:
+            return dict(self._internal)
+
+    # -- writer side -------------------------------------------------------------------
+    def _drop(self, reason: str, n: int = 1) -> None:
+        with self._lock:
+            self._dropped[reason] = self._dropped.get(reason, 0) + n
+
+    def _write_failed(self) -> None:
+        with self._lock:
+            self._write_errors += 1
+
+    def _observe_write(self, seconds: float) -> None:
+        with self._lock:
+            self._buckets[bisect_left(contract.STORE_WRITE_BUCKETS, seconds)] += 1
+            self._write_sum += seconds
+
+    def _internal_error(self, component: str) -> None:
+        with self._lock:
+            self._internal[component] = self._internal.get(component, 0) + 1
+
+    def _unrolled(self) -> tuple[list[SelfDelta], dict[tuple[str, str], float]]:
+        """Self-metric increments not yet added to the store's rollups, and the snapshot."""
+        with self._lock:
+            current: dict[tuple[str, str], float] = {("errors", ""): float(self._write_errors)}
+            for reason, n in self._dropped.items():
+                current[("dropped", reason)] = float(n)
+            for component, n in self._internal.items():
+                current[("internal", component)] = float(n)
+            backend = self.backend
+            rolled = self._rolled
+            deltas: list[SelfDelta] = []
+            for key, value in current.items():
+                delta = value - rolled.get(key, 0.0)
+                if delta:
+                    kind, label = key
+                    if kind == "errors":
+                        deltas.append((contract.STORE_WRITE_ERRORS, (backend,), delta))
+                    elif kind == "dropped":
+                        deltas.append((contract.EVENTS_DROPPED, (label,), delta))
+                    else:
+                        deltas.append((contract.INTERNAL_ERRORS, (label,), delta))
+        return deltas, current
+
+    def _rolled_up(self, snapshot: dict[tuple[str, str], float], overflow: dict[str, int]) -> None:
+        with self._lock:
+            self._rolled.update(snapshot)
+            for metric, n in overflow.items():
+                self._overflow[metric] = self._overflow.get(metric, 0) + n
+
+    def _has_unrolled(self) -> bool:
+        deltas, _ = self._unrolled()
+        return bool(deltas)
+
+
+class _Failed(Exception):
+    """The store could not take the batch now; keep it and retry after a backoff."""
+
+
+class BatchWriter:
+    """Bounded queue plus one background thread writing batches to a `Store`. A `model.Sink`.
+
+    Thread-safe: any thread may submit, flush or close. The thread starts on the first
+    submit; the store is opened (via `store_factory`) and migrated inside it, so a dead
+    store never blocks or breaks the host.
+
+    Args:
+        store_factory: opens the store, e.g. `lambda: open_store(url)`; called again after a
+            failure, so a store that comes back is picked up.
+        queue_size: records held in memory before new ones are refused (`queue_full`); also
+            the bound of the retry buffer while the store is unavailable.
+        batch_size: records per transaction.
+        flush_interval: seconds the writer waits to fill a batch (the worst-case delay
+            before a record is durable, store permitting).
+        max_label_sets: cardinality cap per rollup metric.
+        backend: label of `store_write_errors_total` before the store was opened once (pass
+            `agentwatch.store.backend_for_url(url)`).
+
+    Example:
+        writer = BatchWriter(lambda: open_store("sqlite:////tmp/aw.db"))
+        writer.submit(ExecutionFinished(execution))
+        writer.flush()   # True once committed
+    """
+
+    def __init__(
+        self,
+        store_factory: Callable[[], Store],
+        *,
+        queue_size: int = 10_000,
+        batch_size: int = 500,
+        flush_interval: float = 0.5,
+        max_label_sets: int = 2_000,
+        backend: str = "unknown",
+    ) -> None:
+        if queue_size < 1 or batch_size < 1:
+            raise ValueError("queue_size and batch_size must be >= 1")
+        self._factory = store_factory
+        self._capacity = queue_size
+        self._batch_size = batch_size
+        self._interval = max(0.0, flush_interval)
+        self._builder = RollupBuilder(CardinalityGuard(max_label_sets))
+        self._queue: deque[WriterItem] = deque()
+        self._pending: deque[WriterItem] = deque()  # owned by the writer thread
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._done = threading.Condition(self._lock)
+        self._accepted = 0  # records accepted by submit, ever
+        self._resolved = 0  # accepted records committed or dropped since
+        self._lost = 0  # accepted records dropped (store_error, invalid, shutdown)
+        self._flushers = 0
+        self._flush_gen = 0
+        self._dirty = False  # self-metric increments waiting for a batch
+        self._closed = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._store: Store | None = None
+        self._failures = 0
+        self._logged: set[str] = set()
+        self._drop_logged: set[str] = set()
+        self.stats = WriterStats(backend, queue_size, self._depth)
+
+    def _depth(self) -> int:
+        return len(self._queue) + len(self._pending)
+
+    # -- hot path ------------------------------------------------------------------------
+    def submit(self, item: WriterItem) -> bool:
+        """Queue a record; never blocks, never raises. False = refused (and counted)."""
+        try:
+            with self._lock:
+                if self._closed:
+                    self._refuse("shutdown")
+                    return False
+                queue = self._queue
+                if len(queue) >= self._capacity:
+                    self._refuse("queue_full")
+                    return False
+                queue.append(item)
+                self._accepted += 1
+                n = len(queue)
+                if n == 1 or n == self._batch_size:
+                    self._wake.notify()
+                if self._thread is None:
+                    self._start()
+            return True
+        except Exception:  # pragma: no cover - defensive: telemetry must not break the host
+            return False
+
+    def _refuse(self, reason: str) -> None:
+        """Count a refused record (lock held); log the first refusal of each reason."""
+        self.stats._drop(reason)
+        if reason not in self._drop_logged:
+            self._drop_logged.add(reason)
+            logger.warning(
+                "agentwatch: telemetry record dropped (%s); further drops are only counted in "
+                "agentwatch_events_dropped_total",
+                reason,
+            )
+
+    def _start(self) -> None:
+        thread = threading.Thread(target=self._run, name="agentwatch-writer", daemon=True)
+        self._thread = thread
+        thread.start()
+        atexit.register(_close_at_exit, weakref.ref(self))
+
+    # -- control -------------------------------------------------------------------------
+    def flush(self, timeout: float | None = 10.0) -> bool:
+        """Wait until every record accepted so far is committed (or `timeout` passes).
+
+        Returns:
+            True when all of them are written or were dropped before this call; False on
+            timeout or when some were dropped while waiting (store unavailable too long,
+            invalid, shutdown). `stats.dropped()` has the full count.
+        """
+        with self._lock:
+            target = self._accepted
+            lost_before = self._lost
+            if self._resolved >= target:
+                return True
+            self._flushers += 1
+            self._flush_gen += 1
+            self._wake.notify_all()
+            try:
+                done = self._done.wait_for(lambda: self._resolved >= target, timeout)
+            finally:
+                self._flushers -= 1
+            return done and self._lost == lost_before
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Flush, then stop the thread. Later submits are refused as `shutdown`.
+
+        Records that could not be written within `timeout` are counted as `shutdown` drops
+        and logged. Idempotent.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            thread = self._thread
+        if thread is None:
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.flush(timeout)
+        with self._lock:
+            self._stopping = True
+            self._wake.notify_all()
+        remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
+        thread.join(remaining)
+        if thread.is_alive():  # stuck in a store call: give up on what is still queued
+            with self._lock:
+                left = len(self._queue)
+                self._queue.clear()
+                self._resolve_dropped(left, "shutdown")
+            if left:
+                self._log_shutdown_loss(left)
+
+    def record_internal_error(self, component: str) -> None:
+        """Count an error contained in `component`; rolled up with the next batch."""
+        self.stats._internal_error(component)
+        with self._lock:
+            self._dirty = True
+            if self._thread is not None:
+                self._wake.notify()
+
+    # -- writer thread -------------------------------------------------------------------
+    def _resolve_dropped(self, n: int, reason: str) -> None:
+        """Account `n` accepted records as dropped (lock held)."""
+        if n <= 0:
+            return
+        self.stats._drop(reason, n)
+        self._resolved += n
+        self._lost += n
+        self._done.notify_all()
+
+    def _log_shutdown_loss(self, n: int) -> None:
+        logger.warning(
+            "agentwatch: %d telemetry records could not be stored before shutdown "
+            '(counted in agentwatch_events_dropped_total{reason="shutdown"})',
+            n,
+        )
+
+    def _run(self) -> None:
+        next_try = 0.0
+        backoff = _FIRST_BACKOFF
+        seen_gen = 0
+        while True:
+            with self._lock:
+                work = self._wait_for_work(next_try, seen_gen)
+                if work is None:
+                    break
+                seen_gen = self._flush_gen
+                if self._pending:  # retrying: drain the queue into the retry buffer
+                    self._pending.extend(self._queue)
+                    self._queue.clear()
+                    excess = len(self._pending) - self._capacity
+                    if excess > 0:
+                        for _ in range(excess):
+                            self._pending.popleft()
+                        self._resolve_dropped(excess, "store_error")
+                        self._log_once(
+                            "store_error_drop",
+                            "agentwatch: store unavailable too long, dropping the oldest "
+                            "telemetry records (counted in agentwatch_events_dropped_total)",
+                        )
+                else:
+                    take = min(self._batch_size, len(self._queue))
+                    self._pending.extend(self._queue.popleft() for _ in range(take))
+                self._dirty = False
+            try:
+                self._drain()
+            except _Failed:
+                next_try = time.monotonic() + backoff
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+                continue
+            except Exception:  # pragma: no cover - a bug here must not kill the thread
+                logger.exception("agentwatch: unexpected error in the background writer")
+                self.stats._internal_error("writer")
+                next_try = time.monotonic() + backoff
+                continue
+            backoff = _FIRST_BACKOFF
+            next_try = 0.0
+        self._shutdown()
+
+    def _wait_for_work(self, next_try: float, seen_gen: int) -> bool | None:
+        """Block (lock held) until there is something to write; None when stopping."""
+        while True:
+            if self._stopping:
+                return None
+            if self._pending:
+                if self._flush_gen != seen_gen or time.monotonic() >= next_try:
+                    return True
+                self._wake.wait(max(0.0, next_try - time.monotonic()))
+                continue
+            if self._queue:
+                if len(self._queue) >= self._batch_size or self._flushers or self._closed:
+                    return True
+                deadline = time.monotonic() + self._interval
+                while (
+                    len(self._queue) < self._batch_size
+                    and not self._flushers
+                    and not self._stopping
+                    and not self._closed
+                ):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._wake.wait(remaining)
+                return True
+            if self._dirty:
+                return True
+            self._wake.wait()
+
+    def _drain(self) -> None:
+        """Write the retry buffer in batches; raise `_Failed` to back off."""
+        first = True
+        while True:
+            with self._lock:
+                n = min(self._batch_size, len(self._pending))
+                chunk = [self._pending[i] for i in range(n)]
+            if not chunk and not first:
+                return
+            first = False
+            committed, invalid = self._write(chunk)
+            with self._lock:
+                for _ in range(committed + invalid):
+                    self._pending.popleft()
+                self._resolved += committed
+                self._done.notify_all()
+                self._resolve_dropped(invalid, "invalid")
+            if not chunk:
+                return
+
+    def _open(self) -> Store:
+        store = self._store
+        if store is None:
+            try:
+                store = self._factory()
+                try:
+                    store.migrate()
+                except BaseException:
+                    store.close()
+                    raise
+            except Exception as exc:
+                self._failed(exc)
+            self._store = store
+            self.stats.backend = store.backend
+        return store
+
+    def _write(self, chunk: list[WriterItem]) -> tuple[int, int]:
+        """Write `chunk` in one transaction. Returns (committed, dropped as invalid)."""
+        store = self._open()
+        deltas, snapshot = self.stats._unrolled()
+        try:
+            batch = self._builder.build(chunk, deltas)
+        except Exception:
+            return self._isolate(store, chunk)
+        started = time.perf_counter()
+        try:
+            store.write_batch(batch)
+        except StoreUnavailable as exc:
+            self._failed(exc)
+        except StoreError:
+            return self._isolate(store, chunk)
+        except Exception as exc:
+            self._failed(exc)
+        self.stats._observe_write(time.perf_counter() - started)
+        self.stats._rolled_up(snapshot, batch.overflow)
+        self._recovered()
+        return len(chunk), 0
+
+    def _isolate(self, store: Store, chunk: list[WriterItem]) -> tuple[int, int]:
+        """Write a refused batch record by record; drop the records refused alone."""
+        committed = invalid = 0
+        first_error: Exception | None = None
+        for item in chunk:
+            try:
+                batch = self._builder.build((item,))
+                store.write_batch(batch)
+            except StoreUnavailable as exc:
+                if committed or invalid:
+                    return committed, invalid  # keep the rest for the retry
+                self._failed(exc)
+            except Exception as exc:
+                first_error = first_error or exc
+                invalid += 1
+                continue
+            self.stats._rolled_up({}, batch.overflow)
+            committed += 1
+        if invalid and not committed and len(chunk) > 1:
+            # Every record refused on its own: the store is at fault, not the data.
+            assert first_error is not None
+            self._failed(first_error)
+        if invalid:
+            self._log_once(
+                f"invalid:{type(first_error).__name__}",
+                "agentwatch: %d telemetry records refused by the store and dropped: %s",
+                invalid,
+                first_error,
+            )
+        return committed, invalid
+
+    def _failed(self, exc: BaseException) -> NoReturn:
+        """Count a failed attempt, log the problem once, reset the store, raise `_Failed`."""
+        self.stats._write_failed()
+        self._failures += 1
+        self._log_once(
+            f"{type(exc).__name__}:{exc}",
+            "agentwatch: cannot write telemetry to the store (%s); keeping up to %d records "
+            "in memory and retrying",
+            exc,
+            self._capacity,
+        )
+        store, self._store = self._store, None
+        if store is not None:
+            with contextlib.suppress(Exception):
+                store.close()
+        raise _Failed from exc
+
+    def _recovered(self) -> None:
+        if self._failures:
+            logger.warning(
+                "agentwatch: store writes recovered after %d failed attempts", self._failures
+            )
+            self._failures = 0
+
+    def _log_once(self, key: str, message: str, *args: Any) -> None:
+        if key in self._logged or len(self._logged) >= _MAX_LOGGED_PROBLEMS:
+            return
+        self._logged.add(key)
+        logger.warning(message, *args)
+
+    def _shutdown(self) -> None:
+        with self._lock:
+            left = len(self._queue) + len(self._pending)
+            self._queue.clear()
+            self._pending.clear()
+            self._resolve_dropped(left, "shutdown")
+        if left:
+            self._log_shutdown_loss(left)
+        store, self._store = self._store, None
+        if store is not None:
+            with contextlib.suppress(Exception):
+                store.close()
+
+
+def _close_at_exit(ref: weakref.ref[BatchWriter]) -> None:
+    writer = ref()
+    if writer is not None:
+        writer.close(_EXIT_TIMEOUT)
