@@ -1,0 +1,144 @@
+"""PostgreSQL backend (psycopg 3, an optional extra: `pip install 'agentwatch[postgres]'`).
+
+For teams whose agents run on several hosts: every process writes to one database and one
+`agentwatch serve` exposes the rollups of all of them. The connection runs in autocommit
+mode; `atomic()` opens explicit transactions (savepoints when nested). A broken connection
+(server restart, network) is replaced on next use.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from agentwatch.errors import StoreError
+from agentwatch.store.base import PERCENTILES, Store, StoreUnavailable
+
+if TYPE_CHECKING:
+    import psycopg
+
+#: Key of the transaction-scoped advisory lock that serialises concurrent migrators.
+_MIGRATION_LOCK = 0x61676D7769  # "agmwi"
+_PASSWORD = re.compile(r"(://[^:/@]+:)[^@]*@")
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        raise StoreError(
+            "PostgreSQL stores need psycopg 3: pip install 'agentwatch[postgres]'"
+        ) from None
+    return psycopg
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by `***` (for messages and logs)."""
+    return _PASSWORD.sub(r"\1***@", url)
+
+
+class PostgresStore(Store):
+    """A store in a PostgreSQL database (tables in the connection's `search_path`).
+
+    Args:
+        url: libpq URL, e.g. `postgresql://agentwatch@db.internal:5432/telemetry`.
+        connect_timeout: seconds before a connection attempt fails as `StoreUnavailable`.
+    """
+
+    backend = "postgresql"
+    _NO_LIMIT = "ALL"
+
+    def __init__(self, url: str, *, connect_timeout: int = 5) -> None:
+        self._pg = _psycopg()
+        super().__init__(url)
+        self._safe_url = redact_url(url)
+        self._connect_timeout = connect_timeout
+        self._conn: psycopg.Connection[Any] | None = None
+        with self._errors():
+            self._conn = self._connect(autocommit=True)
+
+    def _connect(self, *, autocommit: bool) -> psycopg.Connection[Any]:
+        conn: psycopg.Connection[Any] = self._pg.connect(
+            self.url,
+            autocommit=autocommit,
+            connect_timeout=self._connect_timeout,
+            application_name="agentwatch",
+        )
+        return conn
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Re-raise driver errors as StoreError (refused data) or StoreUnavailable."""
+        pg = self._pg
+        try:
+            yield
+        except (pg.DataError, pg.IntegrityError, OverflowError) as exc:
+            raise StoreError(f"PostgreSQL store {self._safe_url}: {exc}") from exc
+        except (pg.Error, OSError) as exc:
+            raise StoreUnavailable(f"PostgreSQL store {self._safe_url}: {exc}") from exc
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            if conn is not None:
+                conn.close()
+            self._conn = conn = self._connect(autocommit=True)
+        return conn
+
+    def _adapt(self, sql: str) -> str:
+        return sql.replace("%", "%%").replace("?", "%s")
+
+    @contextmanager
+    def atomic(self) -> Iterator[psycopg.Cursor[Any]]:
+        """BEGIN ... COMMIT (a SAVEPOINT when nested); roll back on any error."""
+        with self._lock, self._errors():
+            conn = self._connection()
+            with conn.transaction(), conn.cursor() as cur:
+                yield cur
+
+    @contextmanager
+    def _read(self) -> Iterator[psycopg.Cursor[Any]]:
+        with self._lock, self._errors(), self._connection().cursor() as cur:
+            yield cur
+
+    def _stream(self, sql: str, params: Sequence[Any], chunk_size: int) -> Iterator[Any]:
+        with self._errors():
+            conn = self._connect(autocommit=False)
+        try:
+            with self._errors(), conn.cursor(name="agentwatch_stream") as cur:
+                cur.itersize = chunk_size
+                cur.execute(sql, params)
+                while True:
+                    rows = cur.fetchmany(chunk_size)
+                    if not rows:
+                        return
+                    yield from rows
+        finally:
+            conn.close()
+
+    def _lock_for_migration(self, cur: Any) -> None:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+
+    def _percentiles(self, where: str, params: list[Any]) -> list[float | None]:
+        cond = where + (" AND" if where else " WHERE") + " duration IS NOT NULL"
+        columns = ", ".join(
+            "percentile_disc(?) WITHIN GROUP (ORDER BY duration)" for _ in PERCENTILES
+        )
+        with self._read() as cur:
+            cur.execute(
+                self._sql(f"SELECT {columns} FROM executions{cond}"),
+                [*(p / 100 for p in PERCENTILES), *params],
+            )
+            row = cur.fetchone()
+        assert row is not None  # an aggregate always returns one row
+        return [None if v is None else float(v) for v in row]
+
+    def _local_date(self) -> str:
+        return "to_char(to_timestamp(started_at) AT TIME ZONE ?, 'YYYY-MM-DD')"
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
