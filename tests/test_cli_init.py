@@ -15,8 +15,6 @@ from agentwatch.config import load_settings
 from agentwatch.store import open_store
 from agentwatch.store.schema import latest_version
 
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
-
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -126,26 +124,12 @@ def test_an_unreachable_store_is_one_line_and_writes_no_config(home: Path) -> No
     assert not (home / "config.yaml").exists()
 
 
-def _postgres_reachable() -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
-    except OSError:
-        return False
-    return True
-
-
 @pytest.mark.postgres
-def test_init_migrates_a_postgresql_store(home: Path) -> None:
-    if not _postgres_reachable():
-        if os.environ.get("CI") == "true":
-            pytest.fail("PostgreSQL on 127.0.0.1:5432 is required in CI")
-        pytest.skip("PostgreSQL on 127.0.0.1:5432 is not reachable")
-    result = _run("init", "--store", POSTGRES_URL)
+def test_init_migrates_a_postgresql_store(home: Path, postgres_url: str) -> None:
+    result = _run("init", "--store", postgres_url)
     assert result.exit_code == 0, result.output
-    assert load_settings(home / "config.yaml").store_url == POSTGRES_URL
-    store = open_store(POSTGRES_URL)
+    assert load_settings(home / "config.yaml").store_url == postgres_url
+    store = open_store(postgres_url)
     try:
         assert store.schema_versions()[-1] == latest_version()
     finally:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,8 +16,6 @@ from _cli_runs import Workload, clean_environment, record_workload
 from agentwatch.cli import cli
 from agentwatch.cli._render import RECORD_FIELDS
 from agentwatch.store import open_store
-
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 @pytest.fixture
@@ -378,27 +374,9 @@ def test_a_bad_config_file_names_the_file_and_key_and_exits_2(
 
 
 @pytest.fixture
-def postgres_workload(home: Path) -> Iterator[Workload]:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
-    except OSError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("PostgreSQL on 127.0.0.1:5432 is required in CI")
-        pytest.skip("PostgreSQL on 127.0.0.1:5432 is not reachable")
-    store = open_store(POSTGRES_URL)
-    try:
-        store.migrate()
-        store.clear_all()
-    finally:
-        store.close()
-    yield record_workload(POSTGRES_URL)
-    store = open_store(POSTGRES_URL)
-    try:
-        store.clear_all()
-    finally:
-        store.close()
+def postgres_workload(home: Path, postgres_url: str) -> Workload:
+    """The workload in a throw-away PostgreSQL schema (conftest's `postgres_url`)."""
+    return record_workload(postgres_url)
 
 
 @pytest.mark.postgres

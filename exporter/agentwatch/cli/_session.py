@@ -47,20 +47,36 @@ def open_for_reading(settings: Settings) -> Iterator[Store]:
         click.ClickException: no store at that path.
         agentwatch.errors.StoreError: the store cannot be opened or queried.
     """
-    from agentwatch.store import open_store
-
     path = sqlite_path(settings.store_url)
     if path is not None and not path.exists():
         raise click.ClickException(
             f"no store at {path} (run `agentwatch init`, or pass --store / set "
             "AGENTWATCH_STORE_URL)"
         )
-    store = open_store(settings.store_url)
+    store = connect(settings.store_url)
     try:
         _check_schema(store, settings)
         yield store
     finally:
         store.close()
+
+
+def connect(url: str) -> Store:
+    """`open_store(url)`, with a driver's multi-line connection error folded into one line.
+
+    Raises:
+        agentwatch.errors.StoreError: the store cannot be opened (same class as raised).
+    """
+    from agentwatch.errors import StoreError
+    from agentwatch.store import open_store
+
+    try:
+        return open_store(url)
+    except StoreError as exc:
+        folded = " ".join(str(exc).split())
+        if folded == str(exc):
+            raise
+        raise type(exc)(folded) from exc
 
 
 def _check_schema(store: Store, settings: Settings) -> None:

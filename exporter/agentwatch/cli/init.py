@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from agentwatch.cli._render import redact_url
-from agentwatch.cli._session import sqlite_path
+from agentwatch.cli._session import connect, sqlite_path
 from agentwatch.config import default_config_path, load_settings
 
 _TEMPLATE = """\
@@ -92,8 +92,6 @@ def init(store_url: str | None, config_path: Path | None, force: bool) -> None:
     Safe to run again: migrating an existing store is a no-op, and an existing config file
     is kept unless --force is given.
     """
-    from agentwatch.store import open_store
-
     path = config_path or default_config_path()
     if path.exists() and not force:
         raise click.ClickException(
@@ -107,7 +105,7 @@ def init(store_url: str | None, config_path: Path | None, force: bool) -> None:
     if database is not None and not database.is_absolute():
         # The config is read from any working directory: record where the file really is.
         url = f"sqlite:///{database.resolve()}"
-    store = open_store(url)
+    store = connect(url)
     try:
         store.migrate()
     finally:
