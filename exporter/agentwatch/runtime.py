@@ -186,7 +186,8 @@ class _DroppingSink:
 
 
 def _make_writer(settings: Settings) -> Sink:
-    from agentwatch.store import open_store
+    """A BatchWriter for the configured store; the store itself opens in the writer thread."""
+    from agentwatch.store import backend_for_url, open_store
     from agentwatch.writer import BatchWriter
 
     url = settings.store_url
@@ -196,6 +197,7 @@ def _make_writer(settings: Settings) -> Sink:
         batch_size=settings.batch_size,
         flush_interval=settings.flush_interval,
         max_label_sets=settings.max_label_sets,
+        backend=backend_for_url(url),
     )
     return writer
 
