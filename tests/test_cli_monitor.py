@@ -388,3 +388,48 @@ def test_commands_read_a_postgresql_store(postgres_workload: Workload) -> None:
     assert providers == {"openai", "anthropic"}
     trace = _run(postgres_workload, "trace", postgres_workload.failed_id)
     assert "RateLimitError" in trace.output
+
+
+# -- bounded memory ----------------------------------------------------------------------
+
+
+def _bulk(url: str, agent: str, runs: int) -> None:
+    import agentwatch
+
+    agentwatch.configure(store_url=url)
+    try:
+        observed = agentwatch.observe(name=agent)(lambda: agentwatch.record_llm_call(
+            "gpt-4o-mini", provider="openai", input_tokens=10, output_tokens=5, cost_usd=1e-5
+        ))  # fmt: skip
+        for _ in range(runs):
+            observed()
+        assert agentwatch.flush(timeout=60)
+    finally:
+        agentwatch.close()
+
+
+def _export_peak(url: str, agent: str, target: Path) -> int:
+    """Peak bytes allocated by Python while exporting one agent's runs to a file."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        result = CliRunner().invoke(
+            cli, ["monitor", "export", "--store", url, "--agent", agent, "-o", str(target)]
+        )
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.exit_code == 0, result.output
+    return peak
+
+
+def test_export_memory_does_not_grow_with_the_number_of_runs(home: Path, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'bulk.db'}"
+    _bulk(url, "small", 2_000)
+    _bulk(url, "large", 8_000)
+    small = _export_peak(url, "small", tmp_path / "small.jsonl")
+    large = _export_peak(url, "large", tmp_path / "large.jsonl")
+    assert len((tmp_path / "large.jsonl").read_text().splitlines()) == 8_000
+    # Four times the rows (each export several chunks); streaming holds one chunk at a time.
+    assert large < 1.5 * small, (small, large)
