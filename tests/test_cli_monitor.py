@@ -433,3 +433,9 @@ def test_export_memory_does_not_grow_with_the_number_of_runs(home: Path, tmp_pat
     assert len((tmp_path / "large.jsonl").read_text().splitlines()) == 8_000
     # Four times the rows (each export several chunks); streaming holds one chunk at a time.
     assert large < 1.5 * small, (small, large)
+
+
+def test_live_view_options_before_a_subcommand_are_refused(workload: Workload) -> None:
+    result = CliRunner().invoke(cli, ["monitor", "--agent", "researcher", "list"])
+    assert result.exit_code == 2
+    assert "--agent belong(s) to the live view" in result.output

@@ -83,7 +83,6 @@ def _live_frame(
     rows: int,
     store_label: str,
     refresh: float,
-    error: str | None,
 ) -> Any:
     """One screen of the live view: a header, the totals line and the recent runs."""
     from rich.console import Group
@@ -115,8 +114,6 @@ def _live_frame(
     parts: list[Any] = [header, totals, table]
     if not recent:
         parts.append(Text("No runs recorded yet: instrument your code and they appear here."))
-    if error:
-        parts.append(Text(f"Store error (retrying): {error}", style="bold red"))
     parts.append(footer)
     return Group(*parts)
 
@@ -137,9 +134,10 @@ def _run_live(
     from agentwatch.errors import StoreError
 
     out = console()
-    visible = rows if rows is not None else max(5, out.size.height - 10)
 
-    def frame(error: str | None = None) -> Any:
+    def frame() -> Any:
+        # Re-read the height each time, so a resized terminal gets a fitting table.
+        visible = rows if rows is not None else max(5, out.size.height - 10)
         return _live_frame(
             store,
             agent=agent,
@@ -147,24 +145,24 @@ def _run_live(
             rows=visible,
             store_label=store_label,
             refresh=refresh,
-            error=error,
         )
 
     if once:
         out.print(frame())
         return
-    current = frame()
+    last_good = frame()
     try:
-        with Live(current, console=out, auto_refresh=False, transient=False) as live:
+        with Live(last_good, console=out, auto_refresh=False, transient=False) as live:
             while True:
                 time.sleep(refresh)
                 try:
-                    current = frame()
+                    last_good = frame()
+                    live.update(last_good, refresh=True)
                 except StoreError as exc:  # a busy or restarting store: keep the last view
                     from rich.console import Group
 
-                    current = Group(current, Text(f"Store error (retrying): {exc}", style="red"))
-                live.update(current, refresh=True)
+                    notice = Text(f"Store error (retrying): {exc}", style="bold red")
+                    live.update(Group(last_good, notice), refresh=True)
     except KeyboardInterrupt:
         pass
     out.print("[dim]Stopped.[/dim]")
@@ -210,6 +208,16 @@ def monitor(
     ctx.ensure_object(dict)
     ctx.obj["monitor"] = {"store_url": store_url, "config_path": config_path}
     if ctx.invoked_subcommand is not None:
+        live_only = [
+            f"--{name}"
+            for name in ("agent", "refresh", "since", "rows", "once")
+            if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+        ]
+        if live_only:
+            raise click.UsageError(
+                f"{', '.join(live_only)} belong(s) to the live view; put filters after "
+                f"the subcommand (agentwatch monitor {ctx.invoked_subcommand} --agent ...)"
+            )
         return
     settings = resolve_settings(config_path, store_url)
     with open_for_reading(settings) as store:
