@@ -1,0 +1,166 @@
+"""Per-call overhead of recording one LLM call: agentwatch next to litellm's PrometheusLogger.
+
+Both loggers get the same input: the `kwargs` (with litellm's `standard_logging_object`) and
+response of a real, offline `litellm.completion(model="gpt-4o-mini", mock_response=...)`
+call, captured once. Each is then fed through its `async_log_success_event` hook, awaited in
+one event loop, exactly as litellm calls it after a call:
+
+- agentwatch: parse the payload, price it, update the in-process metrics (cached children,
+  cardinality guard, exemplar) and hand the event to the real BatchWriter (queue; a
+  background thread writes SQLite). Measured outside any execution (each call is enqueued)
+  and inside one (each call is appended to the run).
+- litellm: `litellm.integrations.prometheus.PrometheusLogger`, on prometheus_client's global
+  registry (agentwatch uses its own CollectorRegistry here, so both coexist).
+
+Run:  LITELLM_LOCAL_MODEL_COST_MAP=True python benchmarks/overhead.py [--calls 20000]
+Target: agentwatch at least 20x cheaper per call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import litellm
+from litellm.integrations.custom_logger import CustomLogger
+from prometheus_client import CollectorRegistry
+
+import agentwatch
+from agentwatch import runtime
+from agentwatch.integrations.litellm import instrument_litellm, uninstrument_litellm
+
+Hook = Callable[..., Coroutine[Any, Any, None]]
+
+
+Captured = tuple[dict[str, Any], Any, Any, Any]
+
+
+def capture_real_call() -> Captured:
+    """Run one offline litellm call and keep what its success hook received."""
+    seen: list[Captured] = []
+
+    class Spy(CustomLogger):  # type: ignore[misc]
+        def log_success_event(
+            self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+        ) -> None:
+            seen.append((kwargs, response_obj, start_time, end_time))
+
+    spy = Spy()
+    litellm.callbacks.append(spy)
+    try:
+        litellm.completion(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "hello"}],
+            mock_response="hi there",
+        )
+        deadline = time.monotonic() + 10
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        litellm.callbacks.remove(spy)
+    if not seen:
+        sys.exit("litellm never called the success hook")
+    return seen[0]
+
+
+def variants(kwargs: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """n shallow copies with distinct call ids (agentwatch ignores a call id seen before)."""
+    out = []
+    for _ in range(n):
+        copy = dict(kwargs)
+        copy["litellm_call_id"] = str(uuid.uuid4())
+        out.append(copy)
+    return out
+
+
+def time_hook(hook: Hook, calls: list[dict[str, Any]], call: Captured, repeats: int) -> float:
+    """Best per-call time in microseconds over `repeats` rounds of awaiting the hook."""
+    _, response, started, ended = call
+
+    async def one_round(batch: list[dict[str, Any]]) -> float:
+        start = time.perf_counter()
+        for kw in batch:
+            await hook(kwargs=kw, response_obj=response, start_time=started, end_time=ended)
+        return time.perf_counter() - start
+
+    loop = asyncio.new_event_loop()
+    try:
+        size = len(calls) // repeats
+        rounds = [
+            loop.run_until_complete(one_round(calls[i * size : (i + 1) * size]))
+            for i in range(repeats)
+        ]
+    finally:
+        loop.close()
+    return min(rounds) / size * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=20_000, help="calls per logger (20000)")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds; best is kept (5)")
+    args = parser.parse_args()
+
+    call = capture_real_call()
+    kwargs = call[0]
+    slo = kwargs["standard_logging_object"]
+    print(
+        f"captured call: {slo['model']} ({slo['custom_llm_provider']}), "
+        f"{slo['prompt_tokens']}+{slo['completion_tokens']} tokens, cost {slo['response_cost']}"
+    )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        registry = CollectorRegistry()
+        agentwatch.configure(
+            store_url=f"sqlite:///{tmp}/bench.db",
+            registry=registry,
+            queue_size=args.calls * 3,
+        )
+        ours = instrument_litellm()
+        uninstrument_litellm()  # called directly below, not through litellm
+        # warm up: caches, children, the writer thread and the store
+        time_hook(ours.async_log_success_event, variants(kwargs, 200), call, 1)
+
+        outside = time_hook(
+            ours.async_log_success_event, variants(kwargs, args.calls), call, args.repeats
+        )
+        with agentwatch.track("benchmark"):
+            inside = time_hook(
+                ours.async_log_success_event, variants(kwargs, args.calls), call, args.repeats
+            )
+        flushed = agentwatch.flush(timeout=60)
+        recorded = registry.get_sample_value(
+            "agentwatch_llm_requests_total",
+            {"agent": "none", "model": "gpt-4o-mini", "provider": "openai", "status": "success"},
+        )
+        runtime.close()
+
+    from litellm.integrations.prometheus import PrometheusLogger
+
+    theirs = PrometheusLogger()
+    litellm_calls = variants(kwargs, args.calls)
+    time_hook(theirs.async_log_success_event, litellm_calls[:200], call, 1)
+    litellm_us = time_hook(theirs.async_log_success_event, litellm_calls, call, args.repeats)
+
+    worst = max(outside, inside)
+    print(f"agentwatch, outside a run (metrics + enqueue):  {outside:8.2f} µs/call")
+    print(f"agentwatch, inside a run (metrics + append):    {inside:8.2f} µs/call")
+    print(f"litellm PrometheusLogger:                       {litellm_us:8.2f} µs/call")
+    print(f"ratio (litellm / agentwatch, worst case):       {litellm_us / worst:8.1f}x")
+    print(f"(writer flushed: {flushed}; agentwatch counted {recorded:.0f} calls outside runs)")
+    if litellm_us / worst < 20:
+        print("BELOW TARGET: agentwatch should be at least 20x cheaper", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
