@@ -22,6 +22,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -234,6 +235,7 @@ def configure(
     *,
     registry: CollectorRegistry | None = None,
     sink: Sink | None = None,
+    config_path: Path | None = None,
     **settings: Any,
 ) -> Runtime:
     """Rebuild the runtime with explicit settings (highest precedence) and return it.
@@ -245,6 +247,8 @@ def configure(
         registry: CollectorRegistry for the in-process metrics (default: the one in use, or
             prometheus_client's global REGISTRY).
         sink: advanced/tests: receive records instead of a store-backed BatchWriter.
+        config_path: config file to read instead of `$AGENTWATCH_CONFIG` /
+            `~/.agentwatch/config.yaml` (the CLI's `--config`).
         **settings: any `Settings` field, e.g. `store_url="sqlite:////tmp/a.db"`,
             `enabled=False`, `capture_arguments=True`, `prices={...}`.
 
@@ -254,7 +258,7 @@ def configure(
     Example:
         >>> agentwatch.configure(store_url="postgresql://app@db/telemetry")
     """
-    new_settings = load_settings(**settings)
+    new_settings = load_settings(config_path, **settings)
     with _lock:
         old = _runtime
         metrics: AgentMetrics | None = None

@@ -53,7 +53,7 @@ def demo(
     from agentwatch.demo import run_demo
 
     settings = load_settings(config_path, store_url=store_url, host=host, port=port)
-    agentwatch.configure(settings=settings)
+    agentwatch.configure(config_path=config_path, store_url=store_url)
     started = time.perf_counter()
     report = run_demo(runs=runs, seed=seed)
     flushed = agentwatch.flush(timeout=30.0)
