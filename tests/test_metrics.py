@@ -54,6 +54,8 @@ agentwatch_llm_errors_total{agent="none",error_type="RateLimitError",model="cust
 # TYPE agentwatch_llm_tokens_total counter
 agentwatch_llm_tokens_total{agent="researcher",model="gpt-4o-mini",provider="openai",type="input"} 10.0
 agentwatch_llm_tokens_total{agent="researcher",model="gpt-4o-mini",provider="openai",type="output"} 20.0
+agentwatch_llm_tokens_total{agent="none",model="custom-model",provider="unknown",type="input"} 0.0
+agentwatch_llm_tokens_total{agent="none",model="custom-model",provider="unknown",type="output"} 0.0
 # HELP agentwatch_llm_cost_usd_total Cost of LLM requests in US dollars.
 # TYPE agentwatch_llm_cost_usd_total counter
 agentwatch_llm_cost_usd_total{agent="researcher",model="gpt-4o-mini",provider="openai"} 1.35e-05

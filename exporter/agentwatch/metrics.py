@@ -232,10 +232,10 @@ class AgentMetrics:
         if status == "failure":
             child(self._llm_errors, (agent, model, provider, event.error_type or UNKNOWN)).inc()
         tokens = self._llm_tokens
-        if event.input_tokens > 0:
-            child(tokens, (agent, model, provider, "input")).inc(event.input_tokens)
-        if event.output_tokens > 0:
-            child(tokens, (agent, model, provider, "output")).inc(event.output_tokens)
+        # input/output series always exist (as in the store rollups); cached/reasoning only
+        # once a model uses them, so models without those features grow no idle series.
+        child(tokens, (agent, model, provider, "input")).inc(max(event.input_tokens, 0))
+        child(tokens, (agent, model, provider, "output")).inc(max(event.output_tokens, 0))
         if event.cached_tokens > 0:
             child(tokens, (agent, model, provider, "cached")).inc(event.cached_tokens)
         if event.reasoning_tokens > 0:
