@@ -33,18 +33,13 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from agentwatch.cli import demo, serve
+    from agentwatch.cli import config_show, demo, init, monitor, serve
 
+    cli.add_command(init.init)
+    cli.add_command(monitor.monitor)
     cli.add_command(serve.serve)
     cli.add_command(demo.demo)
-    try:  # commands still being built land one module at a time
-        from agentwatch.cli import init as init_cmd
-        from agentwatch.cli import monitor
-
-        cli.add_command(init_cmd.init)
-        cli.add_command(monitor.monitor)
-    except ImportError:  # pragma: no cover - removed once the CLI issue lands
-        pass
+    cli.add_command(config_show.config_group, name="config")
 
 
 _register()
