@@ -34,6 +34,8 @@ from agentwatch.cardinality import CardinalityGuard
 from agentwatch.model import Event, ExecutionFinished, LateEvent, WriterItem
 
 UNKNOWN = "unknown"
+#: Bound of the builder's cache of canonical label texts (the label sets are capped anyway).
+_MAX_CACHED_TEXTS = 100_000
 
 #: Column order of the rows in `RollupBatch.executions` (the store's INSERT uses it).
 EXECUTION_COLUMNS: tuple[str, ...] = (
@@ -116,8 +118,9 @@ def _le_values(buckets: Sequence[float]) -> tuple[str, ...]:
 class _Samples:
     """Expands aggregated observations into guarded, labelled sample deltas."""
 
-    def __init__(self, guard: CardinalityGuard) -> None:
+    def __init__(self, guard: CardinalityGuard, texts: dict[Any, str]) -> None:
         self._guard = guard
+        self._texts = texts
         self.values: dict[tuple[str, tuple[str, ...], tuple[str, ...]], float] = {}
         self.overflow: dict[str, int] = {}
         self._le: dict[str, tuple[str, ...]] = {}
@@ -160,10 +163,16 @@ class _Samples:
         self._add(spec.name + "_count", spec.labels, labels, float(n))
 
     def rows(self) -> list[RollupDelta]:
-        return [
-            (sample, labels_text(names, labels), value)
-            for (sample, names, labels), value in self.values.items()
-        ]
+        texts = self._texts
+        if len(texts) > _MAX_CACHED_TEXTS:
+            texts.clear()
+        rows = []
+        for key, value in self.values.items():
+            text = texts.get(key[1:])
+            if text is None:
+                text = texts[key[1:]] = labels_text(key[1], key[2])
+            rows.append((key[0], text, value))
+        return rows
 
 
 # Aggregate slots. Executions: (agent, status, error_type) -> [n, dur_sum, counts...].
@@ -183,6 +192,7 @@ class RollupBuilder:
 
     def __init__(self, guard: CardinalityGuard) -> None:
         self.guard = guard
+        self._texts: dict[Any, str] = {}
         self._ex_bounds = contract.EXECUTION_DURATION_BUCKETS
         self._llm_bounds = contract.LLM_DURATION_BUCKETS
         self._ttft_bounds = contract.TTFT_BUCKETS
@@ -218,14 +228,18 @@ class RollupBuilder:
                 totals = [0.0, 0, 0, 0, 0, 0, 0]
                 for seq, ev in enumerate(ex.events):
                     event_rows.append(self._event(ev, ex_id, agent, seq, llm_agg, tool_agg, totals))
-                duration = ex.duration
+                started = ex.started_at
+                ended = ex.ended_at
+                duration = None if ended is None else max(0.0, ended - started)
                 status = ex.status
+                arguments = ex.arguments
+                attributes = ex.attributes
                 exec_rows.append(
                     (
-                        ex_id, agent, ex.parent_id, ex.kind, status, ex.started_at, ex.ended_at,
-                        duration, ex.error_type, ex.error_message,
-                        None if ex.arguments is None else to_json(ex.arguments),
-                        to_json(ex.attributes), *totals,
+                        ex_id, agent, ex.parent_id, ex.kind, status, started, ended, duration,
+                        ex.error_type, ex.error_message,
+                        None if arguments is None else to_json(arguments),
+                        to_json(attributes) if attributes else "{}", *totals,
                     )
                 )  # fmt: skip
                 key = (agent, status, ex.error_type if status == "failed" else None)
@@ -249,7 +263,7 @@ class RollupBuilder:
             else:
                 raise TypeError(f"not a writer item: {type(item).__name__}")
         batch.records = records
-        samples = _Samples(self.guard)
+        samples = _Samples(self.guard, self._texts)
         self._expand(samples, ex_agg, llm_agg, tool_agg)
         for spec, labels, value in self_deltas:
             samples.counter(spec, labels, value, 0)
