@@ -6,6 +6,7 @@ import asyncio
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -19,15 +20,19 @@ from litellm.types.utils import (
     PromptTokensDetailsWrapper,
     Usage,
 )
+from prometheus_client import CollectorRegistry
 
 import agentwatch
-from _capture_fixtures import Captured, captured
+from _capture_fixtures import Captured, captured, clean_environment
+from agentwatch import context as agentwatch_context
+from agentwatch import runtime
 from agentwatch.integrations.litellm import (
     AgentwatchLogger,
     instrument_litellm,
     uninstrument_litellm,
 )
 from agentwatch.model import Event
+from agentwatch.store import open_store
 
 __all__ = ["captured"]
 
@@ -326,3 +331,45 @@ def test_disabled_agentwatch_ignores_litellm_calls(instrumented: Captured) -> No
     litellm.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="hi")
     time.sleep(0.3)
     assert instrumented.sink.items == []
+
+
+def test_litellm_calls_of_a_finished_run_reach_its_stored_totals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """End to end with the real writer and SQLite: the late async hook still counts."""
+    clean_environment(monkeypatch, tmp_path)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    agentwatch.configure(store_url=url, registry=CollectorRegistry())
+    instrument_litellm()
+    try:
+
+        @agentwatch.observe
+        async def writer_agent() -> str:
+            for _ in range(3):
+                await litellm.acompletion(
+                    model="gpt-4o-mini", messages=MESSAGES, mock_response="hi"
+                )
+            run = agentwatch_context.current_execution()
+            assert run is not None
+            return run.id
+
+        async def main() -> str:
+            run_id = await writer_agent()
+            await asyncio.sleep(0.5)  # let litellm's hook tasks run before the loop closes
+            return run_id
+
+        run_id = asyncio.run(main())
+        assert agentwatch.flush(timeout=10)
+        store = open_store(url)
+        try:
+            stored = store.get_execution(run_id)
+        finally:
+            store.close()
+        assert stored is not None
+        assert stored["metrics"]["llm_calls"] == 3
+        assert stored["metrics"]["input_tokens"] == 30
+        assert stored["metrics"]["total_cost"] == pytest.approx(3 * 1.35e-05)
+        assert [e["kind"] for e in stored["events"]] == ["llm_call"] * 3
+    finally:
+        uninstrument_litellm()
+        runtime.close()

@@ -372,3 +372,23 @@ def test_observed_tools_are_not_agent_executions_in_either_exposition(store_url:
     finally:
         store.close()
     assert rows == []
+
+
+def test_contained_errors_are_counted_through_the_writer_and_rolled_up(store_url: str) -> None:
+    registry = CollectorRegistry()
+    agentwatch.configure(store_url=store_url, registry=registry)
+    with agentwatch.track("bad-values"):
+        agentwatch.record_llm_call("gpt-4o-mini", provider="openai", cost_usd=float("nan"))
+    assert agentwatch.flush(timeout=10)
+    labels = {"component": "invalid_cost"}
+    assert registry.get_sample_value("agentwatch_internal_errors_total", labels) == 1.0
+    store = open_store(store_url)
+    try:
+        rolled = [
+            r.value
+            for r in store.read_rollups()
+            if r.sample == "agentwatch_internal_errors_total" and r.labels == labels
+        ]
+    finally:
+        store.close()
+    assert rolled == [1.0]
