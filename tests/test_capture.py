@@ -505,3 +505,24 @@ def test_invalid_manual_values_never_reach_a_counter(captured: Captured) -> None
 def test_observe_rejects_an_unknown_kind() -> None:
     with pytest.raises(ValueError, match="'agent' or 'tool'"):
         agentwatch.observe(kind="robot")  # type: ignore[call-overload]
+
+
+def test_decorated_functions_keep_their_nature_and_metadata(captured: Captured) -> None:
+    import inspect
+
+    @agentwatch.observe
+    async def coro() -> None:
+        """Docstring kept."""
+
+    @agentwatch.observe
+    def gen() -> Iterator[int]:
+        yield 1
+
+    @agentwatch.observe
+    async def agen() -> AsyncIterator[int]:
+        yield 1
+
+    assert inspect.iscoroutinefunction(coro)
+    assert inspect.isgeneratorfunction(gen)
+    assert inspect.isasyncgenfunction(agen)
+    assert coro.__name__ == "coro" and coro.__doc__ == "Docstring kept."
