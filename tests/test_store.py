@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import threading
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -153,6 +154,29 @@ def test_migrate_is_idempotent_and_recorded(backend_url: str) -> None:
     finally:
         first.close()
         second.close()
+
+
+def test_concurrent_migrators_all_succeed_once(backend_url: str) -> None:
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def migrate() -> None:
+        try:
+            store = open_store(backend_url)
+            start.wait()
+            store.migrate()
+            store.close()
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with open_store(backend_url) as store:
+        assert store.schema_versions() == list(range(1, latest_version() + 1))
 
 
 def test_get_executions_filters_newest_first_with_limit_and_offset(

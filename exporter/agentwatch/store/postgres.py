@@ -60,11 +60,11 @@ class PostgresStore(Store):
             self._conn = self._connect(autocommit=True)
 
     def _connect(self, *, autocommit: bool) -> psycopg.Connection[Any]:
+        extra: dict[str, Any] = {}
+        if "application_name" not in self.url:
+            extra["application_name"] = "agentwatch"
         conn: psycopg.Connection[Any] = self._pg.connect(
-            self.url,
-            autocommit=autocommit,
-            connect_timeout=self._connect_timeout,
-            application_name="agentwatch",
+            self.url, autocommit=autocommit, connect_timeout=self._connect_timeout, **extra
         )
         return conn
 
