@@ -392,3 +392,12 @@ def test_contained_errors_are_counted_through_the_writer_and_rolled_up(store_url
     finally:
         store.close()
     assert rolled == [1.0]
+
+
+def test_a_run_open_across_configure_lands_in_the_new_store(store_url: str, tmp_path: Path) -> None:
+    agentwatch.configure(store_url=store_url, registry=CollectorRegistry())
+    new_url = f"sqlite:///{tmp_path / 'new.db'}"
+    with agentwatch.track("spanning") as run:
+        agentwatch.configure(store_url=new_url)
+    assert agentwatch.flush(timeout=10)
+    assert _execution(new_url, run.id)["status"] == "completed"

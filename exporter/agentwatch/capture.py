@@ -106,9 +106,15 @@ def _start(
 
 
 def _finish(run: _Run, exc: BaseException | None) -> None:
-    """Close the execution, count it, hand it to the writer. Never raises."""
+    """Close the execution, count it, hand it to the writer. Never raises.
+
+    The runtime current *now* receives it: a run still open when `configure()` swapped the
+    runtime goes to the new writer instead of the closed one. If recording was turned off
+    meanwhile, the run is closed (late events then go nowhere) but not recorded.
+    """
     rt = run.rt
     try:
+        rt = _runtime()
         execution = run.frame.execution
         ended = execution.started_at + (time.perf_counter() - run.t0)
         failed = exc is not None and not isinstance(exc, GeneratorExit)
@@ -122,6 +128,8 @@ def _finish(run: _Run, exc: BaseException | None) -> None:
             execution.status = "failed" if failed else "completed"
             execution.error_type = error_type
             execution.error_message = error_message
+        if not rt.enabled:
+            return
         if execution.kind == "agent":
             rt.metrics.observe_execution(execution)
         else:
