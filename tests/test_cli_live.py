@@ -8,6 +8,7 @@ and a clean exit (status 0, no traceback, the last frame left on screen) on Ctrl
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -59,10 +60,17 @@ class Terminal:
         )
         return done.stdout
 
-    def start(self, command: list[str]) -> None:
+    def start(self, command: list[str], status_file: Path) -> None:
+        """Run `command` in the pane; bash writes its exit status to `status_file`.
+
+        bash waits for a foreground child that handles Ctrl-C and goes on with the script,
+        so the file appears only if the command exited by itself; a command killed by the
+        signal takes bash down with it and leaves no file.
+        """
+        script = f"{shlex.join(command)}; echo $? > {shlex.quote(str(status_file))}"
         self.tmux(
             "new-session", "-d", "-s", "live", "-x", "150", "-y", "45",
-            " ".join(command), ";", "set-option", "-g", "remain-on-exit", "on",
+            f"bash -c {shlex.quote(script)}", ";", "set-option", "-g", "remain-on-exit", "on",
         )  # fmt: skip
 
     def screen(self) -> str:
@@ -110,7 +118,10 @@ def test_live_view_follows_another_writer_and_exits_cleanly_on_ctrl_c(
     terminal: Terminal, tmp_path: Path
 ) -> None:
     workload = record_workload(f"sqlite:///{tmp_path / 'runs.db'}")
-    terminal.start([str(AGENTWATCH), "monitor", "--store", workload.url, "--refresh", "0.2"])
+    status = tmp_path / "exit-status"
+    terminal.start(
+        [str(AGENTWATCH), "monitor", "--store", workload.url, "--refresh", "0.2"], status
+    )
     terminal.wait_for(
         "the first frame", lambda: f"Total: {Workload.executions} " in terminal.screen()
     )
@@ -132,9 +143,8 @@ def test_live_view_follows_another_writer_and_exits_cleanly_on_ctrl_c(
     assert "Spend: $2.51" in updated  # $0.0051 + 2 x $1.25, in cents above one dollar
 
     terminal.tmux("send-keys", "-t", "live", "C-c")
-    terminal.wait_for("the monitor to exit", lambda: terminal.status()[1] != "")
-    dead, code = terminal.status()
-    assert dead and code == "0"
+    terminal.wait_for("the monitor to exit", lambda: status.exists() and status.read_text() != "")
+    assert status.read_text().strip() == "0"
     final = terminal.screen()
     assert "Stopped." in final
     assert "Traceback" not in final and "KeyboardInterrupt" not in final
