@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from _cli_runs import clean_environment
-from agentwatch.cli.config_show import config_group
+from agentwatch.cli import cli
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _show(*args: str) -> dict[str, dict[str, object]]:
-    result = CliRunner().invoke(config_group, ["show", "--json", *args])
+    result = CliRunner().invoke(cli, ["config", "show", "--json", *args])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     return report["settings"]  # type: ignore[no-any-return]
@@ -41,7 +41,7 @@ def test_each_source_in_the_precedence_order_is_named(
 
 def test_passwords_in_the_store_url_are_hidden(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENTWATCH_STORE_URL", "postgresql://app:hunter2@db:5432/agents")
-    result = CliRunner().invoke(config_group, ["show"], env={"COLUMNS": "200"})
+    result = CliRunner().invoke(cli, ["config", "show"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "hunter2" not in result.output
     assert "postgresql://app:***@db:5432/agents" in result.output
@@ -59,3 +59,11 @@ def test_budgets_and_prices_are_shown_in_full_as_json(home: Path) -> None:
     assert budget["name"] == "monthly" and budget["timezone"] == "Europe/Paris"
     assert settings["prices"]["value"]["tiny"]["output_cost_per_token"] == 0.000002  # type: ignore[index]
     assert settings["budgets"]["source"] == str(home / "config.yaml")
+
+
+def test_an_unknown_key_is_one_line_naming_the_file_and_exit_2(home: Path, tmp_path: Path) -> None:
+    config = tmp_path / "agentwatch.yaml"
+    config.write_text("prot: 9000\n")
+    result = CliRunner().invoke(cli, ["config", "show", "--config", str(config)])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"Error: {config}: unknown key 'prot'"
