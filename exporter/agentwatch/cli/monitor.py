@@ -26,6 +26,7 @@ from agentwatch.cli._session import (
 from agentwatch.cli._time import TIME, format_local, iso_utc, local_zone_key
 
 if TYPE_CHECKING:
+    from agentwatch.config import Settings
     from agentwatch.store.base import Store
 
 _STATUSES = ("completed", "failed")
@@ -232,7 +233,7 @@ def monitor(
         )
 
 
-def _settings_from(ctx: click.Context, store_url: str | None, config_path: Path | None) -> Any:
+def _settings_from(ctx: click.Context, store_url: str | None, config_path: Path | None) -> Settings:
     """Flags given after the subcommand win over those given to `monitor` itself."""
     parent = (ctx.obj or {}).get("monitor", {})
     return resolve_settings(
