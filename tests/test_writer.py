@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -244,3 +247,46 @@ def test_internal_errors_are_counted_and_rolled_up(
             lambda: rollup(store, "agentwatch_internal_errors_total", component="capture") == 2
         )
     writer.close()
+
+
+_EXIT_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from agentwatch.model import Execution, ExecutionFinished
+    from agentwatch.store import open_store
+    from agentwatch.writer import BatchWriter
+
+    writer = BatchWriter(lambda: open_store(sys.argv[1]), flush_interval=60.0)
+    for i in range(100):
+        execution = Execution(id=f"e{i}", agent="a", started_at=1.0, ended_at=2.0,
+                              status="completed")
+        writer.submit(ExecutionFinished(execution))
+    # no flush(), no close(): the program just ends
+    """
+)
+
+
+def _run_and_exit(url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _EXIT_SCRIPT, url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_records_submitted_right_before_exit_are_written(sqlite_url: str) -> None:
+    done = _run_and_exit(sqlite_url)
+    assert done.returncode == 0, done.stderr
+    with open_store(sqlite_url) as store:
+        assert store.count_executions() == 100
+
+
+def test_exit_with_an_unreachable_store_neither_hangs_nor_raises(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    done = _run_and_exit(f"sqlite:///{blocker / 'telemetry.db'}")
+    assert done.returncode == 0
+    assert "Traceback" not in done.stderr
+    assert "100 telemetry records could not be stored before shutdown" in done.stderr

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import logging
 import threading
 import time
@@ -49,6 +50,7 @@ logger = logging.getLogger("agentwatch")
 _FIRST_BACKOFF = 0.1
 _MAX_BACKOFF = 5.0
 _EXIT_TIMEOUT = 5.0
+_EXIT_TIMEOUT_FAILING = 1.0
 _MAX_LOGGED_PROBLEMS = 100
 
 
@@ -204,6 +206,7 @@ class BatchWriter:
             raise ValueError("queue_size and batch_size must be >= 1")
         self._factory = store_factory
         self._capacity = queue_size
+        self._limit = queue_size  # set to 0 by close(): every later submit is refused
         self._batch_size = batch_size
         self._interval = max(0.0, flush_interval)
         self._builder = RollupBuilder(CardinalityGuard(max_label_sets))
@@ -220,6 +223,7 @@ class BatchWriter:
         self._dirty = False  # self-metric increments waiting for a batch
         self._closed = False
         self._stopping = False
+        self._abandoned = False
         self._thread: threading.Thread | None = None
         self._store: Store | None = None
         self._failures = 0
@@ -235,23 +239,24 @@ class BatchWriter:
         """Queue a record; never blocks, never raises. False = refused (and counted)."""
         try:
             with self._lock:
-                if self._closed:
-                    self._refuse("shutdown")
-                    return False
                 queue = self._queue
-                if len(queue) >= self._capacity:
-                    self._refuse("queue_full")
+                n = len(queue)
+                if n >= self._limit:  # full, or 0 once closed
+                    self._refuse("shutdown" if self._closed else "queue_full")
                     return False
                 queue.append(item)
                 self._accepted += 1
-                n = len(queue)
-                if n == 1 or n == self._batch_size:
-                    self._wake.notify()
-                if self._thread is None:
-                    self._start()
+                if n == 0 or n + 1 == self._batch_size:
+                    self._kick()
             return True
         except Exception:  # pragma: no cover - defensive: telemetry must not break the host
             return False
+
+    def _kick(self) -> None:
+        """Wake the writer thread, starting it on first use (lock held)."""
+        if self._thread is None:
+            self._start()
+        self._wake.notify()
 
     def _refuse(self, reason: str) -> None:
         """Count a refused record (lock held); log the first refusal of each reason."""
@@ -303,6 +308,7 @@ class BatchWriter:
             if self._closed:
                 return
             self._closed = True
+            self._limit = 0
             thread = self._thread
         if thread is None:
             return
@@ -313,9 +319,10 @@ class BatchWriter:
             self._wake.notify_all()
         remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
         thread.join(remaining)
-        if thread.is_alive():  # stuck in a store call: give up on what is still queued
+        if thread.is_alive():  # stuck in a store call: give up on everything unwritten
             with self._lock:
-                left = len(self._queue)
+                self._abandoned = True  # the thread must not account for it again
+                left = len(self._queue) + len(self._pending)
                 self._queue.clear()
                 self._resolve_dropped(left, "shutdown")
             if left:
@@ -423,12 +430,14 @@ class BatchWriter:
         while True:
             with self._lock:
                 n = min(self._batch_size, len(self._pending))
-                chunk = [self._pending[i] for i in range(n)]
+                chunk = list(itertools.islice(self._pending, n))
             if not chunk and not first:
                 return
             first = False
             committed, invalid = self._write(chunk)
             with self._lock:
+                if self._abandoned:
+                    return
                 for _ in range(committed + invalid):
                     self._pending.popleft()
                 self._resolved += committed
@@ -538,7 +547,7 @@ class BatchWriter:
 
     def _shutdown(self) -> None:
         with self._lock:
-            left = len(self._queue) + len(self._pending)
+            left = 0 if self._abandoned else len(self._queue) + len(self._pending)
             self._queue.clear()
             self._pending.clear()
             self._resolve_dropped(left, "shutdown")
@@ -551,6 +560,18 @@ class BatchWriter:
 
 
 def _close_at_exit(ref: weakref.ref[BatchWriter]) -> None:
+    """Flush what the program submitted before it ended, within a bounded time.
+
+    Waits up to `_EXIT_TIMEOUT` seconds while writes succeed, but only
+    `_EXIT_TIMEOUT_FAILING` once the store has failed: a store that is down right now is
+    unlikely to come back within the exit window, and the program must not hang.
+    """
     writer = ref()
-    if writer is not None:
-        writer.close(_EXIT_TIMEOUT)
+    if writer is None or writer._closed:
+        return
+    started = time.monotonic()
+    while not writer.flush(0.05):
+        elapsed = time.monotonic() - started
+        if elapsed > _EXIT_TIMEOUT or (writer._failures and elapsed > _EXIT_TIMEOUT_FAILING):
+            break
+    writer.close(0.5)
