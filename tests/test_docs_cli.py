@@ -96,7 +96,7 @@ def test_every_setting_is_documented(key: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "variable", sorted([*config._ENV_KEYS, "AGENTWATCH_HOME", "AGENTWATCH_CONFIG"])
+    "variable", sorted([*config.ENV_VARS, "AGENTWATCH_HOME", "AGENTWATCH_CONFIG"])
 )
 def test_every_environment_variable_is_documented(variable: str) -> None:
     assert f"`{variable}`" in CONFIG_DOC, f"{variable} missing from docs/configuration.md"

@@ -85,7 +85,8 @@ class Settings:
     source: str = "defaults"
 
 
-_ENV_KEYS: dict[str, str] = {
+#: Environment variables and the setting each one sets (documented in docs/configuration.md).
+ENV_VARS: dict[str, str] = {
     "AGENTWATCH_STORE_URL": "store_url",
     "AGENTWATCH_ENABLED": "enabled",
     "AGENTWATCH_CAPTURE_ARGUMENTS": "capture_arguments",
@@ -96,6 +97,9 @@ _ENV_KEYS: dict[str, str] = {
     "AGENTWATCH_BATCH_SIZE": "batch_size",
     "AGENTWATCH_MAX_LABEL_SETS": "max_label_sets",
 }
+
+#: CLI flags whose name differs from the setting they override (for error messages).
+_FLAG_NAMES = {"store_url": "--store", "config_path": "--config"}
 
 _FILE_KEYS = frozenset(
     {
@@ -338,7 +342,7 @@ def load_settings(
     if path.exists() or explicit:
         values.update(read_config_file(path))
         source = str(path)
-    for var, key in _ENV_KEYS.items():
+    for var, key in ENV_VARS.items():
         if var in env and env[var] != "":
             values[key] = _coerce(key, env[var], var)
     valid = {f.name for f in fields(Settings)}
@@ -347,6 +351,6 @@ def load_settings(
             continue
         if key not in valid:
             raise ConfigError(f"unknown setting {key!r}")
-        values[key] = _coerce(key, value, f"--{key.replace('_', '-')}")
+        values[key] = _coerce(key, value, _FLAG_NAMES.get(key, f"--{key.replace('_', '-')}"))
     settings = Settings(**values, source=source)
     return replace(settings, store_url=_expand_sqlite(settings.store_url))

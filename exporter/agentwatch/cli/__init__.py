@@ -19,11 +19,16 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except ConfigError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {_one_line(exc)}", err=True)
             sys.exit(2)
         except AgentwatchError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {_one_line(exc)}", err=True)
             sys.exit(1)
+
+
+def _one_line(exc: BaseException) -> str:
+    """Driver errors (psycopg's, for one) span several lines; a CLI error is one line."""
+    return " ".join(str(exc).split())
 
 
 @click.group(cls=_Group)

@@ -25,7 +25,8 @@ def settings_options(func: F) -> F:
         "store_url",
         default=None,
         metavar="URL",
-        help="Store URL (sqlite:///path or postgresql://user@host/db). "
+        help="Store URL (sqlite:////abs/path.db, sqlite:///relative.db or "
+        "postgresql://user@host/db). "
         "Default: $AGENTWATCH_STORE_URL, the config file, or ~/.agentwatch/telemetry.db.",
     )(func)
     return func

@@ -31,7 +31,7 @@ def _sources(config_path: Path | None, store_url: str | None) -> tuple[dict[str,
     if read:
         for key in config.read_config_file(path):
             sources[key] = str(path)
-    for variable, key in config._ENV_KEYS.items():
+    for variable, key in config.ENV_VARS.items():
         if env.get(variable, "") != "":
             sources[key] = variable
     if store_url is not None:
