@@ -187,10 +187,14 @@ def main() -> None:
     outside, inside, litellm_us = min(outside_rounds), min(inside_rounds), min(litellm_rounds)
 
     worst = max(outside, inside)
-    print(f"agentwatch, outside any run (metrics + enqueue):  {outside:8.2f} µs/call")
-    print(f"agentwatch, in runs of 20 calls (+ run cost):    {inside:8.2f} µs/call")
-    print(f"litellm PrometheusLogger:                          {litellm_us:8.2f} µs/call")
-    print(f"ratio (litellm / agentwatch, worst case):          {litellm_us / worst:8.1f}x")
+    rows = [
+        ("agentwatch, outside any run (metrics + enqueue)", f"{outside:8.2f} µs/call"),
+        ("agentwatch, in runs of 20 calls (+ run cost)", f"{inside:8.2f} µs/call"),
+        ("litellm PrometheusLogger", f"{litellm_us:8.2f} µs/call"),
+        ("ratio (litellm / agentwatch, worst case)", f"{litellm_us / worst:8.1f}x"),
+    ]
+    for label, value in rows:
+        print(f"{label + ':':50} {value}")
     print(f"(writer flushed: {flushed}; agentwatch counted {recorded:.0f} calls outside runs)")
     if litellm_us / worst < 20:
         print("BELOW TARGET: agentwatch should be at least 20x cheaper", file=sys.stderr)
