@@ -72,9 +72,8 @@ def make_records(n: int, start: float) -> list[ExecutionFinished]:
     return items
 
 
-def bench_writer(path: Path, items: list[ExecutionFinished], batch_size: int) -> float:
-    """Executions per second through BatchWriter into SQLite (flush included)."""
-    url = f"sqlite:///{path}"
+def bench_writer(url: str, items: list[ExecutionFinished], batch_size: int) -> float:
+    """Executions per second through BatchWriter into the store at `url` (flush included)."""
     warm = open_store(url)  # schema creation is a one-time cost, not ingest
     warm.migrate()
     warm.close()
@@ -99,6 +98,23 @@ def bench_writer(path: Path, items: list[ExecutionFinished], batch_size: int) ->
     if stored != len(items):
         raise SystemExit(f"expected {len(items)} executions, found {stored}")
     return len(items) / elapsed
+
+
+def bench_postgres(url: str, items: list[ExecutionFinished], batch_size: int) -> float:
+    """Like `bench_writer`, into a fresh schema of the PostgreSQL database at `url`."""
+    import uuid
+
+    import psycopg
+
+    schema = f"aw_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+        try:
+            separator = "&" if "?" in url else "?"
+            return bench_writer(f"{url}{separator}options=-csearch_path%3D{schema}", items,
+                                batch_size)  # fmt: skip
+        finally:
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def bench_per_execution(path: Path, items: list[ExecutionFinished]) -> float:
@@ -144,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         help="executions for the per-execution baseline (slow: one fsync'd commit each)",
     )
     parser.add_argument("--batch-size", type=int, default=500, help="writer batch size")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        default=None,
+        help="also measure the writer into this PostgreSQL database (in a throw-away schema)",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement")
     parser.add_argument("--dir", type=Path, default=None, help="directory for the databases")
     args = parser.parse_args(argv)
@@ -156,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     for run in range(max(1, args.repeat)):
         with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
             base = Path(tmp)
-            writer_rates.append(bench_writer(base / "writer.db", items, args.batch_size))
+            url = f"sqlite:///{base / 'writer.db'}"
+            writer_rates.append(bench_writer(url, items, args.batch_size))
             baseline_rates.append(bench_per_execution(base / "baseline.db", baseline_items))
         print(
             f"run {run + 1}: writer {writer_rates[-1]:,.0f}/s, "
@@ -176,6 +199,12 @@ def main(argv: list[str] | None = None) -> int:
         f"best {baseline_rate:>9,.0f}/s  median {statistics.median(baseline_rates):>9,.0f}/s"
     )
     print(f"ratio (best/best): {writer_rate / baseline_rate:,.1f}x")
+    if args.postgres:
+        pg_rates = [bench_postgres(args.postgres, items, args.batch_size) for _ in baseline_rates]
+        print(
+            f"agentwatch BatchWriter into PostgreSQL: {args.n:>9,} executions  "
+            f"best {max(pg_rates):>9,.0f}/s  median {statistics.median(pg_rates):>9,.0f}/s"
+        )
     verdict = "meets" if writer_rate >= TARGET else "MISSES"
     print(f"target >= {TARGET:,.0f} executions/s through the writer: {verdict}")
     return 0 if writer_rate >= TARGET else 1
