@@ -21,16 +21,17 @@ from typing import TYPE_CHECKING, Any
 from agentwatch._version import __version__
 
 if TYPE_CHECKING:
-    from agentwatch.capture import (
-        observe,
-        record_event,
-        record_llm_call,
-        record_tool_call,
-        track,
-    )
-    from agentwatch.event_store import EventStore
-    from agentwatch.integrations.litellm import instrument_litellm
-    from agentwatch.runtime import close, configure, flush, start_http_server
+    from agentwatch.capture import observe as observe
+    from agentwatch.capture import record_event as record_event
+    from agentwatch.capture import record_llm_call as record_llm_call
+    from agentwatch.capture import record_tool_call as record_tool_call
+    from agentwatch.capture import track as track
+    from agentwatch.event_store import EventStore as EventStore
+    from agentwatch.integrations.litellm import instrument_litellm as instrument_litellm
+    from agentwatch.runtime import close as close
+    from agentwatch.runtime import configure as configure
+    from agentwatch.runtime import flush as flush
+    from agentwatch.runtime import start_http_server as start_http_server
 
 _EXPORTS: dict[str, str] = {
     "observe": "agentwatch.capture",

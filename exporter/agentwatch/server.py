@@ -145,7 +145,7 @@ def rollup_families(rows: Sequence[RollupRow]) -> list[Metric]:
 
 def budget_families(statuses: Sequence[BudgetStatus]) -> list[Metric]:
     """Limit, exact spend and period bounds per budget (labels budget, period)."""
-    specs = (
+    specs: tuple[tuple[contract.MetricSpec, Callable[[BudgetStatus], float]], ...] = (
         (contract.BUDGET_LIMIT, lambda s: s.budget.limit_usd),
         (contract.BUDGET_SPEND, lambda s: s.spend_usd),
         (contract.BUDGET_PERIOD_START, lambda s: s.period_start),
