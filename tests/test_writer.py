@@ -290,3 +290,26 @@ def test_exit_with_an_unreachable_store_neither_hangs_nor_raises(tmp_path: Path)
     assert done.returncode == 0
     assert "Traceback" not in done.stderr
     assert "100 telemetry records could not be stored before shutdown" in done.stderr
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_gets_a_working_writer_of_its_own(sqlite_url: str, records: Records) -> None:
+    import os
+
+    writer = BatchWriter(lambda: open_store(sqlite_url), flush_interval=0.0)
+    writer.submit(ExecutionFinished(records.execution("parent")))
+    assert writer.flush(timeout=10)
+    pid = os.fork()
+    if pid == 0:  # child: its own thread and connection, then a hard exit
+        ok = writer.submit(
+            ExecutionFinished(records.execution("child", id="child"))
+        ) and writer.flush(10)
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    writer.submit(ExecutionFinished(records.execution("parent")))
+    assert writer.flush(timeout=10)
+    writer.close()
+    with open_store(sqlite_url) as store:
+        assert store.count_executions(agent_name="child") == 1
+        assert store.count_executions(agent_name="parent") == 2

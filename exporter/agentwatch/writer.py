@@ -35,8 +35,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import itertools
 import logging
+import os
 import threading
 import time
 import weakref
@@ -237,6 +239,27 @@ class BatchWriter:
         self._logged: set[str] = set()
         self._drop_logged: set[str] = set()
         self.stats = WriterStats(backend, queue_size, self._depth)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(
+                after_in_child=functools.partial(_reset_in_child, weakref.ref(self))
+            )
+
+    def _after_fork(self) -> None:
+        """In a forked child: start over with an empty queue, fresh locks and no thread.
+
+        The parent keeps (and writes) what it had queued; the child must not touch the
+        parent's connection, and its own writer thread starts on its first submit.
+        """
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._done = threading.Condition(self._lock)
+        self._queue = deque()
+        self._pending = deque()
+        self._accepted = self._resolved = self._lost = self._flushers = 0
+        self._thread = None
+        self._store = None  # the parent's connection: abandoned, never closed here
+        self._failures = 0
+        self.stats._lock = threading.Lock()
 
     def _depth(self) -> int:
         return len(self._queue) + len(self._pending)
@@ -564,6 +587,12 @@ class BatchWriter:
         if store is not None:
             with contextlib.suppress(Exception):
                 store.close()
+
+
+def _reset_in_child(ref: weakref.ref[BatchWriter]) -> None:
+    writer = ref()
+    if writer is not None:
+        writer._after_fork()
 
 
 def _close_at_exit(ref: weakref.ref[BatchWriter]) -> None:
