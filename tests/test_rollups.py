@@ -204,3 +204,25 @@ def test_rollups_accumulate_monotonically_across_batches_and_reopen(
     expected = prometheus_histogram(contract.EXECUTION_DURATION, {"agent": "a"}, all_durations)
     for sample, value in expected.items():
         assert final[sample] == pytest.approx(value), sample
+
+
+def test_observed_tools_count_as_tool_calls_not_as_agent_executions(records: Records) -> None:
+    tool_run = records.execution("lookup", kind="tool")
+    deltas = build([ExecutionFinished(tool_run), ExecutionFinished(records.execution("agent"))])
+    executions = {k for k in deltas if k[0].startswith("agentwatch_execution")}
+    assert key("agentwatch_executions_total", agent="agent", status="completed") in executions
+    assert not [k for k in executions if dict(k[1]).get("agent") == "lookup"]
+
+
+def test_values_the_registry_refuses_are_not_observed(records: Records) -> None:
+    nan, inf = float("nan"), float("inf")
+    events = [
+        records.llm(duration=nan, cost_usd=inf),
+        records.llm(duration=-1.0, cost_usd=-0.5, time_to_first_token=nan),
+    ]
+    deltas = build([ExecutionFinished(records.execution("a", events=events))])
+    labels = {"model": "gpt-4o-mini", "provider": "openai"}
+    assert key(f"{contract.LLM_DURATION.name}_count", **labels) not in deltas
+    assert key(f"{contract.LLM_TTFT.name}_count", **labels) not in deltas
+    assert key("agentwatch_llm_cost_usd_total", agent="a", **labels) not in deltas
+    assert deltas[key("agentwatch_llm_requests_total", agent="a", status="success", **labels)] == 2

@@ -17,8 +17,10 @@ Labelling rules (kept in step with the in-process registry of `metrics.py`):
   non-zero, so models without those features do not grow idle series;
 - `llm_cost_usd_total` grows by known costs; a call with `cost_usd=None` counts in
   `llm_unpriced_requests_total` instead (never as a silent zero);
-- every finished `Execution` (either kind) counts in the `executions` metrics; tool-call
-  metrics come from `tool_call` events.
+- only executions of kind `agent` count in the `executions` metrics; an observed function
+  of kind `tool` is counted through the `tool_call` event capture emits for it;
+- values the in-process registry would refuse are skipped here too: negative, infinite or
+  NaN durations and costs are not observed (the raw rows keep what capture stored).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from agentwatch.cardinality import CardinalityGuard
 from agentwatch.model import Event, ExecutionFinished, LateEvent, WriterItem
 
 UNKNOWN = "unknown"
+_INF = float("inf")
 #: Bound of the builder's cache of canonical label texts (the label sets are capped anyway).
 _MAX_CACHED_TEXTS = 100_000
 
@@ -242,14 +245,15 @@ class RollupBuilder:
                         to_json(attributes) if attributes else "{}", *totals,
                     )
                 )  # fmt: skip
-                key = (agent, status, ex.error_type if status == "failed" else None)
-                agg = ex_agg.get(key)
-                if agg is None:
-                    agg = ex_agg[key] = [0, 0.0, [0] * nex]
-                agg[_EX_N] += 1
-                if duration is not None:
-                    agg[_EX_SUM] += duration
-                    agg[_EX_BUCKETS][bisect_left(ex_bounds, duration)] += 1
+                if ex.kind == "agent":
+                    key = (agent, status, ex.error_type if status == "failed" else None)
+                    agg = ex_agg.get(key)
+                    if agg is None:
+                        agg = ex_agg[key] = [0, 0.0, [0] * nex]
+                    agg[_EX_N] += 1
+                    if duration is not None and 0.0 <= duration < _INF:
+                        agg[_EX_SUM] += duration
+                        agg[_EX_BUCKETS][bisect_left(ex_bounds, duration)] += 1
             elif type(item) is LateEvent:
                 ev = item.event
                 agent = ev.agent or no_agent
@@ -308,15 +312,15 @@ class RollupBuilder:
             agg[_L_REASON] += ev.reasoning_tokens
             if cost is None:
                 agg[_L_UNPRICED] += 1
-            else:
+            elif 0.0 <= cost < _INF:
                 agg[_L_COST] += cost
                 agg[_L_PRICED] += 1
             duration = ev.duration
-            if duration is not None:
+            if duration is not None and 0.0 <= duration < _INF:
                 agg[_L_DSUM] += duration
                 agg[_L_DUR][bisect_left(self._llm_bounds, duration)] += 1
             ttft = ev.time_to_first_token
-            if ttft is not None:
+            if ttft is not None and 0.0 <= ttft < _INF:
                 agg[_L_TSUM] += ttft
                 agg[_L_TTFT][bisect_left(self._ttft_bounds, ttft)] += 1
             totals[5] += 1
@@ -327,7 +331,7 @@ class RollupBuilder:
                 agg = tool_agg[tkey] = [0, 0.0, [0] * (len(self._tool_bounds) + 1)]
             agg[_T_N] += 1
             duration = ev.duration
-            if duration is not None:
+            if duration is not None and 0.0 <= duration < _INF:
                 agg[_T_SUM] += duration
                 agg[_T_BUCKETS][bisect_left(self._tool_bounds, duration)] += 1
             totals[6] += 1
