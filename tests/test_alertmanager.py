@@ -7,6 +7,7 @@ webhook receiver captures.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -253,3 +254,28 @@ def test_the_committed_config_starts_a_real_alertmanager_unchanged(tmp_path: Pat
         status = am.get("/api/v2/status")
         assert "agentwatch.tmpl" not in status["config"]["original"]  # glob, not expanded
         assert status["cluster"]["status"] in {"ready", "disabled"}
+
+
+def test_existing_stack_alertmanager_snippet_is_valid(tmp_path: Path) -> None:
+    text = (REPO / "docs" / "existing-stack.md").read_text(encoding="utf-8")
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)]
+    snippet = next(b for b in blocks if "inhibit_rules" in b)
+    config = {
+        "route": {"receiver": "default", **snippet["route"]},
+        "inhibit_rules": snippet["inhibit_rules"],
+        "receivers": [{"name": n} for n in ("default", "your-pager", "your-ticket-queue")],
+    }
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config))
+    assert _amtool("check-config", str(path)).returncode == 0
+    for severity, receiver in (("critical", "your-pager"), ("warning", "your-ticket-queue")):
+        done = _amtool(
+            "config",
+            "routes",
+            "test",
+            f"--config.file={path}",
+            "alertname=AgentwatchBudgetExhausted",
+            f"severity={severity}",
+        )
+        assert done.stdout.strip() == receiver, done.stdout + done.stderr
+    assert snippet["inhibit_rules"] == _config()["inhibit_rules"][:2]

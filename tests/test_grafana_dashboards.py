@@ -328,3 +328,34 @@ def test_variable_query_lists_values_from_a_real_workload(
     body = response.json()
     assert body["status"] == "success", body
     assert body["data"], f"{query} lists no values"
+
+
+def _cookbook_queries() -> list[str]:
+    text = (REPO / "docs" / "promql.md").read_text(encoding="utf-8")
+    return [block.strip() for block in re.findall(r"```promql\n(.*?)```", text, flags=re.DOTALL)]
+
+
+def test_cookbook_covers_the_queries_users_ask_for() -> None:
+    queries = _cookbook_queries()
+    assert len(queries) >= 15
+    joined = "\n".join(queries)
+    for needle in ("by (model, provider)", "topk(5, sum by (agent)", "by (provider)", "by (agent)"):
+        assert needle in joined
+
+
+def test_cookbook_queries_read_only_contract_metrics_and_bundle_recordings() -> None:
+    rules = _load("agentwatch_generate_rules", REPO / "prometheus" / "generate_rules.py")
+    promql = _load("agentwatch_promql", REPO / "prometheus" / "promql.py")
+    allowed = rules.allowed_names(rules.load_mixin())
+    for query in _cookbook_queries():
+        assert promql.metric_names(query) <= allowed, query
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("query", _cookbook_queries(), ids=lambda q: q.split("\n")[0][:60])
+def test_cookbook_query_returns_data_from_a_real_workload(
+    live_prometheus: Prometheus, query: str
+) -> None:
+    result = live_prometheus.query(_substitute(query))
+    assert result, f"no data for docs/promql.md query {query}"
+    assert _finite(result), f"only NaN/Inf for {query}: {result[:3]}"

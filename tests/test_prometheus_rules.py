@@ -217,3 +217,49 @@ def test_promtool_rejects_a_rule_test_that_expects_the_wrong_alert(tmp_path: Pat
     path.write_text(yaml.safe_dump(broken))
     done = _promtool("test", "rules", str(path))
     assert done.returncode != 0
+
+
+def _doc_yaml_blocks(name: str) -> list[Any]:
+    text = (REPO / "docs" / name).read_text(encoding="utf-8")
+    return [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)]
+
+
+def test_existing_stack_scrape_job_and_rule_files_pass_promtool(tmp_path: Path) -> None:
+    blocks = _doc_yaml_blocks("existing-stack.md")
+    scrape = next(b for b in blocks if "scrape_configs" in b)
+    rule_files = next(b for b in blocks if "rule_files" in b)
+    assert rule_files["rule_files"] == ["/etc/prometheus/rules/agentwatch-*.yml"]
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    for path in RULE_FILES:
+        (rules_dir / path.name).write_text(path.read_text())
+    config = {**scrape, "rule_files": [str(rules_dir / "agentwatch-*.yml")]}
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    done = _promtool("check", "config", str(tmp_path / "prometheus.yml"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"SUCCESS: {len(RULE_FILES)} rule files found" in done.stdout
+    assert scrape["scrape_configs"][0]["job_name"] == generator.load_mixin().job_name
+
+
+def test_generator_writes_rules_for_a_custom_mixin(tmp_path: Path) -> None:
+    """The documented `--mixin ... --out ...` path: a renamed job changes every selector."""
+    custom = (
+        (PROMETHEUS / "mixin.yaml")
+        .read_text()
+        .replace("selector: 'job=\"agentwatch\"'", 'selector: \'job="llm-agents",env="prod"\'')
+    )
+    assert custom != (PROMETHEUS / "mixin.yaml").read_text()
+    mixin = tmp_path / "mixin.yaml"
+    mixin.write_text(custom)
+    done = subprocess.run(
+        [sys.executable, str(PROMETHEUS / "generate_rules.py"), "--mixin", str(mixin),
+         "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    written = sorted((tmp_path / "out").glob("*.yml"))
+    assert [p.name for p in written] == [p.name for p in RULE_FILES]
+    text = "".join(p.read_text() for p in written)
+    assert 'job="llm-agents",env="prod"' in text and 'job="agentwatch"' not in text
+    check = _promtool("check", "rules", *map(str, written))
+    assert check.returncode == 0, check.stdout + check.stderr
