@@ -15,7 +15,7 @@ from agentwatch.cardinality import CardinalityGuard
 from agentwatch.errors import StoreError, UnsupportedStoreURL
 from agentwatch.model import ExecutionFinished, LateEvent, WriterItem
 from agentwatch.rollups import RollupBuilder
-from agentwatch.store import Store, StoreUnavailable, backend_for_url, open_store
+from agentwatch.store import Store, StoreUnavailable, backend_for_url, open_store, schema
 from agentwatch.store.schema import latest_version
 from conftest import Records
 
@@ -130,6 +130,25 @@ def test_late_event_in_the_same_batch_as_its_execution_still_counts(
     assert got["metrics"]["llm_calls"] == 1
 
 
+def test_late_event_that_overtook_its_execution_joins_its_totals_later(
+    store: Store, records: Records
+) -> None:
+    execution = records.execution("chatbot", events=[records.llm(cost_usd=0.5)])
+    late = records.llm(execution_id=execution.id, agent="chatbot", cost_usd=0.25)
+    write(store, LateEvent(late))  # the writer got the late event first, in its own batch
+    write(store, LateEvent(records.tool(execution_id=execution.id, agent="chatbot")))
+    write(store, ExecutionFinished(execution))
+    write(store, ExecutionFinished(records.execution("other")))  # nothing pending any more
+
+    got = store.get_execution(execution.id)
+    assert got is not None
+    assert got["metrics"]["total_cost"] == pytest.approx(0.75)
+    assert got["metrics"]["llm_calls"] == 2
+    assert got["metrics"]["tool_calls"] == 1
+    assert got["metrics"]["input_tokens"] == 20
+    assert len(got["events"]) == 3
+
+
 def test_orphan_events_are_stored_and_rolled_up(store: Store, records: Records) -> None:
     write(store, LateEvent(records.llm(2_000.0, cost_usd=0.125)))
     orphans = store.get_events(orphans_only=True)
@@ -177,6 +196,28 @@ def test_concurrent_migrators_all_succeed_once(backend_url: str) -> None:
     assert errors == []
     with open_store(backend_url) as store:
         assert store.schema_versions() == list(range(1, latest_version() + 1))
+
+
+def test_a_store_at_an_older_version_is_upgraded_in_place(
+    backend_url: str, records: Records
+) -> None:
+    old = open_store(backend_url)
+    with old.atomic() as cur:  # what version 1 of agentwatch left behind, with data
+        cur.execute(schema.SCHEMA_VERSION_DDL)
+        for statement in schema.statements_for(old.backend, schema.MIGRATIONS[0]):
+            cur.execute(statement)
+        cur.execute("INSERT INTO schema_version VALUES (1, 'v1', 0)")
+        cur.execute(
+            "INSERT INTO events (execution_id, agent, seq, kind, name, started_at, status) "
+            "VALUES (NULL, 'none', 0, 'custom', 'before-upgrade', 1.0, 'success')"
+        )
+    old.migrate()
+    try:
+        assert old.schema_versions() == [m.version for m in schema.MIGRATIONS]
+        write(old, LateEvent(records.llm(execution_id="exec_later", agent="a")))
+        assert [e["name"] for e in old.get_events(limit=None)] == ["chat", "before-upgrade"]
+    finally:
+        old.close()
 
 
 def test_get_executions_filters_newest_first_with_limit_and_offset(

@@ -69,7 +69,9 @@ class RollupBatch:
         executions: rows in `EXECUTION_COLUMNS` order.
         events: rows in `EVENT_COLUMNS` order, with `seq` already set.
         late_events: rows in `EVENT_COLUMNS` order whose `seq` slot holds the execution id
-            again (the store computes the next `seq` in SQL); inserted after `events`.
+            again (the store computes the next `seq` in SQL), plus the execution id once
+            more at the end (the store marks the event `pending` if that execution is not
+            stored yet); inserted after `events`.
         late_totals: `(cost, input, output, cached, reasoning, llm_calls, tool_calls,
             execution_id)` increments applied to executions already stored.
         rollups: deltas added to the cumulative rollup table, one per distinct key.
@@ -262,7 +264,8 @@ class RollupBuilder:
                     event_rows.append(self._event(ev, None, agent, 0, llm_agg, tool_agg, totals))
                 else:
                     row = self._event(ev, ev.execution_id, agent, 0, llm_agg, tool_agg, totals)
-                    late_rows.append((*row[:2], ev.execution_id, *row[3:]))
+                    ex_id = ev.execution_id
+                    late_rows.append((*row[:2], ex_id, *row[3:], ex_id))
                     late_totals.append((*totals, ev.execution_id))
             else:
                 raise TypeError(f"not a writer item: {type(item).__name__}")

@@ -66,10 +66,38 @@ _INSERT_EVENT = (
     f"VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
 )
 _LATE_SEQ = "(SELECT COALESCE(MAX(seq), -1) + 1 FROM events WHERE execution_id = ?)"
+_LATE_PENDING = "CASE WHEN EXISTS (SELECT 1 FROM executions WHERE id = ?) THEN 0 ELSE 1 END"
 _INSERT_LATE_EVENT = (
-    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ("
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}, pending) VALUES ("
     + ", ".join(_LATE_SEQ if c == "seq" else "?" for c in EVENT_COLUMNS)
-    + ")"
+    + f", {_LATE_PENDING})"
+)
+_ANY_PENDING = "SELECT 1 FROM events WHERE pending = 1 LIMIT 1"
+
+
+def _pending_sum(expression: str) -> str:
+    return (
+        f"(SELECT COALESCE(SUM({expression}), 0) FROM events p "
+        "WHERE p.pending = 1 AND p.execution_id = executions.id)"
+    )
+
+
+_IS_LLM = "CASE WHEN kind = 'llm_call' THEN 1 ELSE 0 END"
+_IS_TOOL = "CASE WHEN kind = 'tool_call' THEN 1 ELSE 0 END"
+_ABSORB_PENDING = (
+    "UPDATE executions SET "
+    f"cost_usd = cost_usd + {_pending_sum('cost_usd')}, "
+    f"input_tokens = input_tokens + {_pending_sum('input_tokens')}, "
+    f"output_tokens = output_tokens + {_pending_sum('output_tokens')}, "
+    f"cached_tokens = cached_tokens + {_pending_sum('cached_tokens')}, "
+    f"reasoning_tokens = reasoning_tokens + {_pending_sum('reasoning_tokens')}, "
+    f"llm_calls = llm_calls + {_pending_sum(_IS_LLM)}, "
+    f"tool_calls = tool_calls + {_pending_sum(_IS_TOOL)} "
+    "WHERE id IN (SELECT execution_id FROM events WHERE pending = 1)"
+)
+_CLEAR_PENDING = (
+    "UPDATE events SET pending = 0 WHERE pending = 1 "
+    "AND execution_id IN (SELECT id FROM executions)"
 )
 _UPDATE_TOTALS = (
     "UPDATE executions SET cost_usd = cost_usd + ?, input_tokens = input_tokens + ?, "
@@ -281,12 +309,18 @@ class Store(ABC):
         """Write one batch in ONE transaction: rows, late totals, rollups, last-write time.
 
         Executions are inserted before late events and their total updates, so a late
-        event whose execution is in the same batch still lands on it. A duplicate
-        execution id is ignored rather than failing the batch.
+        event whose execution is in the same batch still lands on it. A late event stored
+        before its execution existed is kept `pending`; the batch that brings the
+        execution adds such events to its totals. A duplicate execution id is ignored
+        rather than failing the batch.
         """
         with self.atomic() as cur:
             if batch.executions:
                 cur.executemany(self._sql(_INSERT_EXECUTION), batch.executions)
+                cur.execute(_ANY_PENDING)
+                if cur.fetchone() is not None:
+                    cur.execute(_ABSORB_PENDING)
+                    cur.execute(_CLEAR_PENDING)
             if batch.events:
                 cur.executemany(self._sql(_INSERT_EVENT), batch.events)
             if batch.late_events:

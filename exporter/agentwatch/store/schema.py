@@ -117,6 +117,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        2,
+        "events.pending marks late events that arrived before their execution",
+        (
+            # A late event can reach the writer before its execution's record (another
+            # thread submitted it between the run's end and the run's own submit). It is
+            # stored with pending = 1; when the execution arrives, its totals absorb the
+            # pending events and the flag is cleared (see Store.write_batch).
+            "ALTER TABLE events ADD COLUMN pending INTEGER NOT NULL DEFAULT 0",
+            # Partial: normally empty, so checking for pending events costs one probe.
+            "CREATE INDEX ix_events_pending ON events (execution_id) WHERE pending = 1",
+        ),
+    ),
 )
 
 #: Created before any migration runs; its rows say which versions are applied.
