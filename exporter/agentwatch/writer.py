@@ -22,9 +22,9 @@ What happens when things go wrong (the host program never sees an exception):
 Ordering: one thread writes records in submission order (FIFO), and a batch inserts its
 executions before its late events, so an execution's row exists when a `LateEvent`
 submitted after its `ExecutionFinished` adds to its totals (`UPDATE ... SET x = x + ?`).
-Capture must therefore submit an execution's `ExecutionFinished` before any `LateEvent` for
-it; a late event that arrives first is still stored and rolled up, but its execution's
-denormalised totals miss it.
+A late event that overtakes its execution (another thread submitted it between the run's
+end and the run's own submit) is stored as `pending` and joins the totals when the
+execution arrives (see `Store.write_batch`).
 
 Every drop, write error, cardinality fold and internal error is also added to the store's
 rollups with the next successful batch, so a central `agentwatch serve` sees the losses of
