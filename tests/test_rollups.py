@@ -226,3 +226,12 @@ def test_values_the_registry_refuses_are_not_observed(records: Records) -> None:
     assert key(f"{contract.LLM_TTFT.name}_count", **labels) not in deltas
     assert key("agentwatch_llm_cost_usd_total", agent="a", **labels) not in deltas
     assert deltas[key("agentwatch_llm_requests_total", agent="a", status="success", **labels)] == 2
+
+
+def test_long_label_values_are_cut_like_the_registry_does(records: Records) -> None:
+    from agentwatch.metrics import MAX_LABEL_LENGTH
+
+    name = "agent-" + "x" * 300
+    deltas = build([ExecutionFinished(records.execution(name))])
+    cut = name[:MAX_LABEL_LENGTH]
+    assert deltas[key("agentwatch_executions_total", agent=cut, status="completed")] == 1

@@ -13,6 +13,7 @@ Labelling rules (kept in step with the in-process registry of `metrics.py`):
 - events inside an `ExecutionFinished` carry the execution's agent; a `LateEvent` uses its
   event's own `agent`; neither -> `contract.NO_AGENT`;
 - a missing model or provider is labelled `unknown`, a missing error class `unknown`;
+  label values are cut to `metrics.MAX_LABEL_LENGTH` characters, as in the registry;
 - `llm_tokens_total` always gets `input` and `output`, and `cached`/`reasoning` only when
   non-zero, so models without those features do not grow idle series;
 - `llm_cost_usd_total` grows by known costs; a call with `cost_usd=None` counts in
@@ -33,6 +34,7 @@ from typing import Any
 
 from agentwatch import contract
 from agentwatch.cardinality import CardinalityGuard
+from agentwatch.metrics import label_value
 from agentwatch.model import Event, ExecutionFinished, LateEvent, WriterItem
 
 UNKNOWN = "unknown"
@@ -131,6 +133,7 @@ class _Samples:
         self._le: dict[str, tuple[str, ...]] = {}
 
     def _admit(self, spec: contract.MetricSpec, labels: tuple[str, ...], n: int) -> tuple[str, ...]:
+        labels = tuple(label_value(v) for v in labels)
         admitted = self._guard.admit(spec.name, labels)
         if admitted is not labels and admitted != labels:
             self.overflow[spec.name] = self.overflow.get(spec.name, 0) + n
