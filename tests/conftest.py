@@ -56,6 +56,7 @@ def postgres_url() -> Iterator[str]:
         try:
             yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
         finally:
+            admin.execute("SET lock_timeout = '10s'")  # a leaked connection must not hang us
             admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
