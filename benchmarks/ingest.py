@@ -100,6 +100,20 @@ def bench_writer(url: str, items: list[ExecutionFinished], batch_size: int) -> f
     return len(items) / elapsed
 
 
+def stream_peak(url: str) -> tuple[int, float, float]:
+    """Stream every execution back with `iter_executions`: (rows, rows/s, peak MiB)."""
+    import tracemalloc
+
+    with open_store(url) as store:
+        tracemalloc.start()
+        started = time.perf_counter()
+        rows = sum(1 for _ in store.iter_executions(chunk_size=1000))
+        elapsed = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return rows, rows / elapsed, peak / 2**20
+
+
 def bench_postgres(url: str, items: list[ExecutionFinished], batch_size: int) -> float:
     """Like `bench_writer`, into a fresh schema of the PostgreSQL database at `url`."""
     import uuid
@@ -180,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             base = Path(tmp)
             url = f"sqlite:///{base / 'writer.db'}"
             writer_rates.append(bench_writer(url, items, args.batch_size))
+            if run == 0:
+                streamed = stream_peak(url)
             baseline_rates.append(bench_per_execution(base / "baseline.db", baseline_items))
         print(
             f"run {run + 1}: writer {writer_rates[-1]:,.0f}/s, "
@@ -199,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
         f"best {baseline_rate:>9,.0f}/s  median {statistics.median(baseline_rates):>9,.0f}/s"
     )
     print(f"ratio (best/best): {writer_rate / baseline_rate:,.1f}x")
+    rows, rate, peak = streamed
+    print(
+        f"iter_executions streamed {rows:,} rows back at {rate:,.0f} rows/s, "
+        f"peak Python memory {peak:.1f} MiB"
+    )
     if args.postgres:
         pg_rates = [bench_postgres(args.postgres, items, args.batch_size) for _ in baseline_rates]
         print(
