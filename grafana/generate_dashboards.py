@@ -33,6 +33,8 @@ from grafana_foundation_sdk.builders import bargauge, stat, timeseries
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dashboard_builders
 from grafana_foundation_sdk.builders import prometheus as prometheus_builders
+from grafana_foundation_sdk.cog import variants
+from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common, dashboard
 
@@ -104,8 +106,8 @@ class _Board:
         self.next_id += 1
         return value
 
-    def _targets(self, queries: Sequence[_Query]) -> list[prometheus_builders.Dataquery]:
-        targets = []
+    def _targets(self, queries: Sequence[_Query]) -> list[Builder[variants.Dataquery]]:
+        targets: list[Builder[variants.Dataquery]] = []
         for index, q in enumerate(queries):
             target = (
                 prometheus_builders.Dataquery()

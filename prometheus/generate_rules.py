@@ -303,6 +303,7 @@ def recording_groups(m: Mixin) -> list[dict[str, Any]]:
     main.extend(_histogram_rules(m, contract.EXECUTION_DURATION, ("agent",)))
 
     # LLM requests.
+    labels: tuple[str, ...]
     for labels in (("agent", "model", "provider", "status"), ("agent", "model", "provider")):
         add(
             rate_name(m, labels, LLM_REQUESTS_TOTAL, w),
