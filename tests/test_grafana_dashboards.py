@@ -359,3 +359,18 @@ def test_cookbook_query_returns_data_from_a_real_workload(
     result = live_prometheus.query(_substitute(query))
     assert result, f"no data for docs/promql.md query {query}"
     assert _finite(result), f"only NaN/Inf for {query}: {result[:3]}"
+
+
+def test_generator_refuses_a_panel_that_reads_an_invented_metric(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    generator = _load("agentwatch_generate_dashboards", GRAFANA / "generate_dashboards.py")
+
+    def bogus(m: Any) -> Any:
+        board = generator._new_board("x", "agentwatch: x", "x", [])
+        board.stat("x", "x", generator._Query("sum(rate(agentwatch_made_up_total[5m]))"), "short")
+        return board
+
+    monkeypatch.setattr(generator, "DASHBOARDS", {"bogus.json": bogus})
+    with pytest.raises(ValueError, match="agentwatch_made_up_total"):
+        generator.build()
