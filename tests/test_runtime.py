@@ -341,11 +341,6 @@ def test_in_process_metrics_agree_with_the_store_rollups(store_url: str) -> None
         assert rollups[key] == pytest.approx(value), key
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rollups.py counts kind='tool' executions in agentwatch_executions_total; the "
-    "in-process registry counts agent executions only (contract: 'Agent executions')",
-)
 def test_observed_tools_are_not_agent_executions_in_either_exposition(store_url: str) -> None:
     registry = CollectorRegistry()
     agentwatch.configure(store_url=store_url, registry=registry)
