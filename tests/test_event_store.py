@@ -102,3 +102,20 @@ def test_the_tutorial_queries_work_as_written(tmp_path: Path, records: Records) 
     store.clear_all()
     assert store.count_executions() == 0 and store.read_rollups() == []
     store.close()
+
+
+def test_summary_counts_agent_runs_but_totals_include_llm_calls_inside_tools(
+    backend_url: str, records: Records
+) -> None:
+    with EventStore(backend_url) as store:
+        agent_run = records.execution("researcher", duration=2.0, events=[records.tool()])
+        tool_run = records.execution(
+            "web_search", duration=0.5, kind="tool", parent_id=agent_run.id,
+            events=[records.llm(cost_usd=0.5)],
+        )  # fmt: skip
+        fill(store, ExecutionFinished(tool_run), ExecutionFinished(agent_run))
+        stats = store.get_summary_stats()
+        assert stats["total_executions"] == 1 and stats["completed"] == 1
+        assert stats["avg_duration"] == stats["p95_duration"] == 2.0
+        assert stats["total_cost"] == 0.5 and stats["llm_calls"] == 1
+        assert stats["tool_calls"] == 1

@@ -476,20 +476,29 @@ class Store(ABC):
         since: float | None = None,
         until: float | None = None,
     ) -> dict[str, Any]:
-        """Counts, success rate, mean and nearest-rank p50/p95/p99 duration, and totals."""
+        """Counts, success rate, mean and nearest-rank p50/p95/p99 duration, and totals.
+
+        Execution counts and durations cover agent runs only (`kind = 'agent'`), as
+        `agentwatch_executions_total` does; cost, tokens and call counts cover every matching
+        row, so an LLM call made inside an observed tool is not lost from the totals.
+        """
         where, params = _where(agent_name, None, since, until)
         sql = (
-            "SELECT COUNT(*), "
-            "COALESCE(SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END), 0), "
-            "COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0), "
-            "AVG(duration), COALESCE(SUM(cost_usd), 0), COALESCE(SUM(input_tokens), 0), "
+            "SELECT COALESCE(SUM(CASE WHEN kind = 'agent' THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN kind = 'agent' AND status = 'completed' THEN 1 ELSE 0 END)"
+            ", 0), "
+            "COALESCE(SUM(CASE WHEN kind = 'agent' AND status = 'failed' THEN 1 ELSE 0 END)"
+            ", 0), "
+            "AVG(CASE WHEN kind = 'agent' THEN duration END), COALESCE(SUM(cost_usd), 0), "
+            "COALESCE(SUM(input_tokens), 0), "
             "COALESCE(SUM(output_tokens), 0), COALESCE(SUM(llm_calls), 0), "
             f"COALESCE(SUM(tool_calls), 0) FROM executions{where}"
         )
         with self._read() as cur:
             cur.execute(self._sql(sql), params)
             total, completed, failed, avg, cost, tin, tout, llm, tool = cur.fetchone()
-        p50, p95, p99 = self._percentiles(where, params)
+        agent_runs = (where + " AND" if where else " WHERE") + " kind = 'agent'"
+        p50, p95, p99 = self._percentiles(agent_runs, params)
         total = int(total)
         return {
             "total_executions": total,
