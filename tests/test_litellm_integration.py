@@ -373,3 +373,37 @@ def test_litellm_calls_of_a_finished_run_reach_its_stored_totals(
     finally:
         uninstrument_litellm()
         runtime.close()
+
+
+def test_aflush_keeps_the_last_calls_of_a_program_that_returns_right_away(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`asyncio.run()` cancels litellm's pending hook tasks when main() returns (without the
+    `aflush()` below, this run loses calls: seen here with litellm 1.106.2); awaiting `aflush()`
+    first lets them run, so no call is lost."""
+    clean_environment(monkeypatch, tmp_path)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    agentwatch.configure(store_url=url, registry=CollectorRegistry())
+    instrument_litellm()
+    try:
+
+        @agentwatch.observe
+        async def burst() -> None:
+            await asyncio.gather(
+                *(
+                    litellm.acompletion(model="gpt-4o-mini", messages=MESSAGES, mock_response="hi")
+                    for _ in range(8)
+                )
+            )
+
+        async def main() -> None:
+            await burst()
+            assert await agentwatch.aflush(timeout=10)
+
+        asyncio.run(main())
+        assert agentwatch.flush(timeout=10)
+        with agentwatch.EventStore(url) as store:
+            assert store.get_summary_stats()["llm_calls"] == 8
+    finally:
+        uninstrument_litellm()
+        runtime.close()

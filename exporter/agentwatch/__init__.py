@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from agentwatch.capture import track as track
     from agentwatch.event_store import EventStore as EventStore
     from agentwatch.integrations.litellm import instrument_litellm as instrument_litellm
+    from agentwatch.runtime import aflush as aflush
     from agentwatch.runtime import close as close
     from agentwatch.runtime import configure as configure
     from agentwatch.runtime import flush as flush
@@ -43,6 +44,7 @@ _EXPORTS: dict[str, str] = {
     "EventStore": "agentwatch.event_store",
     "configure": "agentwatch.runtime",
     "flush": "agentwatch.runtime",
+    "aflush": "agentwatch.runtime",
     "close": "agentwatch.runtime",
     "start_http_server": "agentwatch.runtime",
 }

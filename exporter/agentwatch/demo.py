@@ -138,6 +138,7 @@ async def run_demo_async(runs: int = 40, seed: int = 7, concurrency: int = 8) ->
                 report.failed_runs += 1
 
     await asyncio.gather(*(one_run(i) for i in range(runs)))
+    await agentwatch.aflush()  # litellm's last hooks run as tasks after the calls returned
     return report
 
 

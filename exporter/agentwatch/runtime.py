@@ -292,9 +292,36 @@ def flush(timeout: float | None = 10.0) -> bool:
     """Block until every record accepted so far is in the store; False on timeout.
 
     Call it before a short script exits if it cannot rely on `atexit` (e.g. `os._exit`).
+    When the litellm integration is in use and no event loop runs in this thread, litellm
+    hooks still queued from a finished event loop are run first, so their calls are stored.
+    In async code, `await agentwatch.aflush()` instead.
     """
+    litellm_integration = sys.modules.get("agentwatch.integrations.litellm")
+    if litellm_integration is not None:
+        litellm_integration.drain_pending_hooks_sync()
     runtime = _runtime
     return True if runtime is None else runtime.flush(timeout)
+
+
+async def aflush(timeout: float | None = 10.0) -> bool:
+    """Async `flush()`: first await litellm's pending logging hooks, then the store.
+
+    LiteLLM runs its async success hooks as tasks *after* `acompletion` returned; when the
+    program's main coroutine returns, `asyncio.run()` cancels tasks that have not run yet and
+    those calls are lost to every litellm logger. Awaiting this at the end of `main()` lets
+    them run first. The store wait happens in a thread, so the event loop is not blocked.
+
+    Example:
+        >>> async def main():
+        ...     await run_my_agents()
+        ...     await agentwatch.aflush()
+    """
+    import asyncio
+
+    litellm_integration = sys.modules.get("agentwatch.integrations.litellm")
+    if litellm_integration is not None:
+        await litellm_integration.drain_pending_hooks(5.0 if timeout is None else timeout)
+    return await asyncio.to_thread(flush, timeout)
 
 
 def close(timeout: float | None = 10.0) -> None:

@@ -19,6 +19,7 @@ of fetching one); `import agentwatch` alone does not.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -280,3 +281,49 @@ def uninstrument_litellm() -> None:
             callbacks = getattr(litellm, name, None)
             if isinstance(callbacks, list):
                 callbacks[:] = [cb for cb in callbacks if cb is not _logger]
+
+
+def _logging_worker() -> Any:
+    """LiteLLM's queue of pending async logging hooks (litellm >= 1.7x), or None."""
+    try:
+        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+    except ImportError:  # older litellm: hooks are plain tasks, nothing to drain
+        return None
+    return GLOBAL_LOGGING_WORKER
+
+
+async def drain_pending_hooks(timeout: float = 5.0) -> None:
+    """Let litellm's queued async logging hooks run (bounded by `timeout`). Never raises."""
+    worker = _logging_worker()
+    if worker is None:
+        return
+    try:
+        await asyncio.wait_for(worker.flush(), timeout)
+    except Exception as exc:  # a slow or broken callback of another logger
+        rt = _runtime_module._runtime
+        if rt is not None:
+            rt.internal_error("litellm", exc)
+
+
+def drain_pending_hooks_sync(timeout: float = 5.0) -> None:
+    """`drain_pending_hooks` from synchronous code, when no event loop runs in this thread.
+
+    Hooks queued by an event loop that has since finished (a script's `asyncio.run(main())`
+    returning right after its last `acompletion`) would otherwise wait for litellm's own
+    exit handler, which may run after agentwatch has flushed.
+    """
+    worker = _logging_worker()
+    if worker is None or getattr(worker, "_queue", None) is None:
+        return
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:  # inside a running loop: cannot block it; `await aflush()` is the async path
+        return
+    try:
+        asyncio.run(drain_pending_hooks(timeout))
+    except Exception as exc:
+        rt = _runtime_module._runtime
+        if rt is not None:
+            rt.internal_error("litellm", exc)
