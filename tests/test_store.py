@@ -177,7 +177,7 @@ def test_migrate_is_idempotent_and_recorded(backend_url: str) -> None:
 
 def test_concurrent_migrators_all_succeed_once(backend_url: str) -> None:
     errors: list[BaseException] = []
-    start = threading.Barrier(4)
+    start = threading.Barrier(4, timeout=30)
 
     def migrate() -> None:
         try:
@@ -186,13 +186,14 @@ def test_concurrent_migrators_all_succeed_once(backend_url: str) -> None:
             store.migrate()
             store.close()
         except BaseException as exc:  # collected and asserted below
+            start.abort()  # never leave the other threads waiting on the barrier
             errors.append(exc)
 
     threads = [threading.Thread(target=migrate) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(timeout=60)
     assert errors == []
     with open_store(backend_url) as store:
         assert store.schema_versions() == list(range(1, latest_version() + 1))
