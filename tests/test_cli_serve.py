@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,29 @@ def test_bad_config_file_names_the_file_and_key(
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1
     assert str(config) in lines[0] and "period" in lines[0] and "fortnight" in lines[0]
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_a_taken_port_is_one_line_not_a_traceback(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTWATCH_HOME", str(tmp_path))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, [command, "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
+    assert "Traceback" not in result.output
+    if command == "demo":
+        assert not (tmp_path / "telemetry.db").exists(), "no workload ran before the bind"
+
+
+def test_an_address_that_does_not_resolve_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTWATCH_HOME", str(tmp_path))
+    result = CliRunner().invoke(cli, ["serve", "--host", "no-such-host.invalid", "--port", "0"])
+    assert result.exit_code == 1
+    assert "cannot listen on no-such-host.invalid:0" in result.output

@@ -24,3 +24,7 @@ class StoreError(AgentwatchError):
 
 class UnsupportedStoreURL(ConfigError):
     """A store URL names a scheme no backend handles."""
+
+
+class ServeError(AgentwatchError):
+    """An HTTP server cannot start: the port is taken or the address does not resolve."""

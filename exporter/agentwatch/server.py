@@ -40,6 +40,7 @@ from agentwatch import contract
 from agentwatch._version import __version__
 from agentwatch.budgets import BudgetStatus, evaluate_budgets
 from agentwatch.config import Budget, Settings
+from agentwatch.errors import ServeError
 from agentwatch.store import open_store
 from agentwatch.store.base import RollupRow, Store
 
@@ -419,13 +420,14 @@ def make_server(
     clock: Callable[[], float] = time.time,
 ) -> AgentwatchHTTPServer:
     """Build (but do not start) the server for `settings`; port 0 picks a free port."""
-    access = StoreAccess(settings.store_url)
-    return AgentwatchHTTPServer(
-        (host or settings.host, settings.port if port is None else port),
-        access,
-        settings.budgets,
-        clock,
-    )
+    address = (host or settings.host, settings.port if port is None else port)
+    try:
+        return AgentwatchHTTPServer(
+            address, StoreAccess(settings.store_url), settings.budgets, clock
+        )
+    except OSError as exc:  # port taken, address not local, name that does not resolve
+        reason = exc.strerror or str(exc)
+        raise ServeError(f"cannot listen on {address[0]}:{address[1]}: {reason}") from None
 
 
 def serve_in_thread(server: AgentwatchHTTPServer) -> threading.Thread:

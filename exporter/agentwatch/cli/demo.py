@@ -53,6 +53,11 @@ def demo(
     from agentwatch.demo import run_demo
 
     settings = load_settings(config_path, store_url=store_url, host=host, port=port)
+    server = None
+    if serve:  # bind first: a taken port should fail before the workload, not after
+        from agentwatch.server import make_server
+
+        server = make_server(settings)
     agentwatch.configure(config_path=config_path, store_url=store_url)
     started = time.perf_counter()
     report = run_demo(runs=runs, seed=seed)
@@ -63,9 +68,8 @@ def demo(
         f"({report.llm_failures} failed), {report.tool_calls} tool calls in {elapsed:.1f}s "
         f"-> {settings.store_url}" + ("" if flushed else " (some records not yet written!)")
     )
-    if not serve:
+    if server is None:
         return
     from agentwatch.cli.serve import run_server
-    from agentwatch.server import make_server
 
-    run_server(make_server(settings))
+    run_server(server)
