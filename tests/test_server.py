@@ -23,10 +23,10 @@ NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC).timestamp()
 
 
 @pytest.fixture
-def store_url(tmp_path: Path) -> Iterator[str]:
-    url = f"sqlite:///{tmp_path / 'telemetry.db'}"
-    agentwatch.configure(store_url=url)
-    yield url
+def store_url(backend_url: str) -> Iterator[str]:
+    """A fresh store on each backend (SQLite file, throw-away PostgreSQL schema)."""
+    agentwatch.configure(store_url=backend_url)
+    yield backend_url
     agentwatch.close()
 
 
