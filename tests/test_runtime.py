@@ -259,6 +259,30 @@ def test_sigterm_flushes_then_terminates_like_the_default(tmp_path: Path) -> Non
     assert _count(url) == 5
 
 
+def test_sigterm_while_a_record_is_being_queued_still_flushes_and_exits(
+    tmp_path: Path,
+) -> None:
+    """The signal can land while the main thread holds the writer's queue lock (inside
+    `submit`); the handler's flush must not deadlock on it."""
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    done = _run_script(
+        tmp_path,
+        f"""
+        import os, signal
+        import agentwatch
+        from agentwatch import runtime
+        agentwatch.configure(store_url={url!r}, flush_interval=60)
+        for i in range(5):
+            with agentwatch.track("interrupted"):
+                pass
+        with runtime.get_runtime().writer._lock:  # as if interrupted inside submit()
+            os.kill(os.getpid(), signal.SIGTERM)
+        """,
+    )
+    assert done.returncode == -signal.SIGTERM
+    assert _count(url) == 5
+
+
 def test_sigterm_chains_the_programs_own_handler(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'chain.db'}"
     done = _run_script(

@@ -221,7 +221,9 @@ class BatchWriter:
         self._builder = RollupBuilder(CardinalityGuard(max_label_sets))
         self._queue: deque[WriterItem] = deque()
         self._pending: deque[WriterItem] = deque()  # owned by the writer thread
-        self._lock = threading.Lock()
+        # Reentrant: the SIGTERM handler flushes on the main thread, which the signal may
+        # have interrupted inside submit() with this lock held.
+        self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
         self._done = threading.Condition(self._lock)
         self._accepted = 0  # records accepted by submit, ever
@@ -250,7 +252,7 @@ class BatchWriter:
         The parent keeps (and writes) what it had queued; the child must not touch the
         parent's connection, and its own writer thread starts on its first submit.
         """
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
         self._done = threading.Condition(self._lock)
         self._queue = deque()
