@@ -345,14 +345,6 @@ sys.setprofile(None)
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BatchWriter.flush() never starts the writer thread: a SIGTERM arriving during the "
-    "first submit() (record accepted, thread not yet started) makes the SIGTERM handler wait "
-    "its whole 5 s timeout for a thread that does not exist, then the process dies and the "
-    "accepted record is lost",
-)
 def test_sigterm_during_the_first_record_still_flushes_it(sqlite_url: str) -> None:
     done = subprocess.run(
         [sys.executable, "-c", _FIRST_SUBMIT_SIGTERM, sqlite_url],

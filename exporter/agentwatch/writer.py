@@ -321,6 +321,8 @@ class BatchWriter:
             lost_before = self._lost
             if self._resolved >= target:
                 return True
+            if self._thread is None:  # accepted, but interrupted before submit() kicked it
+                self._start()
             self._flushers += 1
             self._flush_gen += 1
             self._wake.notify_all()
@@ -341,6 +343,8 @@ class BatchWriter:
                 return
             self._closed = True
             self._limit = 0
+            if self._thread is None and self._queue:  # see flush()
+                self._start()
             thread = self._thread
         if thread is None:
             return
