@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -182,7 +183,7 @@ def _event_from_payload(
     event = Event(
         kind="llm_call",
         name=model or "unknown",
-        started_at=float(start) if start is not None else 0.0,
+        started_at=float(start) if start is not None else time.time(),
         duration=duration,
         status="failure" if status == "failure" else "success",
         model=model,
@@ -194,10 +195,6 @@ def _event_from_payload(
         cost_usd=cost,
         time_to_first_token=ttft,
     )
-    if start is None:
-        import time
-
-        event.started_at = time.time()
     if status == "failure":
         info = slo.get("error_information")
         info = info if isinstance(info, Mapping) else {}
