@@ -273,7 +273,9 @@ def test_invalid_values_cleaned_at_the_boundary_never_reach_a_series() -> None:
         )
         == 3.0
     )
-    assert registry.get_sample_value("agentwatch_llm_tokens_total", {**labels, "type": "input"}) == 0
+    assert (
+        registry.get_sample_value("agentwatch_llm_tokens_total", {**labels, "type": "input"}) == 0
+    )
     for field in ("cost_usd", "duration", "time_to_first_token", "input_tokens"):
         assert registry.get_sample_value("agentwatch_invalid_values_total", {"field": field}) == 3
     assert (
