@@ -12,6 +12,7 @@ import enum
 import math
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -417,3 +418,61 @@ def test_a_writer_used_directly_repairs_what_it_is_given(
         assert stored["metrics"]["input_tokens"] == 10 and stored["metrics"]["llm_calls"] == 2
         assert _rollup(store, "agentwatch_invalid_values_total", field="agent") == 2
         assert all(math.isfinite(row.value) and row.value >= 0 for row in store.read_rollups())
+
+
+def test_a_hostile_litellm_payload_goes_through_the_same_rule(
+    runtime_store: tuple[str, CollectorRegistry], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    from agentwatch.integrations.litellm import instrument_litellm, uninstrument_litellm
+
+    url, registry = runtime_store
+    logger = instrument_litellm()
+    seen: list[tuple[dict[str, Any], Any]] = []
+    record = logger.record
+
+    def keep(kwargs: dict[str, Any], response_obj: Any) -> None:
+        seen.append((kwargs, response_obj))
+        record(kwargs, response_obj)
+
+    monkeypatch.setattr(logger, "record", keep)
+    labels = {"agent": "none", "model": "gpt-4o-mini", "provider": "openai", "type": "input"}
+    try:
+        messages = [{"role": "user", "content": "hello"}]
+        litellm.completion(model="gpt-4o-mini", messages=messages, mock_response="hi")
+        deadline = time.monotonic() + 10
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert agentwatch.flush(timeout=10) is True
+        kwargs, response = seen[0]
+        real = dict(kwargs["standard_logging_object"])
+        before = registry.get_sample_value("agentwatch_llm_tokens_total", labels)
+        assert before is not None and before > 0
+        hostile = {
+            **real, "id": f"hostile-{uuid.uuid4()}", "prompt_tokens": -1000,
+            "completion_tokens": math.nan, "response_cost": math.nan,
+            "startTime": math.nan, "endTime": math.nan, "custom_llm_provider": "open\x00ai",
+        }  # fmt: skip
+        record({**kwargs, "litellm_call_id": hostile["id"],
+                "standard_logging_object": hostile}, response)  # fmt: skip
+        hostile_model = {**real, "id": f"hostile-{uuid.uuid4()}", "model": SURROGATE}
+        record({**kwargs, "litellm_call_id": hostile_model["id"],
+                "standard_logging_object": hostile_model}, response)  # fmt: skip
+        assert agentwatch.flush(timeout=10) is True
+    finally:
+        uninstrument_litellm()
+
+    assert registry.get_sample_value("agentwatch_llm_tokens_total", labels) == before
+    count = registry.get_sample_value
+    for field, n in (("input_tokens", 1), ("output_tokens", 1), ("cost_usd", 1),
+                     ("started_at", 1), ("provider", 1), ("name", 1), ("model", 1)):  # fmt: skip
+        assert count("agentwatch_invalid_values_total", {"field": field}) == n, field
+    with open_store(url) as store:
+        calls = [e for e in store.get_events(limit=None) if e["kind"] == "llm_call"]
+        assert len(calls) == 3
+        assert {c["model"] for c in calls} == {"gpt-4o-mini", REPAIRED}
+        assert all(c["input_tokens"] >= 0 and math.isfinite(c["started_at"]) for c in calls)
+        assert _rollup(store, "agentwatch_llm_tokens_total", **labels) == before
+        assert _rollup(store, "agentwatch_invalid_values_total", field="input_tokens") == 1

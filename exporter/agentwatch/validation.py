@@ -101,13 +101,6 @@ def text(value: object, field: str, report: Report) -> str:
     return fixed
 
 
-def optional_text(value: object, field: str, report: Report) -> str | None:
-    """An optional text field: None stays None, anything else as `text()`."""
-    if value is None:
-        return None
-    return text(value, field, report)
-
-
 def _integer(value: object) -> int | None:
     if isinstance(value, bool):
         return None
@@ -175,50 +168,87 @@ def timestamp(value: object, field: str, report: Report) -> float | None:
     return None
 
 
+def _suspect(value: object) -> bool:
+    """False for the common case, a plain ASCII str without NUL (cheap, C-level checks)."""
+    return type(value) is not str or not value.isascii() or "\x00" in value
+
+
+def _suspect_count(value: object) -> bool:
+    return type(value) is not int or not 0 <= value < MAX_TOKENS
+
+
+def _suspect_number(value: object, bound: float) -> bool:
+    return value is not None and (type(value) is not float or not 0.0 <= value < bound)
+
+
 def clean_event(event: Event, report: Report) -> Event:
-    """Repair every field of `event` in place (its ids excepted, see `clean_item`)."""
-    event.name = text(event.name, "name", report)
-    if event.agent is not None:
-        event.agent = text(event.agent, "agent", report)
-    event.model = optional_text(event.model, "model", report)
-    event.provider = optional_text(event.provider, "provider", report)
-    event.error_type = optional_text(event.error_type, "error_type", report)
-    event.error_message = optional_text(event.error_message, "error_message", report)
-    event.input_tokens = tokens(event.input_tokens, "input_tokens", report)
-    event.output_tokens = tokens(event.output_tokens, "output_tokens", report)
-    event.cached_tokens = tokens(event.cached_tokens, "cached_tokens", report)
-    event.reasoning_tokens = tokens(event.reasoning_tokens, "reasoning_tokens", report)
-    event.cost_usd = cost(event.cost_usd, "cost_usd", report)
-    event.duration = seconds(event.duration, "duration", report)
-    event.time_to_first_token = seconds(event.time_to_first_token, "time_to_first_token", report)
-    started = timestamp(event.started_at, "started_at", report)
-    event.started_at = time.time() - (event.duration or 0.0) if started is None else started
-    if event.attributes:
-        event.attributes = payload(event.attributes, "attributes", report)
+    """Repair every field of `event` in place (its ids excepted, see `clean_item`).
+
+    On the hot path of every call: a valid value (the common case) costs one cheap check.
+    """
+    e = event
+    if _suspect(e.name):
+        e.name = text(e.name, "name", report)
+    if e.agent is not None and _suspect(e.agent):
+        e.agent = text(e.agent, "agent", report)
+    if e.model is not None and _suspect(e.model):
+        e.model = text(e.model, "model", report)
+    if e.provider is not None and _suspect(e.provider):
+        e.provider = text(e.provider, "provider", report)
+    if e.error_type is not None and _suspect(e.error_type):
+        e.error_type = text(e.error_type, "error_type", report)
+    if e.error_message is not None and _suspect(e.error_message):
+        e.error_message = text(e.error_message, "error_message", report)
+    if _suspect_count(e.input_tokens):
+        e.input_tokens = tokens(e.input_tokens, "input_tokens", report)
+    if _suspect_count(e.output_tokens):
+        e.output_tokens = tokens(e.output_tokens, "output_tokens", report)
+    if _suspect_count(e.cached_tokens):
+        e.cached_tokens = tokens(e.cached_tokens, "cached_tokens", report)
+    if _suspect_count(e.reasoning_tokens):
+        e.reasoning_tokens = tokens(e.reasoning_tokens, "reasoning_tokens", report)
+    if _suspect_number(e.cost_usd, MAX_COST_USD):
+        e.cost_usd = cost(e.cost_usd, "cost_usd", report)
+    if _suspect_number(e.duration, MAX_SECONDS):
+        e.duration = seconds(e.duration, "duration", report)
+    if _suspect_number(e.time_to_first_token, MAX_SECONDS):
+        e.time_to_first_token = seconds(e.time_to_first_token, "time_to_first_token", report)
+    started: Any = e.started_at
+    if type(started) is not float or not MIN_TIMESTAMP <= started < MAX_TIMESTAMP:
+        started = timestamp(started, "started_at", report)
+        e.started_at = time.time() - (e.duration or 0.0) if started is None else started
+    if e.attributes:
+        e.attributes = payload(e.attributes, "attributes", report)
     return event
 
 
 def clean_execution(execution: Execution, report: Report) -> Execution:
     """Repair the fields of `execution` in place (not its ids nor its events)."""
-    execution.agent = text(execution.agent, "agent", report)
-    execution.error_type = optional_text(execution.error_type, "error_type", report)
-    execution.error_message = optional_text(execution.error_message, "error_message", report)
-    ended = execution.ended_at
-    started = timestamp(execution.started_at, "started_at", report)
-    if started is None:
-        valid_end = None if ended is None else timestamp(ended, "ended_at", count_nothing)
-        started = time.time() if valid_end is None else valid_end
-    execution.started_at = started
-    if ended is not None:
+    x = execution
+    if _suspect(x.agent):
+        x.agent = text(x.agent, "agent", report)
+    if x.error_type is not None and _suspect(x.error_type):
+        x.error_type = text(x.error_type, "error_type", report)
+    if x.error_message is not None and _suspect(x.error_message):
+        x.error_message = text(x.error_message, "error_message", report)
+    started: Any = x.started_at
+    ended: Any = x.ended_at
+    if type(started) is not float or not MIN_TIMESTAMP <= started < MAX_TIMESTAMP:
+        started = timestamp(started, "started_at", report)
+        if started is None:
+            valid_end = None if ended is None else timestamp(ended, "ended_at", count_nothing)
+            started = time.time() if valid_end is None else valid_end
+        x.started_at = started
+    if ended is not None and (type(ended) is not float or not started <= ended < MAX_TIMESTAMP):
         end = _real(ended)
         if end is None or not started <= end < MAX_TIMESTAMP:
             report("ended_at")
             end = started
-        execution.ended_at = end
-    if execution.arguments:
-        execution.arguments = payload(execution.arguments, "arguments", report)
-    if execution.attributes:
-        execution.attributes = payload(execution.attributes, "attributes", report)
+        x.ended_at = end
+    if x.arguments:
+        x.arguments = payload(x.arguments, "arguments", report)
+    if x.attributes:
+        x.attributes = payload(x.attributes, "attributes", report)
     return execution
 
 
@@ -255,7 +285,7 @@ def payload(value: Any, field: str, report: Report) -> Any:
 
 def _clean_event_fully(event: Event, report: Report) -> None:
     clean_event(event, report)
-    if event.execution_id is not None:
+    if event.execution_id is not None and _suspect(event.execution_id):
         event.execution_id = text(event.execution_id, "id", report)
 
 
@@ -270,8 +300,10 @@ def clean_item(item: WriterItem, report: Report) -> None:
     if isinstance(item, ExecutionFinished):
         execution = item.execution
         clean_execution(execution, report)
-        execution.id = text(execution.id, "id", report)
-        execution.parent_id = optional_text(execution.parent_id, "id", report)
+        if _suspect(execution.id):
+            execution.id = text(execution.id, "id", report)
+        if execution.parent_id is not None and _suspect(execution.parent_id):
+            execution.parent_id = text(execution.parent_id, "id", report)
         for event in execution.events:
             _clean_event_fully(event, report)
     else:
