@@ -10,9 +10,8 @@ arrive already checked by `validation.py` (capture cleans every record before co
 so nothing here re-checks a number. Label values are sanitised once per new label set
 (None -> "", at most 128 characters, never a character the exposition cannot encode) and
 pass a `CardinalityGuard`; past the cap a metric's new label sets fold into the
-`__overflow__` series. Histogram
-observations made inside an execution carry an `execution_id` exemplar, which Prometheus
-sees only through the OpenMetrics exposition.
+`__overflow__` series. Histogram observations made inside an execution carry an
+`execution_id` exemplar, which Prometheus sees only through the OpenMetrics exposition.
 
 Self-metrics (queue depth and capacity, drops, store write errors and duration, cardinality
 overflow, internal errors, invalid values, build info) are read at scrape time by a custom

@@ -23,7 +23,7 @@ Labelling rules (kept in step with the in-process registry of `metrics.py`):
 - every record first passes `validation.clean_item` (the rule the in-process metrics get
   from capture): negative, NaN, infinite or absurd numbers and invalid text are repaired in
   the record, so its raw rows and its rollup deltas agree and no counter can go down. For
-  records from capture this repairs only their JSON payloads and counts nothing else.
+  records from capture (cleaned when captured) this changes and counts nothing.
 """
 
 from __future__ import annotations
