@@ -491,8 +491,10 @@ def test_invalid_manual_values_never_reach_a_counter(captured: Captured) -> None
         {"agent": "none", "model": "gpt-4o-mini", "provider": "openai"},
     )
     assert cost is not None and math.isfinite(cost) and cost == pytest.approx(0.15e-6)
-    for component in ("invalid_cost", "invalid_duration", "invalid_argument"):
-        assert captured.value("agentwatch_internal_errors_total", {"component": component}) == 1.0
+    for field in ("cost_usd", "duration"):
+        assert captured.value("agentwatch_invalid_values_total", {"field": field}) == 1.0
+    labels = {"component": "invalid_argument"}
+    assert captured.value("agentwatch_internal_errors_total", labels) == 1.0
     assert (
         captured.value(
             "agentwatch_llm_request_duration_seconds_count",

@@ -16,6 +16,7 @@ from agentwatch import contract
 from agentwatch._version import __version__
 from agentwatch.metrics import RECORDED, SELF_METRICS, AgentMetrics, label_value
 from agentwatch.model import Event, Execution
+from agentwatch.validation import clean_event
 
 # Pinned exposition of one small, fixed input (client_python's test_exposition style). A
 # change here is a change every dashboard and alert sees: update docs/metrics.md with it.
@@ -121,6 +122,8 @@ agentwatch_queue_capacity 0.0
 # TYPE agentwatch_cardinality_overflow_total counter
 # HELP agentwatch_internal_errors_total Errors inside agentwatch that were contained so the host program kept running.
 # TYPE agentwatch_internal_errors_total counter
+# HELP agentwatch_invalid_values_total Captured values repaired or dropped because they were invalid (bad text; negative, NaN, infinite or absurd numbers), by record field; the rest of the record is kept.
+# TYPE agentwatch_invalid_values_total counter
 # HELP agentwatch_build_info Always 1; labels carry the agentwatch and Python versions.
 # TYPE agentwatch_build_info gauge
 agentwatch_build_info{python_version="{python}",version="{version}"} 1.0
@@ -255,17 +258,26 @@ def test_cardinality_cap_folds_new_label_sets_into_overflow_and_counts() -> None
     )
 
 
-def test_invalid_cost_or_duration_never_reaches_a_series() -> None:
+def test_invalid_values_cleaned_at_the_boundary_never_reach_a_series() -> None:
+    """The registry trusts its input: capture runs `validation.clean_event` first, as here."""
     registry = CollectorRegistry()
     metrics = AgentMetrics(registry)
     for bad in (math.nan, math.inf, -1.0):
-        metrics.observe_llm_call(_llm(cost_usd=bad, duration=bad, time_to_first_token=bad), "a")
+        event = _llm(cost_usd=bad, duration=bad, time_to_first_token=bad, input_tokens=bad)
+        metrics.observe_llm_call(clean_event(event, metrics.count_invalid_value), "a")
     labels = {"agent": "a", "model": "gpt-4o-mini", "provider": "openai"}
     assert registry.get_sample_value("agentwatch_llm_cost_usd_total", labels) is None
     assert (
-        registry.get_sample_value("agentwatch_internal_errors_total", {"component": "invalid_cost"})
+        registry.get_sample_value(
+            "agentwatch_llm_unpriced_requests_total", {"model": "gpt-4o-mini", "provider": "openai"}
+        )
         == 3.0
     )
+    assert (
+        registry.get_sample_value("agentwatch_llm_tokens_total", {**labels, "type": "input"}) == 0
+    )
+    for field in ("cost_usd", "duration", "time_to_first_token", "input_tokens"):
+        assert registry.get_sample_value("agentwatch_invalid_values_total", {"field": field}) == 3
     assert (
         registry.get_sample_value(
             "agentwatch_llm_request_duration_seconds_count",
@@ -275,13 +287,15 @@ def test_invalid_cost_or_duration_never_reaches_a_series() -> None:
     )
     samples = [s for family in registry.collect() for s in family.samples]
     assert samples and all(math.isfinite(s.value) for s in samples)
-    assert "NaN" not in generate_latest(registry).decode()
+    lines = generate_latest(registry).decode().splitlines()
+    assert not [line for line in lines if not line.startswith("#") and "NaN" in line]
 
 
 def test_label_values_are_sanitised() -> None:
     assert label_value(None) == ""
     assert label_value("x" * 500) == "x" * 128
     assert label_value(42) == "42"
+    assert label_value(b"r-\xff\x00".decode("utf-8", "surrogateescape")) == "r-\ufffd\ufffd"
     registry = CollectorRegistry()
     metrics = AgentMetrics(registry)
     metrics.observe_llm_call(_llm(model="m" * 300, provider=None), "a")

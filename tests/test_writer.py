@@ -170,7 +170,7 @@ def test_a_record_the_store_refuses_is_dropped_alone(backend_url: str, records: 
     writer = BatchWriter(lambda: open_store(backend_url), flush_interval=5.0)
     good = [records.execution("a", 1_000.0 + i) for i in range(3)]
     bad = records.execution("a", 1_000.0)
-    bad.started_at = None  # type: ignore[assignment]  # violates NOT NULL
+    bad.status = None  # type: ignore[assignment]  # violates NOT NULL (not a repaired field)
     for execution in (good[0], bad, good[1], good[2]):
         writer.submit(ExecutionFinished(execution))
     assert writer.flush(timeout=10) is False

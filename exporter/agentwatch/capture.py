@@ -9,6 +9,12 @@ to the writer as a `LateEvent` carrying the execution id, so it still lands on t
 Whether the run has ended is decided under the execution's lock: no event is lost or counted
 twice.
 
+Every value is checked where it enters, here, by `validation.py` (the litellm integration
+enters through `emit_llm_event` too): invalid text and negative, NaN, infinite or absurd
+numbers are repaired per field and counted in `agentwatch_invalid_values_total{field}` before
+the record is counted or handed to the writer, so the in-process metrics, the stored rows and
+the store's rollups see the same values and the rest of the record is kept.
+
 Two promises to the host program: its own exceptions propagate unchanged, and exceptions
 inside agentwatch never reach it (they are contained, counted in
 `agentwatch_internal_errors_total{component}` and logged once).
@@ -25,10 +31,10 @@ from collections.abc import AsyncGenerator, Callable, Generator
 from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
-from agentwatch import context
+from agentwatch import context, validation
 from agentwatch.context import Frame
 from agentwatch.contract import NO_AGENT
-from agentwatch.cost import llm_cost, valid_cost
+from agentwatch.cost import llm_cost
 from agentwatch.model import Event, EventKind, Execution, ExecutionFinished, LateEvent
 from agentwatch.runtime import Runtime, get_runtime
 
@@ -86,6 +92,7 @@ def _start(
         rt = _runtime()
         if not rt.enabled or name in rt.settings.disabled_agents:
             return None
+        name = validation.text(name, "agent", rt.metrics.count_invalid_value)
         parent = context.current_frame()
         execution = Execution(
             id=new_execution_id(),
@@ -130,11 +137,12 @@ def _finish(run: _Run, exc: BaseException | None) -> None:
             execution.error_message = error_message
         if not rt.enabled:
             return
+        validation.clean_execution(execution, rt.metrics.count_invalid_value)
         if execution.kind == "agent":
             rt.metrics.observe_execution(execution)
         else:
             parent = run.parent
-            event = Event(
+            event = Event(  # built from the execution's fields, already clean
                 kind="tool_call",
                 name=execution.agent,
                 started_at=execution.started_at,
@@ -142,8 +150,8 @@ def _finish(run: _Run, exc: BaseException | None) -> None:
                 status="failure" if failed else "success",
                 execution_id=None if parent is None else parent.execution.id,
                 agent=run.frame.agent,
-                error_type=error_type,
-                error_message=error_message,
+                error_type=execution.error_type,
+                error_message=execution.error_message,
             )
             rt.metrics.observe_tool_call(event, run.frame.agent)
             _deliver(rt, event, parent)
@@ -176,14 +184,15 @@ def _deliver(rt: Runtime, event: Event, frame: Frame | None) -> None:
     rt.submit(LateEvent(event))
 
 
-def _seconds(rt: Runtime, value: float | None) -> float | None:
-    """A duration as given, or None (counted as an internal error) if not finite >= 0."""
-    if value is None:
-        return None
-    seconds = valid_cost(value)  # same rule: a finite float >= 0
-    if seconds is None:
-        rt.internal_error("invalid_duration")
-    return seconds
+def _started_at(started_at: float | None, duration: float | None) -> float:
+    """The given start time, or now minus the (valid) duration when none was given.
+
+    An invalid `started_at` is left for `validation.clean_event` to repair and count.
+    """
+    if started_at is not None:
+        return started_at
+    seconds = validation.seconds(duration, "duration", validation.count_nothing)
+    return time.time() - (seconds or 0.0)
 
 
 def _contain(component: str, exc: BaseException) -> None:
@@ -517,10 +526,25 @@ class track:
 
 
 def emit_llm_event(rt: Runtime, event: Event, frame: Frame | None) -> None:
-    """Count an LLM call event and attach it to its execution (the hot path of every call).
+    """Validate, price and count an LLM call event, then attach it to its execution.
 
+    The hot path of every call, manual or from litellm. `event.cost_usd` holds the cost the
+    caller or provider reported, or None; an invalid one is counted and, like None, replaced
+    by the configured or bundled price of the (validated) tokens when there is one.
     `frame` is the caller's frame (None outside executions: agent label `none`).
     """
+    report = rt.metrics.count_invalid_value
+    validation.clean_event(event, report)
+    if event.cost_usd is None:
+        priced = llm_cost(
+            event.model,
+            event.provider,
+            event.input_tokens,
+            event.output_tokens,
+            event.cached_tokens,
+            prices=rt.settings.prices,
+        )
+        event.cost_usd = validation.cost(priced, "cost_usd", report)
     agent = NO_AGENT if frame is None else frame.agent
     event.agent = agent
     if frame is not None:
@@ -566,6 +590,10 @@ def record_llm_call(
         error_type: exception class name of a failure.
         started_at: Unix time of the request (default: now minus `duration`).
         **attributes: small JSON-serialisable extras (redacted).
+
+    A negative, NaN, infinite or absurd number (or text that cannot be stored) is repaired
+    field by field, as docs/metrics.md lists, and counted in
+    `agentwatch_invalid_values_total{field}`; the rest of the call is recorded.
     """
     try:
         rt = _runtime()
@@ -574,35 +602,19 @@ def record_llm_call(
         if status not in ("success", "failure"):
             rt.internal_error("invalid_argument")
             return
-        if cost_usd is not None and valid_cost(cost_usd) is None:
-            rt.internal_error("invalid_cost")
-            cost_usd = None
-        cost = llm_cost(
-            model,
-            provider,
-            input_tokens,
-            output_tokens,
-            cached_tokens,
-            reported=cost_usd,
-            prices=rt.settings.prices,
-        )
-        duration = _seconds(rt, duration)
-        time_to_first_token = _seconds(rt, time_to_first_token)
-        if started_at is None:
-            started_at = time.time() - (duration or 0.0)
-        event = Event(
+        event = Event(  # raw values: emit_llm_event validates and prices them
             kind="llm_call",
             name=model,
-            started_at=started_at,
+            started_at=_started_at(started_at, duration),
             duration=duration,
             status=status,
             model=model,
             provider=provider,
-            input_tokens=int(input_tokens),
-            output_tokens=int(output_tokens),
-            cached_tokens=int(cached_tokens),
-            reasoning_tokens=int(reasoning_tokens),
-            cost_usd=cost,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cached_tokens=cached_tokens,
+            reasoning_tokens=reasoning_tokens,
+            cost_usd=cost_usd,
             time_to_first_token=time_to_first_token,
             error_type=error_type,
             attributes=rt.redactor.redact(attributes) if attributes else {},
@@ -638,7 +650,7 @@ def record_tool_call(
         event = Event(
             kind="tool_call",
             name=tool,
-            started_at=time.time() - (duration or 0.0) if started_at is None else started_at,
+            started_at=_started_at(started_at, duration),
             duration=duration,
             status=status,
             execution_id=None if frame is None else frame.execution.id,
@@ -646,6 +658,7 @@ def record_tool_call(
             error_type=error_type,
             attributes=rt.redactor.redact(attributes) if attributes else {},
         )
+        validation.clean_event(event, rt.metrics.count_invalid_value)
         rt.metrics.observe_tool_call(event, agent)
         _deliver(rt, event, frame)
     except Exception as exc:
@@ -680,13 +693,14 @@ def record_event(
         event = Event(
             kind=kind,
             name=event_name,
-            started_at=time.time() - (duration or 0.0) if started_at is None else started_at,
+            started_at=_started_at(started_at, duration),
             duration=duration,
             status=status if status in ("success", "failure") else "failure",
             execution_id=None if frame is None else frame.execution.id,
             agent=NO_AGENT if frame is None else frame.agent,
             attributes=rt.redactor.redact(attributes) if attributes else {},
         )
+        validation.clean_event(event, rt.metrics.count_invalid_value)
         _deliver(rt, event, frame)
     except Exception as exc:
         _contain("capture", exc)

@@ -31,6 +31,13 @@ CALL_STATUSES = ("success", "failure")
 TOKEN_TYPES = ("input", "output", "cached", "reasoning")
 #: Values of the `reason` label of `agentwatch_events_dropped_total`.
 DROP_REASONS = ("queue_full", "store_error", "invalid", "shutdown")
+#: Values of the `field` label of `agentwatch_invalid_values_total`: the record fields that
+#: `validation.py` repairs (the rule per field is documented in docs/metrics.md).
+INVALID_VALUE_FIELDS = (
+    "agent", "name", "model", "provider", "error_type", "error_message", "id", "attributes",
+    "arguments", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens",
+    "cost_usd", "duration", "time_to_first_token", "started_at", "ended_at",
+)  # fmt: skip
 
 # Buckets. LLM work spans tens of milliseconds (a cached or tiny completion) to minutes (a
 # long reasoning call, a multi-step agent). Prometheus' default buckets stop at 10 s, which
@@ -238,6 +245,13 @@ INTERNAL_ERRORS = MetricSpec(
     "Errors inside agentwatch that were contained so the host program kept running.",
     ("component",),
 )
+INVALID_VALUES = MetricSpec(
+    "agentwatch_invalid_values",
+    "counter",
+    "Captured values repaired or dropped because they were invalid (bad text; negative, "
+    "NaN, infinite or absurd numbers), by record field; the rest of the record is kept.",
+    ("field",),
+)
 STORE_UP = MetricSpec(
     "agentwatch_store_up",
     "gauge",
@@ -282,6 +296,7 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     QUEUE_CAPACITY,
     CARDINALITY_OVERFLOW,
     INTERNAL_ERRORS,
+    INVALID_VALUES,
     STORE_UP,
     LAST_WRITE,
     BUILD_INFO,
@@ -307,6 +322,7 @@ ROLLUP_METRICS: tuple[MetricSpec, ...] = (
     STORE_WRITE_ERRORS,
     CARDINALITY_OVERFLOW,
     INTERNAL_ERRORS,
+    INVALID_VALUES,
 )
 
 BY_NAME: dict[str, MetricSpec] = {spec.name: spec for spec in ALL_METRICS}

@@ -5,21 +5,23 @@ metric. `AgentMetrics` builds them on an injected `CollectorRegistry` so tests u
 one and read it with `get_sample_value()`.
 
 The hot path (one LLM call) is a handful of dict lookups and `inc`/`observe` calls on cached
-children: `.labels()` (validation, locking, string joins) runs once per label set. Label
-values are sanitised (None -> "", at most 128 characters) and pass a `CardinalityGuard`;
-past the cap a metric's new label sets fold into the `__overflow__` series. Histogram
-observations made inside an execution carry an `execution_id` exemplar, which Prometheus
-sees only through the OpenMetrics exposition.
+children: `.labels()` (validation, locking, string joins) runs once per label set. Values
+arrive already checked by `validation.py` (capture cleans every record before counting it),
+so nothing here re-checks a number. Label values are sanitised once per new label set
+(None -> "", at most 128 characters, never a character the exposition cannot encode) and
+pass a `CardinalityGuard`; past the cap a metric's new label sets fold into the
+`__overflow__` series. Histogram observations made inside an execution carry an
+`execution_id` exemplar, which Prometheus sees only through the OpenMetrics exposition.
 
 Self-metrics (queue depth and capacity, drops, store write errors and duration, cardinality
-overflow, internal errors, build info) are read at scrape time by a custom collector, from the
-background writer's `WriterStats` and from counters kept here; the hot path never touches them.
+overflow, internal errors, invalid values, build info) are read at scrape time by a custom
+collector, from the background writer's `WriterStats` and from counters kept here; the hot
+path never touches them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import platform
 import threading
 from collections.abc import Callable, Iterable
@@ -35,6 +37,7 @@ from agentwatch import contract
 from agentwatch._version import __version__
 from agentwatch.cardinality import CardinalityGuard
 from agentwatch.contract import MetricSpec
+from agentwatch.validation import repair_text
 
 if TYPE_CHECKING:
     from agentwatch.model import Event, Execution
@@ -68,6 +71,7 @@ SELF_METRICS: tuple[MetricSpec, ...] = (
     contract.QUEUE_CAPACITY,
     contract.CARDINALITY_OVERFLOW,
     contract.INTERNAL_ERRORS,
+    contract.INVALID_VALUES,
     contract.BUILD_INFO,
 )
 
@@ -84,14 +88,20 @@ class WriterStatsLike(Protocol):
     def write_duration(self) -> tuple[list[int], float, int]: ...
     def cardinality_overflow(self) -> dict[str, int]: ...
     def internal_errors(self) -> dict[str, int]: ...
+    def invalid_values(self) -> dict[str, int]: ...
 
 
 def label_value(value: object) -> str:
-    """A label value as exposed: None -> "", other values as text cut to 128 characters."""
+    """A label value as exposed: None -> "", other values as text cut to 128 characters.
+
+    NUL and lone surrogates become U+FFFD (`validation.repair_text`): one label value that
+    cannot be encoded would fail the whole exposition. Capture already repaired (and counted)
+    them; this only keeps the exposition safe whatever reaches it.
+    """
     if value is None:
         return ""
     text = value if isinstance(value, str) else str(value)
-    return text if len(text) <= MAX_LABEL_LENGTH else text[:MAX_LABEL_LENGTH]
+    return repair_text(text if len(text) <= MAX_LABEL_LENGTH else text[:MAX_LABEL_LENGTH])
 
 
 class _Family:
@@ -108,8 +118,9 @@ class _Family:
 class AgentMetrics:
     """Every in-process agentwatch metric, on one registry.
 
-    Thread-safe; every method may be called from any thread or task. Recording methods never
-    raise for bad data: invalid costs or durations are skipped and counted as internal errors.
+    Thread-safe; every method may be called from any thread or task. Recording methods take
+    records that passed `validation.clean_event` / `clean_execution` (capture does it): they
+    trust every number.
 
     Args:
         registry: where the families are registered. Default: prometheus_client's global
@@ -135,9 +146,11 @@ class AgentMetrics:
         self.registry = REGISTRY if registry is None else registry
         self.guard = CardinalityGuard(max_label_sets)
         self._internal: dict[str, int] = {}
+        self._invalid: dict[str, int] = {}
         self._internal_lock = threading.Lock()
         self._writer_stats = writer_stats
         self._report: Callable[[str], None] | None = None
+        self._report_invalid: Callable[[str], None] | None = None
         self._collectors: list[Collector] = []
         families = {spec.name: self._build(spec) for spec in RECORDED}
         self._executions = families[contract.EXECUTIONS.name]
@@ -211,7 +224,7 @@ class AgentMetrics:
         if status == "failed":
             self._child(self._execution_errors, (agent, execution.error_type or UNKNOWN)).inc()
         duration = execution.duration
-        if duration is not None and duration >= 0.0 and duration != math.inf:
+        if duration is not None:
             self._child(self._execution_duration, (agent,)).observe(
                 duration, {"execution_id": execution.id}
             )
@@ -219,8 +232,7 @@ class AgentMetrics:
     def observe_llm_call(self, event: Event, agent: str) -> None:
         """Count one LLM call for `agent` (`none` outside executions).
 
-        `event.cost_usd` None means unpriced (counted in `agentwatch_llm_unpriced_requests`);
-        an invalid cost (NaN, infinite, negative) is dropped and counted as an internal error.
+        `event.cost_usd` None means unpriced (counted in `agentwatch_llm_unpriced_requests`).
         A missing model, provider or error class is labelled `unknown`, as in the store's
         rollups (`rollups.py`), so both expositions agree.
         """
@@ -234,36 +246,30 @@ class AgentMetrics:
         tokens = self._llm_tokens
         # input/output series always exist (as in the store rollups); cached/reasoning only
         # once a model uses them, so models without those features grow no idle series.
-        child(tokens, (agent, model, provider, "input")).inc(max(event.input_tokens, 0))
-        child(tokens, (agent, model, provider, "output")).inc(max(event.output_tokens, 0))
+        child(tokens, (agent, model, provider, "input")).inc(event.input_tokens)
+        child(tokens, (agent, model, provider, "output")).inc(event.output_tokens)
         if event.cached_tokens > 0:
             child(tokens, (agent, model, provider, "cached")).inc(event.cached_tokens)
         if event.reasoning_tokens > 0:
             child(tokens, (agent, model, provider, "reasoning")).inc(event.reasoning_tokens)
         cost = event.cost_usd
         if cost is not None:
-            if cost >= 0.0 and cost != math.inf:  # False for NaN too
-                child(self._llm_cost, (agent, model, provider)).inc(cost)
-            else:
-                self.count_internal_error("invalid_cost")
+            child(self._llm_cost, (agent, model, provider)).inc(cost)
         else:
             child(self._llm_unpriced, (model, provider)).inc()
         exemplar = None if event.execution_id is None else {"execution_id": event.execution_id}
         duration = event.duration
         if duration is not None:
-            if duration >= 0.0 and duration != math.inf:
-                child(self._llm_duration, (model, provider)).observe(duration, exemplar)
-            else:
-                self.count_internal_error("invalid_duration")
+            child(self._llm_duration, (model, provider)).observe(duration, exemplar)
         ttft = event.time_to_first_token
-        if ttft is not None and ttft >= 0.0 and ttft != math.inf:
+        if ttft is not None:
             child(self._llm_ttft, (model, provider)).observe(ttft, exemplar)
 
     def observe_tool_call(self, event: Event, agent: str) -> None:
         """Count one tool call (`event.name` is the tool) made by `agent`."""
         self._child(self._tool_calls, (agent, event.name, event.status)).inc()
         duration = event.duration
-        if duration is not None and duration >= 0.0 and duration != math.inf:
+        if duration is not None:
             exemplar = None if event.execution_id is None else {"execution_id": event.execution_id}
             self._child(self._tool_duration, (event.name,)).observe(duration, exemplar)
 
@@ -273,6 +279,7 @@ class AgentMetrics:
         self,
         writer_stats: Callable[[], WriterStatsLike | None] | None,
         report_internal_error: Callable[[str], None] | None,
+        report_invalid_value: Callable[[str], None] | None = None,
     ) -> None:
         """Point the self-metrics at a (new) background writer.
 
@@ -280,9 +287,11 @@ class AgentMetrics:
             writer_stats: returns the writer's stats at scrape time.
             report_internal_error: where contained errors are counted instead of locally
                 (the writer, so they also reach the store's rollups); None counts here.
+            report_invalid_value: the same for repaired values (`count_invalid_value`).
         """
         self._writer_stats = writer_stats
         self._report = report_internal_error
+        self._report_invalid = report_invalid_value
 
     def count_internal_error(self, component: str) -> None:
         """Count an error agentwatch contained (exposed as `agentwatch_internal_errors_total`)."""
@@ -300,6 +309,27 @@ class AgentMetrics:
         """Internal errors counted here so far, by component."""
         with self._internal_lock:
             return dict(self._internal)
+
+    def count_invalid_value(self, field: str) -> None:
+        """Count a value `validation.py` repaired (`agentwatch_invalid_values_total{field}`).
+
+        A `validation.Report`: capture passes it to every check. Counted by the writer when
+        one is attached (so it reaches the store's rollups), else here.
+        """
+        report = self._report_invalid
+        if report is not None:
+            try:
+                report(field)
+                return
+            except Exception:  # the writer is gone: count it here instead
+                pass
+        with self._internal_lock:
+            self._invalid[field] = self._invalid.get(field, 0) + 1
+
+    def invalid_values(self) -> dict[str, int]:
+        """Repaired values counted here so far, by field."""
+        with self._internal_lock:
+            return dict(self._invalid)
 
     def writer_stats(self) -> WriterStatsLike | None:
         if self._writer_stats is None:
@@ -329,12 +359,15 @@ class _SelfCollector(Collector):
         stats = self._metrics.writer_stats()
         dropped = dict.fromkeys(contract.DROP_REASONS, 0)
         internal = self._metrics.internal_errors()
+        invalid = self._metrics.invalid_values()
         overflow = self._metrics.guard.overflow_counts()
         if stats is not None:
             for reason, count in stats.dropped().items():
                 dropped[reason] = dropped.get(reason, 0) + count
             for component, count in stats.internal_errors().items():
                 internal[component] = internal.get(component, 0) + count
+            for name, count in stats.invalid_values().items():
+                invalid[name] = invalid.get(name, 0) + count
 
         spec = contract.EVENTS_DROPPED
         family = CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
@@ -372,6 +405,12 @@ class _SelfCollector(Collector):
         family = CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
         for component, count in sorted(internal.items()):
             family.add_metric([component], count)
+        yield family
+
+        spec = contract.INVALID_VALUES
+        family = CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
+        for name, count in sorted(invalid.items()):
+            family.add_metric([name], count)
         yield family
 
         spec = contract.BUILD_INFO

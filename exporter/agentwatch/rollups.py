@@ -20,8 +20,10 @@ Labelling rules (kept in step with the in-process registry of `metrics.py`):
   `llm_unpriced_requests_total` instead (never as a silent zero);
 - only executions of kind `agent` count in the `executions` metrics; an observed function
   of kind `tool` is counted through the `tool_call` event capture emits for it;
-- values the in-process registry would refuse are skipped here too: negative, infinite or
-  NaN durations and costs are not observed (the raw rows keep what capture stored).
+- every record first passes `validation.clean_item` (the rule the in-process metrics get
+  from capture): negative, NaN, infinite or absurd numbers and invalid text are repaired in
+  the record, so its raw rows and its rollup deltas agree and no counter can go down. For
+  records from capture (cleaned when captured) this changes and counts nothing.
 """
 
 from __future__ import annotations
@@ -32,13 +34,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentwatch import contract
+from agentwatch import contract, validation
 from agentwatch.cardinality import CardinalityGuard
 from agentwatch.metrics import label_value
 from agentwatch.model import Event, ExecutionFinished, LateEvent, WriterItem
 
 UNKNOWN = "unknown"
-_INF = float("inf")
 #: Bound of the builder's cache of canonical label texts (the label sets are capped anyway).
 _MAX_CACHED_TEXTS = 100_000
 
@@ -196,10 +197,18 @@ class RollupBuilder:
     """Builds `RollupBatch`es; owns the writer's cardinality guard.
 
     Not thread-safe: one builder per writer thread.
+
+    Args:
+        guard: the cardinality cap of the rollup metrics.
+        report_invalid: counts each value `validation.clean_item` repairs (the writer's
+            `record_invalid_value`, so it reaches `agentwatch_invalid_values_total`).
     """
 
-    def __init__(self, guard: CardinalityGuard) -> None:
+    def __init__(
+        self, guard: CardinalityGuard, *, report_invalid: validation.Report | None = None
+    ) -> None:
         self.guard = guard
+        self._report: validation.Report = report_invalid or validation.count_nothing
         self._texts: dict[Any, str] = {}
         self._ex_bounds = contract.EXECUTION_DURATION_BUCKETS
         self._llm_bounds = contract.LLM_DURATION_BUCKETS
@@ -227,9 +236,11 @@ class RollupBuilder:
         nex = len(ex_bounds) + 1
         no_agent = contract.NO_AGENT
         records = 0
+        report = self._report
         for item in items:
             records += 1
             if type(item) is ExecutionFinished:
+                validation.clean_item(item, report)
                 ex = item.execution
                 agent = ex.agent
                 ex_id = ex.id
@@ -238,7 +249,7 @@ class RollupBuilder:
                     event_rows.append(self._event(ev, ex_id, agent, seq, llm_agg, tool_agg, totals))
                 started = ex.started_at
                 ended = ex.ended_at
-                duration = None if ended is None else max(0.0, ended - started)
+                duration = None if ended is None else ended - started
                 status = ex.status
                 arguments = ex.arguments
                 attributes = ex.attributes
@@ -256,10 +267,11 @@ class RollupBuilder:
                     if agg is None:
                         agg = ex_agg[key] = [0, 0.0, [0] * nex]
                     agg[_EX_N] += 1
-                    if duration is not None and 0.0 <= duration < _INF:
+                    if duration is not None:
                         agg[_EX_SUM] += duration
                         agg[_EX_BUCKETS][bisect_left(ex_bounds, duration)] += 1
             elif type(item) is LateEvent:
+                validation.clean_item(item, report)
                 ev = item.event
                 agent = ev.agent or no_agent
                 totals = [0.0, 0, 0, 0, 0, 0, 0]
@@ -318,15 +330,15 @@ class RollupBuilder:
             agg[_L_REASON] += ev.reasoning_tokens
             if cost is None:
                 agg[_L_UNPRICED] += 1
-            elif 0.0 <= cost < _INF:
+            else:
                 agg[_L_COST] += cost
                 agg[_L_PRICED] += 1
             duration = ev.duration
-            if duration is not None and 0.0 <= duration < _INF:
+            if duration is not None:
                 agg[_L_DSUM] += duration
                 agg[_L_DUR][bisect_left(self._llm_bounds, duration)] += 1
             ttft = ev.time_to_first_token
-            if ttft is not None and 0.0 <= ttft < _INF:
+            if ttft is not None:
                 agg[_L_TSUM] += ttft
                 agg[_L_TTFT][bisect_left(self._ttft_bounds, ttft)] += 1
             totals[5] += 1
@@ -337,7 +349,7 @@ class RollupBuilder:
                 agg = tool_agg[tkey] = [0, 0.0, [0] * (len(self._tool_bounds) + 1)]
             agg[_T_N] += 1
             duration = ev.duration
-            if duration is not None and 0.0 <= duration < _INF:
+            if duration is not None:
                 agg[_T_SUM] += duration
                 agg[_T_BUCKETS][bisect_left(self._tool_bounds, duration)] += 1
             totals[6] += 1

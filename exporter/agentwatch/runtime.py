@@ -87,9 +87,11 @@ class Runtime:
         self.sink: Sink = sink if sink is not None else _DroppingSink("disabled")
         stats = getattr(self.sink, "stats", None)
         report = getattr(self.sink, "record_internal_error", None)
+        report_invalid = getattr(self.sink, "record_invalid_value", None)
         self.metrics.attach(
             (lambda: stats) if stats is not None else None,
             report if callable(report) else None,
+            report_invalid if callable(report_invalid) else None,
         )
         self._logged: set[str] = set()
 
@@ -171,6 +173,9 @@ class _DroppingStats:
         return {}
 
     def internal_errors(self) -> dict[str, int]:
+        return {}
+
+    def invalid_values(self) -> dict[str, int]:
         return {}
 
 

@@ -83,6 +83,7 @@ class WriterStats:
         self._write_sum = 0.0
         self._overflow: dict[str, int] = {}
         self._internal: dict[str, int] = {}
+        self._invalid: dict[str, int] = {}
         self._rolled: dict[tuple[str, str], float] = {}
 
     def queue_depth(self) -> int:
@@ -120,6 +121,11 @@ class WriterStats:
         with self._lock:
             return dict(self._internal)
 
+    def invalid_values(self) -> dict[str, int]:
+        """Values repaired or rejected by `validation.py`, per record field."""
+        with self._lock:
+            return dict(self._invalid)
+
     # -- writer side -------------------------------------------------------------------
     def _drop(self, reason: str, n: int = 1) -> None:
         with self._lock:
@@ -138,6 +144,10 @@ class WriterStats:
         with self._lock:
             self._internal[component] = self._internal.get(component, 0) + 1
 
+    def _invalid_value(self, field: str) -> None:
+        with self._lock:
+            self._invalid[field] = self._invalid.get(field, 0) + 1
+
     def _unrolled(self) -> tuple[list[SelfDelta], dict[tuple[str, str], float]]:
         """Self-metric increments not yet added to the store's rollups, and the snapshot."""
         with self._lock:
@@ -146,6 +156,8 @@ class WriterStats:
                 current[("dropped", reason)] = float(n)
             for component, n in self._internal.items():
                 current[("internal", component)] = float(n)
+            for name, n in self._invalid.items():
+                current[("invalid", name)] = float(n)
             backend = self.backend
             rolled = self._rolled
             deltas: list[SelfDelta] = []
@@ -157,6 +169,8 @@ class WriterStats:
                         deltas.append((contract.STORE_WRITE_ERRORS, (backend,), delta))
                     elif kind == "dropped":
                         deltas.append((contract.EVENTS_DROPPED, (label,), delta))
+                    elif kind == "invalid":
+                        deltas.append((contract.INVALID_VALUES, (label,), delta))
                     else:
                         deltas.append((contract.INTERNAL_ERRORS, (label,), delta))
         return deltas, current
@@ -218,7 +232,9 @@ class BatchWriter:
         self._limit = queue_size  # set to 0 by close(): every later submit is refused
         self._batch_size = batch_size
         self._interval = max(0.0, flush_interval)
-        self._builder = RollupBuilder(CardinalityGuard(max_label_sets))
+        self._builder = RollupBuilder(
+            CardinalityGuard(max_label_sets), report_invalid=self.record_invalid_value
+        )
         self._queue: deque[WriterItem] = deque()
         self._pending: deque[WriterItem] = deque()  # owned by the writer thread
         # Reentrant: the SIGTERM handler flushes on the main thread, which the signal may
@@ -367,6 +383,14 @@ class BatchWriter:
     def record_internal_error(self, component: str) -> None:
         """Count an error contained in `component`; rolled up with the next batch."""
         self.stats._internal_error(component)
+        with self._lock:
+            self._dirty = True
+            if self._thread is not None:
+                self._wake.notify()
+
+    def record_invalid_value(self, field: str) -> None:
+        """Count a value `validation.py` repaired; rolled up with the next batch."""
+        self.stats._invalid_value(field)
         with self._lock:
             self._dirty = True
             if self._thread is not None:

@@ -12,6 +12,8 @@ model, provider, tokens, `response_cost`, start/end times, `completionStartTime`
 first token for streams), status and error class. Cached and reasoning tokens come from the
 usage details. A call id already recorded is ignored, so a call is never counted twice even
 if litellm fires both a sync and an async hook for it. The hooks never raise into litellm.
+The payload's values are taken as litellm gives them: `capture.emit_llm_event` validates
+(`validation.py`) and prices them, exactly as for a manual `record_llm_call`.
 
 Importing this module imports litellm (after making it read its bundled price map instead
 of fetching one); `import agentwatch` alone does not.
@@ -25,7 +27,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from agentwatch.cost import ensure_offline_cost_map, llm_cost, valid_cost
+from agentwatch.cost import ensure_offline_cost_map
 
 ensure_offline_cost_map()
 
@@ -149,8 +151,8 @@ def _event_from_payload(
 ) -> Event:
     model = slo.get("model") or None
     provider = slo.get("custom_llm_provider") or None
-    input_tokens = _int(slo.get("prompt_tokens"))
-    output_tokens = _int(slo.get("completion_tokens"))
+    input_tokens: Any = slo.get("prompt_tokens")
+    output_tokens: Any = slo.get("completion_tokens")
     cached, reasoning = _token_details(slo, response_obj)
     start = slo.get("startTime")
     end = slo.get("endTime")
@@ -167,20 +169,10 @@ def _event_from_payload(
     reported = slo.get("response_cost")
     if slo.get("response_cost_failure_debug_info"):
         # litellm could not price the call (e.g. ModelNotMappedError) and reports 0.0: that
-        # zero is "unknown", not "free"; fall back to user prices, else count it unpriced.
+        # zero is "unknown", not "free"; emit_llm_event falls back to user prices, else
+        # counts it unpriced.
         reported = None
-    elif reported is not None and valid_cost(reported) is None:
-        rt.internal_error("invalid_cost")
-    cost = llm_cost(
-        model,
-        provider,
-        input_tokens,
-        output_tokens,
-        cached,
-        reported=reported,
-        prices=rt.settings.prices,
-    )
-    event = Event(
+    event = Event(  # raw payload values: emit_llm_event validates and prices them
         kind="llm_call",
         name=model or "unknown",
         started_at=float(start) if start is not None else time.time(),
@@ -192,13 +184,13 @@ def _event_from_payload(
         output_tokens=output_tokens,
         cached_tokens=cached,
         reasoning_tokens=reasoning,
-        cost_usd=cost,
+        cost_usd=reported,
         time_to_first_token=ttft,
     )
     if status == "failure":
         info = slo.get("error_information")
         info = info if isinstance(info, Mapping) else {}
-        event.error_type = info.get("error_class") or "unknown"
+        event.error_type = info.get("error_class") or "unknown"  # text: validated later
         message = info.get("error_message") or slo.get("error_str")
         if message:
             event.error_message = rt.redactor.redact_text(str(message), MAX_ERROR_MESSAGE)
@@ -210,17 +202,8 @@ def _event_from_payload(
     return event
 
 
-def _int(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return max(value, 0)
-    try:
-        return max(int(value or 0), 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _token_details(slo: Mapping[str, Any], response_obj: Any) -> tuple[int, int]:
-    """Cached prompt tokens and reasoning tokens, from the usage details if present."""
+def _token_details(slo: Mapping[str, Any], response_obj: Any) -> tuple[Any, Any]:
+    """Cached prompt tokens and reasoning tokens (as reported), from the usage details."""
     usage: Any = None
     metadata = slo.get("metadata")
     if isinstance(metadata, Mapping):
@@ -232,8 +215,8 @@ def _token_details(slo: Mapping[str, Any], response_obj: Any) -> tuple[int, int]
     if usage is None:
         return 0, 0
     return (
-        _int(_field(_field(usage, "prompt_tokens_details"), "cached_tokens")),
-        _int(_field(_field(usage, "completion_tokens_details"), "reasoning_tokens")),
+        _field(_field(usage, "prompt_tokens_details"), "cached_tokens"),
+        _field(_field(usage, "completion_tokens_details"), "reasoning_tokens"),
     )
 
 
