@@ -392,6 +392,13 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return values
 
 
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a NUL byte, a name too long: read it and say why
+        return True
+
+
 def _expand_sqlite(url: str) -> str:
     if url.startswith("sqlite:///~"):
         return "sqlite:///" + str(Path(url[len("sqlite:///") :]).expanduser())
@@ -420,7 +427,7 @@ def load_settings(
     path = config_path or Path(env.get("AGENTWATCH_CONFIG", str(default_config_path())))
     values: dict[str, Any] = {}
     source = "defaults"
-    if path.exists() or explicit:
+    if explicit or _exists(path):
         values.update(read_config_file(path))
         source = str(path)
     for var, key in ENV_VARS.items():
