@@ -52,7 +52,7 @@ def is_secret_name(name: str) -> bool:
 
 #: A `name=value`, `name: value`, `"name": "value"` candidate; the name is checked with
 #: `is_secret_name`, the value is read by `_PAIR_VALUE` right after the separator.
-_PAIR_NAME = re.compile(r"(?<![\w.\-])([A-Za-z_][\w.\-]{0,79})(\\?[\"']?[ \t]*[=:][ \t]*)")
+_PAIR_NAME = re.compile(r"(?<![\w.\-])([A-Za-z_][\w.\-]{0,79}+)(\\?[\"']?[ \t]*[=:][ \t]*)")
 _PAIR_VALUE = re.compile(
     r"(?i)(?P<scheme>(?:basic|bearer|digest|token|negotiate|ntlm)[ \t]+)?"
     r"(?:\"[^\"\r\n]{1,2048}\"?|'[^'\r\n]{1,2048}'?|\\\"[^\"\r\n\\]{1,2048}(?:\\\")?|"
@@ -134,54 +134,64 @@ def _basic(match: re.Match[str]) -> str:
 Replacement = str | Callable[[re.Match[str]], str]
 
 #: Secret-looking substrings, in the order they are applied, each replaced by a marker naming
-#: what it was. Credential `name=value` pairs are masked right after PEM keys (see
-#: `_builtin_steps`), so `dsn=postgresql://u:p@h` becomes one marker.
-_BUILTIN_PATTERNS: tuple[tuple[str, Replacement], ...] = (
+#: what it was. The third element lists substrings one of which a match must contain (a cheap
+#: `in` test skips the regex on ordinary text); empty when there is none. Credential
+#: `name=value` pairs are masked right after PEM keys (see `_builtin_steps`), so
+#: `dsn=postgresql://u:p@h` becomes one marker. Possessive quantifiers (`{1,30}+`, Python 3.11)
+#: mark repetitions that never need to give characters back, keeping each attempt short.
+_BUILTIN_PATTERNS: tuple[tuple[str, Replacement, tuple[str, ...]], ...] = (
     # PEM private keys, multi-line; a key cut off before its END line is masked to the end.
     (
         r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----[^-]*(?:-(?!----END)[^-]*)*"
         r"(?:-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----)?",
         "[REDACTED:private_key]",
+        ("-----BEGIN",),
     ),
     # Slack incoming webhooks: the URL itself is the credential.
     (
         r"https?://hooks\.slack(?:-gov)?\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/\-]{8,512}",
         "[REDACTED:slack_webhook]",
+        ("hooks.slack",),
     ),
     # The password of any URL with credentials (postgresql://user:pass@host, https://u:p@).
     (
-        r"(?i)\b([a-z][a-z0-9+.\-]{1,30}://[^\s/?#@:]{0,256}:)[^\s/?#]{1,256}(?=@)",
+        r"(?i)\b([a-z][a-z0-9+.\-]{1,30}+://[^\s/?#@:]{0,256}+:)[^\s/?#]{1,256}(?=@)",
         r"\1[REDACTED:password]",
+        ("://",),
     ),
-    (r"(?i)\bbearer\s+[A-Za-z0-9._~+/\-]{8,}=*", "Bearer [REDACTED:token]"),
-    (r"(?i)\b(basic)[ \t]+([A-Za-z0-9+/]{6,1024}={0,2})(?![A-Za-z0-9+/=])", _basic),
+    (r"(?i)\bbearer\s+[A-Za-z0-9._~+/\-]{8,}=*", "Bearer [REDACTED:token]", ()),
+    (r"(?i)\b(basic)[ \t]++([A-Za-z0-9+/]{6,1024}+={0,2}+)(?![A-Za-z0-9+/=])", _basic, ()),
     (
-        r"\beyJ[A-Za-z0-9_\-]{2,4096}\.[A-Za-z0-9_\-]{2,8192}\.[A-Za-z0-9_\-]{0,4096}",
+        r"\beyJ[A-Za-z0-9_\-]{2,4096}+\.[A-Za-z0-9_\-]{2,8192}+\.[A-Za-z0-9_\-]{0,4096}+",
         "[REDACTED:jwt]",
+        ("eyJ",),
     ),
     # OpenAI / Anthropic / most "sk-" style keys (sk-..., sk-proj-..., sk-ant-...).
-    (r"\bsk-[A-Za-z0-9_\-]{8,}", "[REDACTED:api_key]"),
-    (r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", "[REDACTED:aws_key]"),
+    (r"\bsk-[A-Za-z0-9_\-]{8,}", "[REDACTED:api_key]", ("sk-",)),
+    (r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", "[REDACTED:aws_key]", ("AKIA", "ASIA")),
     # AWS secret access keys: 40 characters of base64 with upper and lower case and digits,
     # standing alone (git SHAs are lower-case hex and stay readable).
     (
         r"(?<![A-Za-z0-9/+=])(?=[A-Za-z0-9/+]{0,39}[A-Z])(?=[A-Za-z0-9/+]{0,39}[a-z])"
         r"(?=[A-Za-z0-9/+]{0,39}[0-9])[A-Za-z0-9+][A-Za-z0-9/+]{39}(?![A-Za-z0-9/+=])",
         "[REDACTED:aws_secret]",
+        (),
     ),
-    (r"\bgh[pousr]_[A-Za-z0-9]{20,}\b", "[REDACTED:github_token]"),
-    (r"\bAIza[0-9A-Za-z_\-]{30,}", "[REDACTED:google_key]"),
-    (r"\bxox[abeprs]-[A-Za-z0-9\-]{10,}", "[REDACTED:slack_token]"),
+    (r"\bgh[pousr]_[A-Za-z0-9]{20,}\b", "[REDACTED:github_token]", ("_",)),
+    (r"\bAIza[0-9A-Za-z_\-]{30,}", "[REDACTED:google_key]", ("AIza",)),
+    (r"\bxox[abeprs]-[A-Za-z0-9\-]{10,}", "[REDACTED:slack_token]", ("xox",)),
     # Payment cards: 13-19 digits, alone or in groups of 4 (4-6-5 / 4-6-4 for Amex, Diners).
     (
         r"(?<![\w.])(?:\d{13,19}|\d{4}([ \-])\d{4}\1\d{4}\1\d{4}(?:\1\d{1,3})?|"
         r"\d{4}([ \-])\d{6}\2\d{4,5})(?!\w|[.,]\d)",
         _card,
+        (),
     ),
     (
-        r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]{1,63}"
+        r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]{1,64}+@[A-Za-z0-9\-]{1,63}"
         r"(?:\.[A-Za-z0-9\-]{1,63}){0,8}\.[A-Za-z]{2,24}",
         "[REDACTED:email]",
+        ("@",),
     ),
 )
 
@@ -329,18 +339,33 @@ def _safe_repr(value: Any) -> str:
 _NAME_CACHE_SIZE = 4096
 
 
-def _substitute(pattern: re.Pattern[str], replacement: Replacement) -> Callable[[str], str]:
-    def step(text: str) -> str:
+def _substitute(
+    pattern: re.Pattern[str], replacement: Replacement, hints: tuple[str, ...] = ()
+) -> Callable[[str], str]:
+    if not hints:
+
+        def step(text: str) -> str:
+            return pattern.sub(replacement, text)
+
+        return step
+
+    def hinted_step(text: str) -> str:
+        if not any(hint in text for hint in hints):
+            return text
         return pattern.sub(replacement, text)
 
-    return step
+    return hinted_step
 
 
 @lru_cache(maxsize=1)
 def _builtin_steps() -> tuple[Callable[[str], str], ...]:
     """The built-in patterns compiled once, with the credential-pair step after PEM keys."""
-    compiled = [_substitute(re.compile(p), r) for p, r in _BUILTIN_PATTERNS]
-    return (compiled[0], _mask_pairs, *compiled[1:])
+    compiled = [_substitute(re.compile(p), r, hints) for p, r, hints in _BUILTIN_PATTERNS]
+    return (compiled[0], _hinted_pairs, *compiled[1:])
+
+
+def _hinted_pairs(text: str) -> str:
+    return _mask_pairs(text) if "=" in text or ":" in text else text
 
 
 @lru_cache(maxsize=8)
