@@ -112,3 +112,43 @@ def test_the_click_type_turns_bad_input_into_a_usage_error() -> None:
     before = time.time()
     converted = TIME.convert("1h", None, None)
     assert before - 3600 - 1 < converted <= time.time() - 3600
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["9" * 400 + "d", "9" * 400 + "s", "99999999999999999999w", "0001-01-01T00:00:00+14:00"],
+)
+def test_times_outside_years_1_to_9999_are_refused_on_one_short_line(text: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_time(text, now=NOW)
+    message = str(caught.value)
+    assert ("years" in message) and len(message) < 120 and "\n" not in message
+
+
+def test_a_window_must_start_before_it_ends() -> None:
+    @click.command()
+    @click.option("--since", type=TIME)
+    @click.option("--until", type=TIME)
+    def window(since: float | None, until: float | None) -> None:
+        click.echo(f"{since} {until}")
+
+    from click.testing import CliRunner
+
+    ok = CliRunner().invoke(window, ["--since", "2026-01-01", "--until", "2026-01-02"])
+    assert ok.exit_code == 0, ok.output
+    for args in (
+        ["--since", "2026-01-02", "--until", "2026-01-01"],
+        ["--until", "2026-01-01", "--since", "2026-01-02"],  # either order on the line
+        ["--since", "2026-01-01", "--until", "2026-01-01"],  # empty
+    ):
+        result = CliRunner().invoke(window, args)
+        assert result.exit_code == 2 and "must be before --until" in result.output, args
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "0", "-1", "3601"])
+def test_seconds_refuse_nan_infinity_and_the_range(value: str) -> None:
+    from agentwatch.cli._time import SecondsRange
+
+    with pytest.raises(click.BadParameter):
+        SecondsRange(0.1, 3600).convert(value, None, None)
+    assert SecondsRange(0.1, 3600).convert("2.5", None, None) == 2.5

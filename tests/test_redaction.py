@@ -88,3 +88,82 @@ def test_output_is_json_safe_for_any_input() -> None:
     json.dumps(out, allow_nan=False)
     assert out["1"] == "<2 bytes>" and out["nan"] == "nan" and out["obj"] == "<Weird object>"
     assert out["tuple"] == [1, "[REDACTED:email]"]
+
+
+# -- shapes beyond the table in docs/redaction.md (tests/test_redaction_table.py) -----------
+
+
+def test_random_16_digit_ids_are_kept_and_only_luhn_valid_card_numbers_masked() -> None:
+    import random
+
+    rng = random.Random(8)
+    redactor = Redactor()
+    kept = masked = 0
+    for _ in range(500):
+        number = str(rng.randrange(4 * 10**15, 5 * 10**15))
+        digits = [int(c) for c in number]
+        luhn = sum(digits[-1::-2]) + sum(sum(divmod(2 * d, 10)) for d in digits[-2::-2])
+        out = redactor.redact_text(f"id {number}")
+        if luhn % 10 == 0:
+            assert out == "id [REDACTED:card]"
+            masked += 1
+        else:
+            assert out == f"id {number}"
+            kept += 1
+    assert kept > 400 and masked > 20  # about 1 in 10 random numbers passes the Luhn check
+
+
+def test_a_secret_pair_inside_an_unrelated_value_is_still_found() -> None:
+    out = Redactor().redact_text("note: password=hunter2, retry=3")
+    assert out == "note: password=[REDACTED], retry=3"
+
+
+def test_a_quoted_value_cut_before_its_closing_quote_is_masked() -> None:
+    assert Redactor().redact_text('{"password": "hunter2') == '{"password": "[REDACTED]"'
+
+
+def test_a_private_key_straddling_the_cut_is_masked_to_the_end() -> None:
+    key = "-----BEGIN EC PRIVATE KEY-----\n" + "MHcCAQEEIA" * 300 + "\n-----END EC PRIVATE KEY-----"
+    out = Redactor(max_chars=100).redact_text("x" * 50 + key)
+    assert "MHcC" not in out and out.startswith("x" * 50 + "[REDACTED:private_key]")
+
+
+def test_names_pass_through_user_patterns_only() -> None:
+    redactor = Redactor([r"cust-\d+"])
+    assert redactor.redact_name("agent-for-cust-42") == "agent-for-[REDACTED]"
+    assert redactor.redact_name("ada@example.com-bot") == "ada@example.com-bot"
+    assert Redactor().redact_name("agent-for-cust-42") == "agent-for-cust-42"
+
+
+_ADVERSARIAL = {
+    "letters": "a" * 1_000_000,
+    "digits": "1" * 1_000_000,
+    "spaced digits": "4111 " * 200_000,
+    "dashes": "-" * 1_000_000,
+    "pem begins": "-----BEGIN RSA PRIVATE KEY-----\n" * 31_000,
+    "url starts": "a://b:" * 170_000,
+    "at signs": "a@" * 500_000,
+    "dotted email": "a." * 250_000 + "@" + "b." * 250_000,
+    "pair names": "password=" * 110_000,
+    "open quote": 'password="' + "a" * 1_000_000,
+    "jwt starts": "eyJ." * 250_000,
+    "base64": "A1a/" * 250_000,
+    "basic words": "basic " * 170_000,
+    "bearer words": "bearer " * 140_000,
+    "webhook starts": "https://hooks.slack.com/services/" * 30_000,
+    "colons": ":" * 1_000_000,
+    "spaces": " " * 1_000_000,
+    "sk prefixes": "sk-" * 330_000,
+}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("text", list(_ADVERSARIAL.values()), ids=list(_ADVERSARIAL))
+def test_every_pattern_is_linear_on_a_hostile_megabyte(text: str) -> None:
+    """Each built-in step runs on the whole 1 MB (not the bounded window `redact_text` keeps),
+    so a pattern with catastrophic backtracking would hang here; the timeout is generous."""
+    from agentwatch.redaction import _builtin_steps
+
+    for step in _builtin_steps():
+        assert isinstance(step(text), str)
+    assert len(Redactor().redact_text(text)) < 3000

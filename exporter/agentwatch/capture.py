@@ -93,6 +93,7 @@ def _start(
         if not rt.enabled or name in rt.settings.disabled_agents:
             return None
         name = validation.text(name, "agent", rt.metrics.count_invalid_value)
+        name = rt.redactor.redact_name(name)
         parent = context.current_frame()
         execution = Execution(
             id=new_execution_id(),
@@ -161,6 +162,8 @@ def _finish(run: _Run, exc: BaseException | None) -> None:
 
 
 def _error_message(rt: Runtime, exc: BaseException) -> str:
+    """The exception's text as stored: redacted like everything kept (it often carries a
+    DSN, a token or a user's data), whether or not argument capture is on, and bounded."""
     try:
         text = str(exc)
     except Exception:
@@ -649,7 +652,7 @@ def record_tool_call(
         agent = NO_AGENT if frame is None else frame.agent
         event = Event(
             kind="tool_call",
-            name=tool,
+            name=rt.redactor.redact_name(tool),
             started_at=_started_at(started_at, duration),
             duration=duration,
             status=status,

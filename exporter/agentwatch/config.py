@@ -251,7 +251,9 @@ def _coerce(key: str, value: Any, where: str) -> Any:
     if key == "flush_interval":
         return _as_float(value, where)
     if key == "host":
-        return str(value)
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a host name or address")
+        return value
     if key == "redact_patterns":
         if not isinstance(value, list | tuple) or not all(isinstance(p, str) for p in value):
             raise ConfigError(f"{where}: expected a list of regular expressions")
@@ -268,7 +270,9 @@ def _coerce(key: str, value: Any, where: str) -> Any:
     if key == "disabled_agents":
         if not isinstance(value, list | tuple | set | frozenset):
             raise ConfigError(f"{where}: expected a list of agent names")
-        return frozenset(str(v) for v in value)
+        if not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: expected a list of agent names")
+        return frozenset(value)
     if key == "prices":
         return _parse_prices(value, where)
     if key == "budgets":
@@ -283,22 +287,99 @@ def _coerce(key: str, value: Any, where: str) -> Any:
     raise ConfigError(f"{where}: unknown key {key!r}")
 
 
+#: A config file is a few hundred bytes; anything past this is not one (`--config /dev/zero`).
+MAX_CONFIG_BYTES = 1 << 20
+#: Deepest nesting a config file may have (budgets and prices need 3). PyYAML builds nodes
+#: recursively: 5,000 levels would cost seconds and end in RecursionError.
+MAX_CONFIG_DEPTH = 32
+#: Most values (counting every use of a YAML alias) a config file may hold, so an alias bomb
+#: is refused instead of expanded.
+MAX_CONFIG_VALUES = 10_000
+
+_UTF16_32_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
+
+
+class _TooDeep(Exception):
+    pass
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses nesting deeper than `MAX_CONFIG_DEPTH` before
+    recursing into it."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_CONFIG_DEPTH:
+                raise _TooDeep
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _read_text(path: Path) -> str:
+    """The file as text: UTF-8 (a byte-order mark is allowed), bounded, or one clear line."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"{path}: cannot read config file: {reason}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes, not a config file")
+    if data.startswith(_UTF16_32_BOMS):
+        raise ConfigError(f"{path}: encoded as UTF-16 or UTF-32; save it as UTF-8")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "save it as UTF-8"
+        ) from None
+    if "\x00" in text:
+        raise ConfigError(f"{path}: contains NUL bytes (UTF-16 without a byte-order mark?)")
+    return text
+
+
+def _count_values(raw: Any, path: Path) -> None:
+    """Refuse more than `MAX_CONFIG_VALUES` values, aliases counted at every use."""
+    pending = [raw]
+    seen = 0
+    while pending:
+        value = pending.pop()
+        seen += 1
+        if seen > MAX_CONFIG_VALUES:
+            raise ConfigError(f"{path}: more than {MAX_CONFIG_VALUES} values, not a config file")
+        if isinstance(value, Mapping):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     """Parse and validate a YAML config file into settings keyword arguments.
+
+    Any file, however broken (not UTF-8, nested 5,000 levels deep, an alias bomb, a device),
+    gives a `ConfigError`, never another exception.
 
     Raises:
         ConfigError: one line naming the file and, where it applies, the key.
     """
+    text = _read_text(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
-    try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_ConfigLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise ConfigError(f"{path}: not valid YAML{where}") from None
+    except (_TooDeep, RecursionError):
+        raise ConfigError(
+            f"{path}: nested more than {MAX_CONFIG_DEPTH} levels deep, not a config file"
+        ) from None
+    _count_values(raw, path)
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
@@ -309,6 +390,13 @@ def read_config_file(path: Path) -> dict[str, Any]:
             raise ConfigError(f"{path}: unknown key {key!r}")
         values[key] = _coerce(key, value, f"{path}: {key}")
     return values
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a NUL byte, a name too long: read it and say why
+        return True
 
 
 def _expand_sqlite(url: str) -> str:
@@ -339,7 +427,7 @@ def load_settings(
     path = config_path or Path(env.get("AGENTWATCH_CONFIG", str(default_config_path())))
     values: dict[str, Any] = {}
     source = "defaults"
-    if path.exists() or explicit:
+    if explicit or _exists(path):
         values.update(read_config_file(path))
         source = str(path)
     for var, key in ENV_VARS.items():

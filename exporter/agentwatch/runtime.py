@@ -218,8 +218,10 @@ _forked_from: int | None = None
 def get_runtime() -> Runtime:
     """The current runtime, built from `load_settings()` on first use.
 
-    A broken config file must not break the host: the error is logged once and agentwatch
-    runs disabled.
+    The configuration is read once per process (again only after `close()` or through
+    `configure()`). A broken config file must not break the host: one warning line on the
+    `agentwatch` logger names the file and the problem, and agentwatch runs disabled (the
+    program's functions run as if undecorated) instead of re-reading the file on every call.
     """
     runtime = _runtime
     if runtime is not None:
@@ -228,8 +230,13 @@ def get_runtime() -> Runtime:
         if _runtime is None:
             try:
                 settings = load_settings()
-            except AgentwatchError as exc:
-                logger.error("agentwatch disabled: %s", exc)
+            except Exception as exc:  # a ConfigError, or anything else: never the host's
+                reason = str(exc) if isinstance(exc, AgentwatchError) else repr(exc)
+                logger.warning(
+                    "agentwatch: telemetry disabled for this process, the configuration is "
+                    "invalid: %s",
+                    " ".join(reason.split()),
+                )
                 settings = Settings(enabled=False, source="invalid configuration")
             _install(Runtime(settings))
         assert _runtime is not None

@@ -2,21 +2,22 @@
 
 `Store.iter_executions` reads chunk by chunk; each record is written as soon as it is read,
 so exporting a million runs holds one chunk in memory. A file is written next to its
-destination and renamed into place only when complete: a failed export never leaves a
-truncated file that looks finished.
+destination and renamed into place only when complete (`_atomic`): a failed export never
+leaves a truncated file that looks finished, and a planted symlink, a FIFO or a device at
+the destination is refused, never written through.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from agentwatch.cli._atomic import atomic_output
 from agentwatch.cli._render import RECORD_FIELDS, execution_record
 
 if TYPE_CHECKING:
@@ -35,17 +36,8 @@ def _destination(output: str) -> Iterator[IO[str]]:
         yield sys.stdout
         sys.stdout.flush()
         return
-    target = Path(output)
-    partial = target.with_name(f".{target.name}.partial")
-    handle = partial.open("w", encoding="utf-8", newline="")
-    try:
+    with atomic_output(Path(output)) as handle:
         yield handle
-        handle.close()
-        os.replace(partial, target)
-    except BaseException:
-        handle.close()
-        partial.unlink(missing_ok=True)
-        raise
 
 
 def _records(store: Store, filters: Mapping[str, Any]) -> Iterator[dict[str, Any]]:

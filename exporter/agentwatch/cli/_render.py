@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from rich.table import Table
 from rich.text import Text
@@ -105,15 +104,13 @@ def status_text(status: str | None) -> Text:
 
 
 def redact_url(url: str) -> str:
-    """A store URL safe to print: the password (if any) replaced by `***`."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    """A store URL safe to print: the password (if any) replaced by `***`.
+
+    Kept for the CLI's callers; the rule lives in `agentwatch.redaction.mask_url`.
+    """
+    from agentwatch.redaction import mask_url
+
+    return mask_url(url)
 
 
 def _metrics(execution: Mapping[str, Any]) -> Mapping[str, Any]:

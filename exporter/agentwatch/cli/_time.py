@@ -9,6 +9,7 @@ shows times in; `Z` or an explicit offset is honoured as written.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
@@ -21,6 +22,12 @@ import click
 _UNITS: dict[str, float] = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _WHOLE = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
+#: Times are epochs of years 1 to 9999 (what `datetime` and every store can represent), with a
+#: day of margin for time zones; anything outside is a typo, not a window.
+_MIN_EPOCH = datetime(1, 1, 2, tzinfo=UTC).timestamp()
+_MAX_EPOCH = datetime(9999, 12, 30, tzinfo=UTC).timestamp()
+_MAX_YEARS = 9000
+_MAX_SECONDS = _MAX_YEARS * 365.25 * 86400.0
 
 
 def parse_duration(text: str) -> float:
@@ -32,12 +39,20 @@ def parse_duration(text: str) -> float:
     compact = text.strip().lower().replace(" ", "")
     if not _WHOLE.fullmatch(compact):
         raise ValueError(
-            f"{text!r} is not a duration (use a number and a unit s, m, h, d or w: 30m, 1h, 7d)"
+            f"{_shown(text)} is not a duration (use a number and a unit s, m, h, d or w: "
+            "30m, 1h, 7d)"
         )
     seconds = sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(compact))
     if seconds <= 0:
-        raise ValueError(f"{text!r} must be longer than zero")
+        raise ValueError(f"{_shown(text)} must be longer than zero")
+    if not seconds < _MAX_SECONDS:
+        raise ValueError(f"{_shown(text)} is longer than {_MAX_YEARS:,} years")
     return seconds
+
+
+def _shown(text: str) -> str:
+    """The user's text for an error line, cut so a 400-digit number stays one short line."""
+    return repr(text if len(text) <= 40 else f"{text[:37]}...")
 
 
 def _local_midnight(day: date) -> float:
@@ -55,6 +70,16 @@ def parse_time(text: str, now: float | None = None) -> float:
     Raises:
         ValueError: the text is neither a duration nor a date; the message says what is.
     """
+    try:
+        epoch = _parse_time(text, now)
+    except (OverflowError, OSError):  # a date the platform cannot convert
+        epoch = math.nan
+    if not _MIN_EPOCH <= epoch <= _MAX_EPOCH:
+        raise ValueError(f"{_shown(text)} is out of range (years 1 to 9999)")
+    return epoch
+
+
+def _parse_time(text: str, now: float | None) -> float:
     reference = time.time() if now is None else now
     stripped = text.strip()
     lowered = stripped.lower()
@@ -74,7 +99,7 @@ def parse_time(text: str, now: float | None = None) -> float:
         parsed = datetime.fromisoformat(iso)
     except ValueError:
         raise ValueError(
-            f"{text!r} is neither a duration (1h, 7d) nor an ISO date (2026-11-01, "
+            f"{_shown(text)} is neither a duration (1h, 7d) nor an ISO date (2026-11-01, "
             "2026-11-01T09:30, 2026-11-01T09:30:00+02:00)"
         ) from None
     return parsed.astimezone().timestamp() if parsed.tzinfo is None else parsed.timestamp()
@@ -138,19 +163,52 @@ else:
 
 
 class TimeType(_ParamType):
-    """A click parameter holding an epoch: `1h` / `7d` ago, `today`, or an ISO date."""
+    """A click parameter holding an epoch: `1h` / `7d` ago, `today`, or an ISO date.
+
+    A command taking both `--since` and `--until` gets its window checked here, by whichever
+    of the two click converts second: `--since` at or after `--until` is an empty window,
+    always a mistake, and a usage error rather than an empty answer.
+    """
 
     name = "time"
 
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
     ) -> float:
-        if isinstance(value, int | float):
-            return float(value)
-        try:
-            return parse_time(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            epoch = float(value)
+        else:
+            try:
+                epoch = parse_time(str(value))
+            except ValueError as exc:
+                self.fail(str(exc), param, ctx)
+        _check_window(epoch, param, ctx)
+        return epoch
+
+
+def _check_window(epoch: float, param: click.Parameter | None, ctx: click.Context | None) -> None:
+    if param is None or ctx is None or param.name not in ("since", "until"):
+        return
+    other = ctx.params.get("until" if param.name == "since" else "since")
+    if not isinstance(other, float):
+        return
+    since, until = (epoch, other) if param.name == "since" else (other, epoch)
+    if since >= until:
+        raise click.BadParameter(
+            f"--since ({format_local(since)}) must be before --until ({format_local(until)})",
+            ctx=ctx,
+            param=param,
+        )
+
+
+class SecondsRange(click.FloatRange):
+    """`click.FloatRange` that also refuses NaN (which every comparison lets through)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return number
 
 
 TIME = TimeType()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import click
 
+from agentwatch.cli._atomic import atomic_output, check_target
 from agentwatch.cli._render import redact_url
 from agentwatch.cli._session import connect, sqlite_path
 from agentwatch.config import default_config_path, load_settings
@@ -49,18 +49,10 @@ port: {port}
 """
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def _write_atomically(path: Path, text: str, *, create_parent: bool) -> None:
     """Write `text` to `path` readable by the owner only (a URL may hold a password)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path, create_parent=create_parent, mode=0o600, keep_mode=False) as out:
+        out.write(text)
 
 
 def _yaml_string(value: str) -> str:
@@ -97,6 +89,9 @@ def init(store_url: str | None, config_path: Path | None, force: bool) -> None:
         raise click.ClickException(
             f"{path} already exists; pass --force to overwrite it (the store it names is kept)"
         )
+    # Checked (and a missing directory created) before the store is, so a refused path
+    # leaves nothing behind.
+    check_target(path, create_parent=True)
     # Validate the URL exactly as every other command will read it (env and flag); the
     # config file being replaced is deliberately not read.
     settings = load_settings(Path(os.devnull), store_url=store_url)
@@ -110,7 +105,11 @@ def init(store_url: str | None, config_path: Path | None, force: bool) -> None:
         store.migrate()
     finally:
         store.close()
-    _write_atomically(path, _TEMPLATE.format(store_url=_yaml_string(url), port=settings.port))
+    _write_atomically(
+        path,
+        _TEMPLATE.format(store_url=_yaml_string(url), port=settings.port),
+        create_parent=True,
+    )
     shown = redact_url(url)
     click.echo(f"Wrote {path}")
     click.echo(f"Store ready: {shown} (schema migrated)")

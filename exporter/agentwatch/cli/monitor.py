@@ -23,7 +23,7 @@ from agentwatch.cli._session import (
     open_for_reading,
     resolve_settings,
 )
-from agentwatch.cli._time import TIME, format_local, iso_utc, local_zone_key
+from agentwatch.cli._time import TIME, SecondsRange, format_local, iso_utc, local_zone_key
 
 if TYPE_CHECKING:
     from agentwatch.config import Settings
@@ -174,7 +174,7 @@ def _run_live(
 @_agent_option("Show only runs of this agent. Default: every agent.")
 @click.option(
     "--refresh",
-    type=click.FloatRange(0.1, 3600),
+    type=SecondsRange(0.1, 3600),
     default=1.0,
     show_default=True,
     metavar="SECONDS",
@@ -432,6 +432,8 @@ def _group_by(ctx: click.Context, param: click.Parameter, value: Sequence[str]) 
                 )
             if name not in groups:
                 groups.append(name)
+    if not groups:
+        raise click.BadParameter(f"give one of {', '.join(_GROUPS)}", ctx=ctx, param=param)
     return tuple(groups)
 
 

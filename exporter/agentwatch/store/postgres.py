@@ -8,7 +8,6 @@ mode; `atomic()` opens explicit transactions (savepoints when nested). A broken 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -21,7 +20,6 @@ if TYPE_CHECKING:
 
 #: Key of the transaction-scoped advisory lock that serialises concurrent migrators.
 _MIGRATION_LOCK = 0x61676D7769  # "agmwi"
-_PASSWORD = re.compile(r"(://[^:/@]+:)[^@]*@")
 
 
 def _psycopg() -> Any:
@@ -36,7 +34,9 @@ def _psycopg() -> Any:
 
 def redact_url(url: str) -> str:
     """The URL with any password replaced by `***` (for messages and logs)."""
-    return _PASSWORD.sub(r"\1***@", url)
+    from agentwatch.redaction import mask_url
+
+    return mask_url(url)
 
 
 class PostgresStore(Store):
