@@ -21,7 +21,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from agentwatch import contract
+from agentwatch import cardinality, contract
 from agentwatch.cardinality import CardinalityGuard
 from agentwatch.errors import StoreError
 from agentwatch.model import ExecutionFinished, LateEvent, WriterItem
@@ -212,6 +212,16 @@ def test_a_rolled_back_batch_admits_nothing(tmp_path: Path, records: Records) ->
     finally:
         first.close()
         second.close()
+
+
+def test_remembered_refusals_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cardinality, "_MAX_REMEMBERED_REFUSALS", 3)
+    cache = cardinality.AdmissionCache()
+    cache.remember([("s", f"k{i}", False) for i in range(10)] + [("s", "ok", True)], cap=5)
+    remembered = [i for i in range(10) if cache.lookup("s", f"k{i}", 5) is False]
+    assert 0 < len(remembered) <= 3
+    assert cache.lookup("s", "ok", 5) is True
+    assert cache.lookup("s", "k9", 6) is None, "a refusal under another cap proves nothing"
 
 
 def test_clear_all_admits_label_sets_afresh(store: Store, records: Records) -> None:

@@ -159,15 +159,6 @@ def _newer(current: Seen | None, seen: Seen | None) -> Seen | None:
     return current
 
 
-def _see(slots: list[Seen | None], i: int, ts: float, execution_id: str | None, v: float) -> None:
-    """Keep the observation `v` made at `ts` as bucket `i`'s latest, if it is the latest."""
-    if execution_id is None or not math.isfinite(ts):
-        return
-    current = slots[i]
-    if current is None or ts >= current[0]:
-        slots[i] = (ts, execution_id, v)
-
-
 @dataclass(slots=True, eq=False)
 class LabelSet:
     """The deltas of one label set of one metric family, admitted or folded as a whole.
@@ -251,9 +242,14 @@ class _Samples:
         names = (*spec.labels, "le")
         bucket = spec.name + "_bucket"
         running = 0
+        add = target.add if target.values else None  # a fresh set (the rule) needs no merge
+        values = target.values
         for bound, count, latest in zip(le, counts, seen, strict=True):
             running += count
-            target.add((bucket, names, (bound,)), float(running), latest)
+            if add is None:
+                values[(bucket, names, (bound,))] = [float(running), latest]
+            else:
+                add((bucket, names, (bound,)), float(running), latest)
         target.add((spec.name + "_sum", spec.labels, ()), total)
         target.add((spec.name + "_count", spec.labels, ()), float(n))
 
@@ -264,32 +260,35 @@ class _Samples:
         for key, (value, seen) in refused.values.items():
             target.add(key, value, seen)
 
-    def _text(self, names: tuple[str, ...], values: tuple[str, ...]) -> str:
-        texts = self._texts
-        text = texts.get((names, values))
-        if text is None:
-            text = texts[(names, values)] = labels_text(names, values)
-        return text
-
     def rows(self) -> tuple[list[RollupDelta], list[LabelSet]]:
         """Every delta as a row, and the label sets owning consecutive slices of them."""
-        if len(self._texts) > _MAX_CACHED_TEXTS:
-            self._texts.clear()
+        texts = self._texts
+        if len(texts) > _MAX_CACHED_TEXTS:
+            texts.clear()
         rows: list[RollupDelta] = []
+        append = rows.append
+        families: dict[str, tuple[str, str]] = {}
         sets = list(self._sets.values())
         for s in sets:
             spec, labels = s.spec, s.labels
             s.start = len(rows)
             for (sample, names, extra), (value, seen) in s.values.items():
-                text = self._text(names, labels + extra if extra else labels)
-                if seen is None:
-                    rows.append((sample, text, value, None, None, None))
+                key = (names, labels + extra if extra else labels)
+                text = texts.get(key)
+                if text is None:
+                    text = texts[key] = labels_text(*key)
+                if seen is None or not math.isfinite(seen[0]):  # a NaN start time links nothing
+                    append((sample, text, value, None, None, None))
                 else:
-                    rows.append((sample, text, value, seen[1], seen[2], seen[0]))
+                    append((sample, text, value, seen[1], seen[2], seen[0]))
             s.stop = len(rows)
-            s.sample = spec.name + ("_total" if spec.kind == "counter" else "_count")
-            s.key = self._text(spec.labels, labels)
-            s.overflow_key = self._text(spec.labels, (contract.OVERFLOW,) * len(spec.labels))
+            family = families.get(spec.name)
+            if family is None:
+                overflow = labels_text(spec.labels, (contract.OVERFLOW,) * len(spec.labels))
+                suffix = "_total" if spec.kind == "counter" else "_count"
+                family = families[spec.name] = (spec.name + suffix, overflow)
+            s.sample, s.overflow_key = family
+            s.key = texts.get((spec.labels, labels)) or labels_text(spec.labels, labels)
         return rows, sets
 
 
@@ -425,7 +424,12 @@ class RollupBuilder:
                         agg[_EX_SUM] += duration
                         i = bisect_left(ex_bounds, duration)
                         agg[_EX_BUCKETS][i] += 1
-                        _see(agg[_EX_SEEN], i, started + duration, ex_id, duration)
+                        # Inlined (as below): this runs once per observation.
+                        ts = started + duration
+                        seen = agg[_EX_SEEN]
+                        latest = seen[i]
+                        if latest is None or ts >= latest[0]:
+                            seen[i] = (ts, ex_id, duration)
             elif type(item) is LateEvent:
                 validation.clean_item(item, report)
                 ev = item.event
@@ -493,13 +497,23 @@ class RollupBuilder:
                 agg[_L_DSUM] += duration
                 i = bisect_left(self._llm_bounds, duration)
                 agg[_L_DUR][i] += 1
-                _see(agg[_L_DUR_SEEN], i, ev.started_at + duration, ex_id, duration)
+                if ex_id is not None:
+                    ts = ev.started_at + duration
+                    seen = agg[_L_DUR_SEEN]
+                    latest = seen[i]
+                    if latest is None or ts >= latest[0]:
+                        seen[i] = (ts, ex_id, duration)
             ttft = ev.time_to_first_token
             if ttft is not None:
                 agg[_L_TSUM] += ttft
                 i = bisect_left(self._ttft_bounds, ttft)
                 agg[_L_TTFT][i] += 1
-                _see(agg[_L_TTFT_SEEN], i, ev.started_at + ttft, ex_id, ttft)
+                if ex_id is not None:
+                    ts = ev.started_at + ttft
+                    seen = agg[_L_TTFT_SEEN]
+                    latest = seen[i]
+                    if latest is None or ts >= latest[0]:
+                        seen[i] = (ts, ex_id, ttft)
             totals[5] += 1
         elif kind == "tool_call":
             tkey = (agent, ev.name, ev.status)
@@ -513,7 +527,12 @@ class RollupBuilder:
                 agg[_T_SUM] += duration
                 i = bisect_left(self._tool_bounds, duration)
                 agg[_T_BUCKETS][i] += 1
-                _see(agg[_T_SEEN], i, ev.started_at + duration, ex_id, duration)
+                if ex_id is not None:
+                    ts = ev.started_at + duration
+                    seen = agg[_T_SEEN]
+                    latest = seen[i]
+                    if latest is None or ts >= latest[0]:
+                        seen[i] = (ts, ex_id, duration)
             totals[6] += 1
         if cost is not None:
             totals[0] += cost
@@ -548,7 +567,7 @@ class RollupBuilder:
         ) -> None:
             acc = hist.get((spec, labels))
             if acc is None:
-                hist[(spec, labels)] = [list(counts), t, list(seen)]
+                hist[(spec, labels)] = [counts, t, seen]  # the aggregates are not reused
             else:
                 acc[0] = [a + b for a, b in zip(acc[0], counts, strict=True)]
                 acc[1] += t
