@@ -206,7 +206,7 @@ class _Samples:
         self._le: dict[str, tuple[str, ...]] = {}
 
     def _set(self, spec: contract.MetricSpec, labels: tuple[str, ...], n: int) -> LabelSet:
-        labels = tuple(label_value(v) for v in labels)
+        labels = tuple(map(label_value, labels))
         found = self._sets.get((spec.name, labels))
         if found is None:
             found = self._sets[(spec.name, labels)] = LabelSet(spec, labels)
@@ -567,11 +567,16 @@ class RollupBuilder:
         ) -> None:
             acc = hist.get((spec, labels))
             if acc is None:
-                hist[(spec, labels)] = [counts, t, seen]  # the aggregates are not reused
+                hist[(spec, labels)] = [counts, t, list(seen)]
             else:
                 acc[0] = [a + b for a, b in zip(acc[0], counts, strict=True)]
                 acc[1] += t
-                acc[2] = [_newer(a, b) for a, b in zip(acc[2], seen, strict=True)]
+                merged = acc[2]
+                for i, b in enumerate(seen):
+                    if b is not None:
+                        a = merged[i]
+                        if a is None or b[0] >= a[0]:
+                            merged[i] = b
 
         for (agent, status, error_type), agg in ex_agg.items():
             n = agg[_EX_N]
