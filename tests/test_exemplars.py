@@ -110,14 +110,6 @@ def test_calls_name_their_execution_and_calls_outside_any_have_none(
     assert all(sample.endswith("_bucket") for sample, _ in found), "counters carry none"
 
 
-def test_an_observation_without_a_usable_time_links_nothing(store: Store, records: Records) -> None:
-    broken = records.llm(started_at=float("inf"), duration=0.75)
-    run = records.execution("a", started_at=1000.0, duration=0.375, events=[broken])
-    _write(store, ExecutionFinished(run))
-    found = _exemplars(store)
-    assert found == {_key(EXEC_BUCKET, agent="a", le="0.5"): Exemplar(run.id, 0.375, 1000.375)}
-
-
 def test_folded_label_sets_bring_their_exemplars_to_the_overflow_series(
     store: Store, records: Records
 ) -> None:

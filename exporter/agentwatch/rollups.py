@@ -38,7 +38,6 @@ Labelling rules (kept in step with the in-process registry of `metrics.py`):
 from __future__ import annotations
 
 import json
-import math
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -277,7 +276,7 @@ class _Samples:
                 text = texts.get(key)
                 if text is None:
                     text = texts[key] = labels_text(*key)
-                if seen is None or not math.isfinite(seen[0]):  # a NaN start time links nothing
+                if seen is None:
                     append((sample, text, value, None, None, None))
                 else:
                     append((sample, text, value, seen[1], seen[2], seen[0]))
