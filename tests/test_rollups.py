@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
@@ -11,20 +11,23 @@ from prometheus_client import CollectorRegistry, Histogram
 from agentwatch import contract
 from agentwatch.cardinality import CardinalityGuard
 from agentwatch.model import ExecutionFinished, LateEvent, WriterItem
-from agentwatch.rollups import RollupBuilder, SelfDelta, parse_labels
+from agentwatch.rollups import LabelSet, RollupBuilder, SelfDelta, parse_labels, resolve_rollups
 from agentwatch.store import Store, open_store
 from conftest import Records
 
 Deltas = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-def build(items: Iterable[WriterItem], *, cap: int = 1000, self_deltas: Iterable[SelfDelta] = ()
-          ) -> Deltas:  # fmt: skip
-    batch = RollupBuilder(CardinalityGuard(cap)).build(items, self_deltas)
-    return {
-        (sample, tuple(sorted(parse_labels(text).items()))): value
-        for sample, text, value in batch.rollups
-    }
+def _admit_all(sets: Sequence[LabelSet]) -> list[bool]:
+    return [True] * len(sets)
+
+
+def build(items: Iterable[WriterItem], *, self_deltas: Iterable[SelfDelta] = ()) -> Deltas:
+    """The deltas of one batch when the store admits every label set."""
+    batch = RollupBuilder(CardinalityGuard(1000)).build(items, self_deltas)
+    rows, overflow = resolve_rollups(batch, _admit_all)
+    assert overflow == {}
+    return {(row[0], tuple(sorted(parse_labels(row[1]).items()))): row[2] for row in rows}
 
 
 def key(sample: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -137,9 +140,12 @@ def test_events_inside_an_execution_carry_the_execution_agent(records: Records) 
                provider="openai", status="success") in deltas  # fmt: skip
 
 
-def test_cardinality_cap_folds_new_label_sets_and_counts_them(records: Records) -> None:
+def test_cardinality_cap_folds_new_label_sets_and_counts_them(
+    store: Store, records: Records
+) -> None:
     items = [ExecutionFinished(records.execution(f"agent-{i}")) for i in range(5)]
-    deltas = build(items, cap=2)
+    store.write_batch(RollupBuilder(CardinalityGuard(2)).build(items))
+    deltas = _values(store)
     executions = {k: v for k, v in deltas.items() if k[0] == "agentwatch_executions_total"}
     overflow = key("agentwatch_executions_total", agent=contract.OVERFLOW, status=contract.OVERFLOW)
     assert len(executions) == 3 and executions[overflow] == 3

@@ -210,7 +210,7 @@ def test_the_rollup_builder_counts_a_repair_once_across_retried_builds() -> None
     second = builder.build([item])  # what the writer does after a failed transaction
     assert sorted(counted.fields) == ["attributes", "input_tokens"]
     assert first.rollups == second.rollups
-    assert all(value >= 0 for _, _, value in first.rollups)
+    assert all(row[2] >= 0 for row in first.rollups)  # (sample, labels, value, exemplar...)
 
 
 # -- through the real components ------------------------------------------------------------

@@ -4,6 +4,12 @@ Model names, agent names and tool names come from user code and from providers; 
 or a per-request model alias can mint thousands of series. Past the cap, new label sets fold
 into one series whose every label is `__overflow__`, and the fold is counted in
 `agentwatch_cardinality_overflow_total{metric}`.
+
+Two places enforce the cap. `CardinalityGuard` caps one process' in-process registry. The
+durable store caps what every process writes together (so `agentwatch serve`, which exposes
+the store, stays bounded however many processes write): the store decides inside each
+writer's transaction (`Store.write_batch`), and `AdmissionCache` remembers its decisions so
+that only label sets a process has not seen decided cost a query.
 """
 
 from __future__ import annotations
@@ -47,3 +53,63 @@ class CardinalityGuard:
         """Observations folded into the overflow series so far, per metric."""
         with self._lock:
             return dict(self._overflowed)
+
+
+#: Bound of the remembered refusals (label sets the store folded): an attacker minting
+#: label values must not grow a writer's memory without end.
+_MAX_REMEMBERED_REFUSALS = 100_000
+
+
+class AdmissionCache:
+    """What one process learned about the store's label-set admissions.
+
+    The store-wide cap (see `Store.write_batch`) is decided in SQL, inside the writer's
+    transaction. A label set the store admitted stays admitted (rollup rows are never
+    deleted, except by `clear_all`), so once a batch that saw it commits, later batches
+    need no query for it: the hot path costs one dict lookup per label set. Refusals are
+    remembered too (a store at its cap stays full), up to a bound.
+
+    Not thread-safe: owned by one store instance, whose writes are serialised.
+    """
+
+    def __init__(self) -> None:
+        self._admitted: dict[str, set[str]] = {}
+        self._refused: dict[str, set[str]] = {}
+        self._refused_size = 0
+        self._cap: int | None = None
+
+    def lookup(self, sample: str, key: str, cap: int) -> bool | None:
+        """True (admitted), False (refused under `cap`) or None (ask the store)."""
+        admitted = self._admitted.get(sample)
+        if admitted is not None and key in admitted:
+            return True
+        if cap != self._cap:
+            return None
+        refused = self._refused.get(sample)
+        if refused is not None and key in refused:
+            return False
+        return None
+
+    def remember(self, decisions: list[tuple[str, str, bool]], cap: int) -> None:
+        """Record `(sample, key, admitted)` decisions of a committed transaction."""
+        if cap != self._cap:
+            self._refused.clear()
+            self._refused_size = 0
+            self._cap = cap
+        for sample, key, admitted in decisions:
+            if admitted:
+                self._admitted.setdefault(sample, set()).add(key)
+                continue
+            if self._refused_size >= _MAX_REMEMBERED_REFUSALS:
+                self._refused.clear()
+                self._refused_size = 0
+            bucket = self._refused.setdefault(sample, set())
+            if key not in bucket:
+                bucket.add(key)
+                self._refused_size += 1
+
+    def clear(self) -> None:
+        """Forget everything (the store's rollups were deleted)."""
+        self._admitted.clear()
+        self._refused.clear()
+        self._refused_size = 0

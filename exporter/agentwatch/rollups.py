@@ -3,10 +3,19 @@
 Runs in the background writer thread, never on the hot path. `RollupBuilder.build` walks
 the records once, aggregating into a few dicts keyed by plain tuples (one dict update per
 execution or call, `bisect` for histogram buckets); only at the end does it expand those
-aggregates into the metric samples of `contract.ROLLUP_METRICS`, apply the cardinality cap
-per distinct label set, and encode labels as canonical text. The store then adds every delta
-to the cumulative `rollups` table (`value = value + delta`) in the same transaction as the
-rows, so exported counters never go down, survive restarts and outlive retention pruning.
+aggregates into the metric samples of `contract.ROLLUP_METRICS`, grouped by label set
+(`LabelSet`), and encode labels as canonical text. The store then decides, inside the same
+transaction as the rows, which label sets it admits under its store-wide cap
+(`resolve_rollups` folds the others into the `__overflow__` series and counts the folds) and
+adds every delta to the cumulative `rollups` table (`value = value + delta`), so exported
+counters never go down, survive restarts and outlive retention pruning.
+
+Exemplars: each histogram bucket delta carries the latest observation (by its end time) that
+fell into that bucket and was made inside an execution: its execution id, value and time.
+The store keeps the newest per bucket, and `agentwatch serve` exposes it as the bucket's
+OpenMetrics exemplar, so a latency panel links to a run. Latest rather than slowest: within
+one bucket the values differ little, a recent run is the one worth opening, and the slowest
+runs are found through the highest buckets anyway.
 
 Labelling rules (kept in step with the in-process registry of `metrics.py`):
 
@@ -30,7 +39,7 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,8 +67,14 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "attributes",
 )  # fmt: skip
 
-#: One rollup delta: (sample name, canonical label text, value to add).
-RollupDelta = tuple[str, str, float]
+#: One rollup delta: (sample name, canonical label text, value to add, exemplar execution id,
+#: exemplar value, exemplar timestamp); the exemplar fields are None except on histogram
+#: buckets that received an observation made inside an execution.
+RollupDelta = tuple[str, str, float, str | None, float | None, float | None]
+#: The latest observation in one histogram bucket: (timestamp, execution id, value).
+Seen = tuple[float, str, float]
+#: Decides which label sets the store admits: one flag per label set, in order.
+Admit = Callable[[Sequence["LabelSet"]], Sequence[bool]]
 #: A self-metric delta from the writer: (metric spec, label values, value to add).
 SelfDelta = tuple[contract.MetricSpec, tuple[str, ...], float]
 
@@ -77,9 +92,13 @@ class RollupBatch:
             stored yet); inserted after `events`.
         late_totals: `(cost, input, output, cached, reasoning, llm_calls, tool_calls,
             execution_id)` increments applied to executions already stored.
-        rollups: deltas added to the cumulative rollup table, one per distinct key.
+        rollups: deltas added to the cumulative rollup table, one per distinct key, as if
+            every label set were admitted; grouped by `label_sets` (see `resolve_rollups`).
+        label_sets: the label sets of `rollups`, each owning a slice of it.
+        max_label_sets: the store-wide cap on label sets per metric this writer enforces.
         records: number of writer items in the batch.
-        overflow: observations folded into the overflow series, per metric family.
+        overflow: observations folded into the overflow series, per metric family; set by
+            the store once the batch is written.
     """
 
     executions: list[tuple[Any, ...]] = field(default_factory=list)
@@ -87,6 +106,8 @@ class RollupBatch:
     late_events: list[tuple[Any, ...]] = field(default_factory=list)
     late_totals: list[tuple[Any, ...]] = field(default_factory=list)
     rollups: list[RollupDelta] = field(default_factory=list)
+    label_sets: list[LabelSet] = field(default_factory=list)
+    max_label_sets: int = 2_000
     records: int = 0
     overflow: dict[str, int] = field(default_factory=dict)
 
@@ -123,41 +144,96 @@ def _le_values(buckets: Sequence[float]) -> tuple[str, ...]:
     return (*(_go_float(b) for b in buckets), "+Inf")
 
 
-class _Samples:
-    """Expands aggregated observations into guarded, labelled sample deltas."""
+#: Key of one sample delta inside a label set: (sample name, label names, extra label values
+#: beyond the family's, i.e. `(le,)` for a bucket and `()` otherwise).
+_SampleKey = tuple[str, tuple[str, ...], tuple[str, ...]]
 
-    def __init__(self, guard: CardinalityGuard, texts: dict[Any, str]) -> None:
-        self._guard = guard
+
+def _newer(current: Seen | None, seen: Seen | None) -> Seen | None:
+    """The later of two bucket observations (ties go to the one seen last)."""
+    if seen is None:
+        return current
+    if current is None or seen[0] >= current[0]:
+        return seen
+    return current
+
+
+@dataclass(slots=True, eq=False)
+class LabelSet:
+    """The deltas of one label set of one metric family, admitted or folded as a whole.
+
+    Attributes:
+        spec: the metric family.
+        labels: its label values (cut to `metrics.MAX_LABEL_LENGTH`).
+        observations: observations behind the deltas (what a fold adds to
+            `agentwatch_cardinality_overflow_total`); 0 for self-metric deltas.
+        sample: the sample with exactly one store row per admitted label set (`_total` of a
+            counter, `_count` of a histogram); the store counts and finds admitted label
+            sets through these rows.
+        key: canonical label text of that row.
+        overflow_key: canonical label text of the family's overflow series.
+        start: index of its first row in `RollupBatch.rollups`.
+        stop: index after its last row.
+        values: the deltas, `_SampleKey` -> `[value, latest bucket observation or None]`.
+    """
+
+    spec: contract.MetricSpec
+    labels: tuple[str, ...]
+    observations: int = 0
+    sample: str = ""
+    key: str = ""
+    overflow_key: str = ""
+    start: int = 0
+    stop: int = 0
+    values: dict[_SampleKey, list[Any]] = field(default_factory=dict)
+
+    def add(self, key: _SampleKey, value: float, seen: Seen | None = None) -> None:
+        slot = self.values.get(key)
+        if slot is None:
+            self.values[key] = [value, seen]
+        else:
+            slot[0] += value
+            slot[1] = _newer(slot[1], seen)
+
+
+class _Samples:
+    """Expands aggregated observations into labelled sample deltas, grouped by label set."""
+
+    def __init__(self, texts: dict[Any, str]) -> None:
         self._texts = texts
-        self.values: dict[tuple[str, tuple[str, ...], tuple[str, ...]], float] = {}
-        self.overflow: dict[str, int] = {}
+        self._sets: dict[tuple[str, tuple[str, ...]], LabelSet] = {}
         self._le: dict[str, tuple[str, ...]] = {}
 
-    def _admit(self, spec: contract.MetricSpec, labels: tuple[str, ...], n: int) -> tuple[str, ...]:
-        labels = tuple(label_value(v) for v in labels)
-        admitted = self._guard.admit(spec.name, labels)
-        if admitted is not labels and admitted != labels:
-            self.overflow[spec.name] = self.overflow.get(spec.name, 0) + n
-        return admitted
-
-    def _add(self, sample: str, names: tuple[str, ...], labels: tuple[str, ...], v: float) -> None:
-        key = (sample, names, labels)
-        self.values[key] = self.values.get(key, 0.0) + v
+    def _set(self, spec: contract.MetricSpec, labels: tuple[str, ...], n: int) -> LabelSet:
+        labels = tuple(map(label_value, labels))
+        found = self._sets.get((spec.name, labels))
+        if found is None:
+            found = self._sets[(spec.name, labels)] = LabelSet(spec, labels)
+        found.observations += n
+        return found
 
     def counter(
         self, spec: contract.MetricSpec, labels: tuple[str, ...], value: float, n: int = 1
     ) -> None:
-        labels = self._admit(spec, labels, n)
-        self._add(spec.name + "_total", spec.labels, labels, value)
+        self._set(spec, labels, n).add((spec.name + "_total", spec.labels, ()), value)
 
     def histogram(
-        self, spec: contract.MetricSpec, labels: tuple[str, ...], counts: list[int], total: float
+        self,
+        spec: contract.MetricSpec,
+        labels: tuple[str, ...],
+        counts: list[int],
+        total: float,
+        seen: Sequence[Seen | None],
     ) -> None:
-        """Add per-bucket (non-cumulative, last = above every bound) counts as cumulative."""
+        """Add per-bucket (non-cumulative, last = above every bound) counts as cumulative.
+
+        `seen[i]` is the latest observation in bucket `i`: the exemplar of that bucket only
+        (OpenMetrics puts an exemplar on the bucket its value falls in).
+        """
         n = sum(counts)
         if n == 0:
             return
-        labels = self._admit(spec, labels, n)
+        target = self._set(spec, labels, n)
         le = self._le.get(spec.name)
         if le is None:
             assert spec.buckets is not None
@@ -165,41 +241,117 @@ class _Samples:
         names = (*spec.labels, "le")
         bucket = spec.name + "_bucket"
         running = 0
-        for bound, count in zip(le, counts, strict=True):
+        add = target.add if target.values else None  # a fresh set (the rule) needs no merge
+        values = target.values
+        for bound, count, latest in zip(le, counts, seen, strict=True):
             running += count
-            self._add(bucket, names, (*labels, bound), float(running))
-        self._add(spec.name + "_sum", spec.labels, labels, total)
-        self._add(spec.name + "_count", spec.labels, labels, float(n))
+            if add is None:
+                values[(bucket, names, (bound,))] = [float(running), latest]
+            else:
+                add((bucket, names, (bound,)), float(running), latest)
+        target.add((spec.name + "_sum", spec.labels, ()), total)
+        target.add((spec.name + "_count", spec.labels, ()), float(n))
 
-    def rows(self) -> list[RollupDelta]:
+    def fold(self, refused: LabelSet) -> None:
+        """Add a refused label set's deltas to its family's overflow series."""
+        spec = refused.spec
+        target = self._set(spec, (contract.OVERFLOW,) * len(spec.labels), refused.observations)
+        for key, (value, seen) in refused.values.items():
+            target.add(key, value, seen)
+
+    def rows(self) -> tuple[list[RollupDelta], list[LabelSet]]:
+        """Every delta as a row, and the label sets owning consecutive slices of them."""
         texts = self._texts
         if len(texts) > _MAX_CACHED_TEXTS:
             texts.clear()
-        rows = []
-        for key, value in self.values.items():
-            text = texts.get(key[1:])
-            if text is None:
-                text = texts[key[1:]] = labels_text(key[1], key[2])
-            rows.append((key[0], text, value))
-        return rows
+        rows: list[RollupDelta] = []
+        append = rows.append
+        families: dict[str, tuple[str, str]] = {}
+        sets = list(self._sets.values())
+        for s in sets:
+            spec, labels = s.spec, s.labels
+            s.start = len(rows)
+            for (sample, names, extra), (value, seen) in s.values.items():
+                key = (names, labels + extra if extra else labels)
+                text = texts.get(key)
+                if text is None:
+                    text = texts[key] = labels_text(*key)
+                if seen is None:
+                    append((sample, text, value, None, None, None))
+                else:
+                    append((sample, text, value, seen[1], seen[2], seen[0]))
+            s.stop = len(rows)
+            family = families.get(spec.name)
+            if family is None:
+                overflow = labels_text(spec.labels, (contract.OVERFLOW,) * len(spec.labels))
+                suffix = "_total" if spec.kind == "counter" else "_count"
+                family = families[spec.name] = (spec.name + suffix, overflow)
+            s.sample, s.overflow_key = family
+            s.key = texts.get((spec.labels, labels)) or labels_text(spec.labels, labels)
+        return rows, sets
 
 
-# Aggregate slots. Executions: (agent, status, error_type) -> [n, dur_sum, counts...].
-_EX_N, _EX_SUM, _EX_BUCKETS = 0, 1, 2
+def resolve_rollups(batch: RollupBatch, admit: Admit) -> tuple[list[RollupDelta], dict[str, int]]:
+    """The rows to add to the store, once it decided which label sets it admits.
+
+    `admit` receives label sets and returns, in order, whether the store admits each. Rows
+    of a refused label set are folded into its family's `__overflow__` series and its
+    observations counted in `agentwatch_cardinality_overflow_total{metric}`, whose own label
+    sets go through `admit` too (refused ones fold without being counted again). Rows come
+    back sorted by key, so concurrent PostgreSQL writers lock rollup rows in one order.
+
+    Returns:
+        The rows, and the observations folded per metric family.
+    """
+    sets = batch.label_sets
+    rows: list[RollupDelta] = []
+    overflow: dict[str, int] = {}
+    folds = _Samples({})
+    flags = admit(sets) if sets else ()
+    for s, admitted in zip(sets, flags, strict=True):
+        if admitted:
+            rows.extend(batch.rollups[s.start : s.stop])
+        else:
+            folds.fold(s)
+            overflow[s.spec.name] = overflow.get(s.spec.name, 0) + s.observations
+    if overflow:
+        counts = _Samples({})
+        for metric, n in overflow.items():
+            counts.counter(contract.CARDINALITY_OVERFLOW, (metric,), float(n), 0)
+        count_rows, count_sets = counts.rows()
+        for s, admitted in zip(count_sets, admit(count_sets), strict=True):
+            if admitted:
+                rows.extend(count_rows[s.start : s.stop])
+            else:
+                folds.fold(s)
+        rows.extend(folds.rows()[0])
+    rows.sort(key=_row_key)
+    return rows, overflow
+
+
+def _row_key(row: RollupDelta) -> tuple[str, str]:
+    return row[0], row[1]
+
+
+# Aggregate slots. Executions: (agent, status, error_type) -> [n, dur_sum, counts, seen]
+# where seen[i] is the latest observation in bucket i (`Seen` or None).
+_EX_N, _EX_SUM, _EX_BUCKETS, _EX_SEEN = 0, 1, 2, 3
 # LLM calls: (agent, model, provider, status, error_type) -> list with these slots.
 _L_N, _L_IN, _L_OUT, _L_CACHED, _L_REASON, _L_COST, _L_PRICED, _L_UNPRICED = range(8)
-_L_DSUM, _L_TSUM, _L_DUR, _L_TTFT = 8, 9, 10, 11
-# Tool calls: (agent, tool, status) -> [n, dur_sum, counts].
-_T_N, _T_SUM, _T_BUCKETS = 0, 1, 2
+_L_DSUM, _L_TSUM, _L_DUR, _L_TTFT, _L_DUR_SEEN, _L_TTFT_SEEN = 8, 9, 10, 11, 12, 13
+# Tool calls: (agent, tool, status) -> [n, dur_sum, counts, seen].
+_T_N, _T_SUM, _T_BUCKETS, _T_SEEN = 0, 1, 2, 3
 
 
 class RollupBuilder:
-    """Builds `RollupBatch`es; owns the writer's cardinality guard.
+    """Builds `RollupBatch`es for one writer.
 
-    Not thread-safe: one builder per writer thread.
+    `guard.max_label_sets` is the cap each batch asks the store to enforce store-wide (the
+    store, not this process, decides which label sets are admitted; see
+    `Store.write_batch`). Not thread-safe: one builder per writer thread.
 
     Args:
-        guard: the cardinality cap of the rollup metrics.
+        guard: its `max_label_sets` is the store-wide cap of the rollup metrics.
         report_invalid: counts each value `validation.clean_item` repairs (the writer's
             `record_invalid_value`, so it reaches `agentwatch_invalid_values_total`).
     """
@@ -265,11 +417,18 @@ class RollupBuilder:
                     key = (agent, status, ex.error_type if status == "failed" else None)
                     agg = ex_agg.get(key)
                     if agg is None:
-                        agg = ex_agg[key] = [0, 0.0, [0] * nex]
+                        agg = ex_agg[key] = [0, 0.0, [0] * nex, [None] * nex]
                     agg[_EX_N] += 1
                     if duration is not None:
                         agg[_EX_SUM] += duration
-                        agg[_EX_BUCKETS][bisect_left(ex_bounds, duration)] += 1
+                        i = bisect_left(ex_bounds, duration)
+                        agg[_EX_BUCKETS][i] += 1
+                        # Inlined (as below): this runs once per observation.
+                        ts = started + duration
+                        seen = agg[_EX_SEEN]
+                        latest = seen[i]
+                        if latest is None or ts >= latest[0]:
+                            seen[i] = (ts, ex_id, duration)
             elif type(item) is LateEvent:
                 validation.clean_item(item, report)
                 ev = item.event
@@ -285,14 +444,12 @@ class RollupBuilder:
             else:
                 raise TypeError(f"not a writer item: {type(item).__name__}")
         batch.records = records
-        samples = _Samples(self.guard, self._texts)
+        samples = _Samples(self._texts)
         self._expand(samples, ex_agg, llm_agg, tool_agg)
         for spec, labels, value in self_deltas:
             samples.counter(spec, labels, value, 0)
-        for metric, n in samples.overflow.items():
-            samples.counter(contract.CARDINALITY_OVERFLOW, (metric,), float(n), 0)
-        batch.overflow = samples.overflow
-        batch.rollups = samples.rows()
+        batch.rollups, batch.label_sets = samples.rows()
+        batch.max_label_sets = self.guard.max_label_sets
         return batch
 
     def _event(
@@ -319,9 +476,10 @@ class RollupBuilder:
             )
             agg = llm_agg.get(key)
             if agg is None:
+                nd, nt = len(self._llm_bounds) + 1, len(self._ttft_bounds) + 1
                 agg = llm_agg[key] = [
-                    0, 0, 0, 0, 0, 0.0, 0, 0, 0.0, 0.0,
-                    [0] * (len(self._llm_bounds) + 1), [0] * (len(self._ttft_bounds) + 1),
+                    0, 0, 0, 0, 0, 0.0, 0, 0, 0.0, 0.0, [0] * nd, [0] * nt, [None] * nd,
+                    [None] * nt,
                 ]  # fmt: skip
             agg[_L_N] += 1
             agg[_L_IN] += ev.input_tokens
@@ -336,22 +494,44 @@ class RollupBuilder:
             duration = ev.duration
             if duration is not None:
                 agg[_L_DSUM] += duration
-                agg[_L_DUR][bisect_left(self._llm_bounds, duration)] += 1
+                i = bisect_left(self._llm_bounds, duration)
+                agg[_L_DUR][i] += 1
+                if ex_id is not None:
+                    ts = ev.started_at + duration
+                    seen = agg[_L_DUR_SEEN]
+                    latest = seen[i]
+                    if latest is None or ts >= latest[0]:
+                        seen[i] = (ts, ex_id, duration)
             ttft = ev.time_to_first_token
             if ttft is not None:
                 agg[_L_TSUM] += ttft
-                agg[_L_TTFT][bisect_left(self._ttft_bounds, ttft)] += 1
+                i = bisect_left(self._ttft_bounds, ttft)
+                agg[_L_TTFT][i] += 1
+                if ex_id is not None:
+                    ts = ev.started_at + ttft
+                    seen = agg[_L_TTFT_SEEN]
+                    latest = seen[i]
+                    if latest is None or ts >= latest[0]:
+                        seen[i] = (ts, ex_id, ttft)
             totals[5] += 1
         elif kind == "tool_call":
             tkey = (agent, ev.name, ev.status)
             agg = tool_agg.get(tkey)
             if agg is None:
-                agg = tool_agg[tkey] = [0, 0.0, [0] * (len(self._tool_bounds) + 1)]
+                nb = len(self._tool_bounds) + 1
+                agg = tool_agg[tkey] = [0, 0.0, [0] * nb, [None] * nb]
             agg[_T_N] += 1
             duration = ev.duration
             if duration is not None:
                 agg[_T_SUM] += duration
-                agg[_T_BUCKETS][bisect_left(self._tool_bounds, duration)] += 1
+                i = bisect_left(self._tool_bounds, duration)
+                agg[_T_BUCKETS][i] += 1
+                if ex_id is not None:
+                    ts = ev.started_at + duration
+                    seen = agg[_T_SEEN]
+                    latest = seen[i]
+                    if latest is None or ts >= latest[0]:
+                        seen[i] = (ts, ex_id, duration)
             totals[6] += 1
         if cost is not None:
             totals[0] += cost
@@ -377,20 +557,32 @@ class RollupBuilder:
         c = contract
         hist: dict[tuple[c.MetricSpec, tuple[str, ...]], list[Any]] = {}
 
-        def merge(spec: c.MetricSpec, labels: tuple[str, ...], counts: list[int], t: float) -> None:
+        def merge(
+            spec: c.MetricSpec,
+            labels: tuple[str, ...],
+            counts: list[int],
+            t: float,
+            seen: list[Seen | None],
+        ) -> None:
             acc = hist.get((spec, labels))
             if acc is None:
-                hist[(spec, labels)] = [list(counts), t]
+                hist[(spec, labels)] = [counts, t, list(seen)]
             else:
                 acc[0] = [a + b for a, b in zip(acc[0], counts, strict=True)]
                 acc[1] += t
+                merged = acc[2]
+                for i, b in enumerate(seen):
+                    if b is not None:
+                        a = merged[i]
+                        if a is None or b[0] >= a[0]:
+                            merged[i] = b
 
         for (agent, status, error_type), agg in ex_agg.items():
             n = agg[_EX_N]
             s.counter(c.EXECUTIONS, (agent, status), float(n), n)
             if status == "failed":
                 s.counter(c.EXECUTION_ERRORS, (agent, error_type or UNKNOWN), float(n), n)
-            merge(c.EXECUTION_DURATION, (agent,), agg[_EX_BUCKETS], agg[_EX_SUM])
+            merge(c.EXECUTION_DURATION, (agent,), agg[_EX_BUCKETS], agg[_EX_SUM], agg[_EX_SEEN])
         for (agent, model, provider, status, error_type), agg in llm_agg.items():
             n = agg[_L_N]
             s.counter(c.LLM_REQUESTS, (agent, model, provider, status), float(n), n)
@@ -407,11 +599,11 @@ class RollupBuilder:
                 s.counter(c.LLM_COST, base, agg[_L_COST], agg[_L_PRICED])
             if agg[_L_UNPRICED]:
                 s.counter(c.LLM_UNPRICED, (model, provider), float(agg[_L_UNPRICED]), n)
-            merge(c.LLM_DURATION, (model, provider), agg[_L_DUR], agg[_L_DSUM])
-            merge(c.LLM_TTFT, (model, provider), agg[_L_TTFT], agg[_L_TSUM])
+            merge(c.LLM_DURATION, (model, provider), agg[_L_DUR], agg[_L_DSUM], agg[_L_DUR_SEEN])
+            merge(c.LLM_TTFT, (model, provider), agg[_L_TTFT], agg[_L_TSUM], agg[_L_TTFT_SEEN])
         for (agent, tool, status), agg in tool_agg.items():
             n = agg[_T_N]
             s.counter(c.TOOL_CALLS, (agent, tool, status), float(n), n)
-            merge(c.TOOL_DURATION, (tool,), agg[_T_BUCKETS], agg[_T_SUM])
-        for (spec, labels), (counts, total) in hist.items():
-            s.histogram(spec, labels, counts, total)
+            merge(c.TOOL_DURATION, (tool,), agg[_T_BUCKETS], agg[_T_SUM], agg[_T_SEEN])
+        for (spec, labels), (counts, total, seen) in hist.items():
+            s.histogram(spec, labels, counts, total, seen)

@@ -41,6 +41,7 @@ from agentwatch._version import __version__
 from agentwatch.budgets import BudgetStatus, evaluate_budgets
 from agentwatch.config import Budget, Settings
 from agentwatch.errors import ServeError
+from agentwatch.rollup_exemplars import attach_exemplars
 from agentwatch.store import open_store
 from agentwatch.store.base import RollupRow, Store
 
@@ -202,7 +203,7 @@ class StoreCollector(Collector):
             yield GaugeMetricFamily(
                 contract.LAST_WRITE.name, contract.LAST_WRITE.help, value=last_write
             )
-        yield from rollup_families(rows)
+        yield from attach_exemplars(rollup_families(rows), rows)
         if statuses:
             yield from budget_families(statuses)
 

@@ -22,8 +22,16 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from agentwatch.cardinality import AdmissionCache
 from agentwatch.errors import StoreError
-from agentwatch.rollups import EVENT_COLUMNS, EXECUTION_COLUMNS, RollupBatch, parse_labels
+from agentwatch.rollups import (
+    EVENT_COLUMNS,
+    EXECUTION_COLUMNS,
+    LabelSet,
+    RollupBatch,
+    parse_labels,
+    resolve_rollups,
+)
 from agentwatch.store import schema
 
 
@@ -36,12 +44,32 @@ class StoreUnavailable(StoreError):
 
 
 @dataclass(frozen=True, slots=True)
+class Exemplar:
+    """The latest observation in one histogram bucket: which execution, its value, when.
+
+    Attributes:
+        execution_id: the execution the observation belongs to.
+        value: the observed value (seconds), inside the bucket's range.
+        timestamp: when it was observed (end of the run or call), epoch seconds.
+    """
+
+    execution_id: str
+    value: float
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
 class RollupRow:
-    """One cumulative sample of the rollup table, as `agentwatch serve` exposes it."""
+    """One cumulative sample of the rollup table, as `agentwatch serve` exposes it.
+
+    `exemplar` is set on histogram bucket rows that received an observation made inside an
+    execution (the OpenMetrics exemplar of that bucket), else None.
+    """
 
     sample: str
     labels: dict[str, str]
     value: float
+    exemplar: Exemplar | None = None
 
 
 GROUP_KEYS = ("agent", "model", "provider", "date")
@@ -105,10 +133,27 @@ _UPDATE_TOTALS = (
     "reasoning_tokens = reasoning_tokens + ?, llm_calls = llm_calls + ?, "
     "tool_calls = tool_calls + ? WHERE id = ?"
 )
-_UPSERT_ROLLUP = (
-    "INSERT INTO rollups (sample, labels, value) VALUES (?, ?, ?) "
-    "ON CONFLICT (sample, labels) DO UPDATE SET value = rollups.value + excluded.value"
+_EXEMPLAR_COLUMNS = ("exemplar_execution_id", "exemplar_value", "exemplar_timestamp")
+# The stored exemplar is replaced only by a newer one (a batch carrying none keeps it), so a
+# bucket's exemplar time never goes backwards, which Prometheus requires.
+_NEWER_EXEMPLAR = (
+    "excluded.exemplar_timestamp >= "
+    "COALESCE(rollups.exemplar_timestamp, excluded.exemplar_timestamp)"
 )
+_UPSERT_ROLLUP = (
+    f"INSERT INTO rollups (sample, labels, value, {', '.join(_EXEMPLAR_COLUMNS)}) "
+    "VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (sample, labels) DO UPDATE SET value = rollups.value + excluded.value, "
+    + ", ".join(
+        f"{c} = CASE WHEN {_NEWER_EXEMPLAR} THEN excluded.{c} ELSE rollups.{c} END"
+        for c in _EXEMPLAR_COLUMNS
+    )
+)
+#: Label sets already admitted, among up to `_ADMIT_CHUNK` candidates of one sample.
+_ADMITTED = "SELECT labels FROM rollups WHERE sample = ? AND labels IN ({})"
+#: Label sets admitted so far for one metric (its overflow series does not count).
+_ADMITTED_COUNT = "SELECT COUNT(*) FROM rollups WHERE sample = ? AND labels <> ?"
+_ADMIT_CHUNK = 512
 _SET_META = (
     "INSERT INTO meta (key, value) VALUES (?, ?) "
     "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
@@ -221,6 +266,7 @@ class Store(ABC):
         self.url = url
         self._lock = threading.RLock()
         self._sql_cache: dict[str, str] = {}
+        self._admissions = AdmissionCache()
 
     # -- backend hooks -------------------------------------------------------------------
     @abstractmethod
@@ -288,6 +334,10 @@ class Store(ABC):
     def _lock_for_migration(self, cur: Any) -> None:
         """Serialise concurrent migrators inside the migration transaction."""
 
+    @abstractmethod
+    def _lock_for_admission(self, cur: Any) -> None:
+        """Serialise label-set admission between writers until the transaction ends."""
+
     def schema_versions(self) -> list[int]:
         """Versions recorded in `schema_version`, ascending."""
         with self._read() as cur:
@@ -327,16 +377,95 @@ class Store(ABC):
                 cur.executemany(self._sql(_INSERT_LATE_EVENT), batch.late_events)
             if batch.late_totals:
                 cur.executemany(self._sql(_UPDATE_TOTALS), batch.late_totals)
-            if batch.rollups:
-                cur.executemany(self._sql(_UPSERT_ROLLUP), batch.rollups)
+            decided = self._write_rollups(cur, batch)
             cur.execute(self._sql(_SET_META), (_LAST_WRITE, time.time()))
+        self._admissions.remember(decided, batch.max_label_sets)
+
+    def _write_rollups(self, cur: Any, batch: RollupBatch) -> list[tuple[str, str, bool]]:
+        """Add the batch's rollup deltas under the store-wide cardinality cap.
+
+        At most `batch.max_label_sets` label sets per metric are admitted across every
+        process writing to this store; the deltas of other label sets fold into the
+        metric's `__overflow__` series and are counted in
+        `agentwatch_cardinality_overflow_total` (`batch.overflow` says how many). Label sets
+        this store object saw decided in a committed batch cost no query.
+
+        Returns:
+            The `(sample, key, admitted)` decisions taken, to remember once committed.
+        """
+        decided: list[tuple[str, str, bool]] = []
+        cap = batch.max_label_sets
+
+        def admit(sets: Sequence[LabelSet]) -> list[bool]:
+            return self._admit(cur, sets, cap, decided)
+
+        rows, batch.overflow = resolve_rollups(batch, admit)
+        if rows:
+            cur.executemany(self._sql(_UPSERT_ROLLUP), rows)
+        return decided
+
+    def _admit(
+        self, cur: Any, sets: Sequence[LabelSet], cap: int, decided: list[tuple[str, str, bool]]
+    ) -> list[bool]:
+        """Whether the store admits each label set; newly admitted ones take free places.
+
+        A label set is admitted when its row exists already (any writer admitted it), or
+        when its metric holds fewer than `cap` label sets: first come, first served, in
+        batch order. Runs under `_lock_for_admission`, so concurrent writers cannot both
+        take the last place.
+        """
+        cache = self._admissions
+        known = [cache.lookup(s.sample, s.key, cap) for s in sets]
+        pending: dict[str, tuple[str, dict[str, None]]] = {}
+        for s, flag in zip(sets, known, strict=True):
+            if flag is None:
+                pending.setdefault(s.sample, (s.overflow_key, {}))[1][s.key] = None
+        if not pending:
+            return [bool(flag) for flag in known]
+        self._lock_for_admission(cur)
+        decisions: dict[tuple[str, str], bool] = {}
+        for sample, (overflow_key, candidates) in pending.items():
+            keys = list(candidates)
+            existing = {overflow_key}  # the overflow series itself takes no place
+            for start in range(0, len(keys), _ADMIT_CHUNK):
+                chunk = keys[start : start + _ADMIT_CHUNK]
+                size = 1 << (len(chunk) - 1).bit_length()  # few distinct statement texts
+                chunk += [chunk[-1]] * (size - len(chunk))
+                cur.execute(self._sql(_ADMITTED.format(", ".join("?" * size))), (sample, *chunk))
+                existing.update(row[0] for row in cur.fetchall())
+            fresh = [k for k in keys if k not in existing]
+            room = 0
+            if fresh:
+                cur.execute(self._sql(_ADMITTED_COUNT), (sample, overflow_key))
+                room = max(0, cap - int(cur.fetchone()[0]))
+            admitted = existing.union(fresh[:room])
+            for key in keys:
+                decisions[(sample, key)] = ok = key in admitted
+                decided.append((sample, key, ok))
+        return [
+            decisions[(s.sample, s.key)] if flag is None else flag
+            for s, flag in zip(sets, known, strict=True)
+        ]
 
     def read_rollups(self) -> list[RollupRow]:
-        """Every cumulative rollup sample, ordered by sample name and labels."""
+        """Every cumulative rollup sample with its exemplar, ordered by sample and labels."""
         with self._read() as cur:
-            cur.execute(self._sql("SELECT sample, labels, value FROM rollups ORDER BY 1, 2"))
+            cur.execute(
+                self._sql(
+                    f"SELECT sample, labels, value, {', '.join(_EXEMPLAR_COLUMNS)} "
+                    "FROM rollups ORDER BY 1, 2"
+                )
+            )
             rows = cur.fetchall()
-        return [RollupRow(s, parse_labels(labels), float(v)) for s, labels, v in rows]
+        return [
+            RollupRow(
+                sample,
+                parse_labels(labels),
+                float(value),
+                None if ex_id is None else Exemplar(ex_id, float(ex_value), float(ex_ts)),
+            )
+            for sample, labels, value, ex_id, ex_value, ex_ts in rows
+        ]
 
     def last_write_time(self) -> float | None:
         """Epoch seconds of the most recent committed batch by any writer, or None."""
@@ -597,6 +726,9 @@ class Store(ABC):
         with self.atomic() as cur:
             for table in ("events", "executions", "rollups"):
                 cur.execute(f"DELETE FROM {table}")
+        # Label sets are admitted afresh. Other processes still trust what they saw admitted
+        # until they reopen the store, which can let their label sets in beyond the cap once.
+        self._admissions.clear()
 
 
 def nearest_rank(n: int, percentile: int) -> int:

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 #: Key of the transaction-scoped advisory lock that serialises concurrent migrators.
 _MIGRATION_LOCK = 0x61676D7769  # "agmwi"
+#: Key of the transaction-scoped advisory lock that serialises label-set admission.
+_ADMISSION_LOCK = 0x6167636170  # "agcap"
 
 
 def _psycopg() -> Any:
@@ -120,6 +122,14 @@ class PostgresStore(Store):
 
     def _lock_for_migration(self, cur: Any) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+
+    def _lock_for_admission(self, cur: Any) -> None:
+        """Without it two writers could both count 499 of 500 and both admit one more.
+
+        Taken only by batches carrying label sets this process has not seen decided, so
+        steady-state batches never wait on each other here.
+        """
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_ADMISSION_LOCK,))
 
     def _percentiles(self, where: str, params: list[Any]) -> list[float | None]:
         cond = where + (" AND" if where else " WHERE") + " duration IS NOT NULL"

@@ -17,6 +17,12 @@ Design notes a maintainer must keep:
   spend per agent is one indexed range query.
 - `rollups` holds cumulative counter and histogram-bucket values, keyed by sample name and
   canonical label text; writers only ever add to them.
+- The store-wide cardinality cap needs no table of its own: a label set of a metric is
+  admitted exactly when its family's `_total` (counter) or `_count` (histogram) row exists in
+  `rollups`, so the primary key answers "is it admitted" and "how many are" (see
+  `Store.write_batch`), and admission can never disagree with what `serve` exposes.
+- A histogram bucket row carries its exemplar (`exemplar_*`: the latest execution observed
+  in that bucket); other rows leave those columns NULL.
 """
 
 from __future__ import annotations
@@ -128,6 +134,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE events ADD COLUMN pending INTEGER NOT NULL DEFAULT 0",
             # Partial: normally empty, so checking for pending events costs one probe.
             "CREATE INDEX ix_events_pending ON events (execution_id) WHERE pending = 1",
+        ),
+    ),
+    Migration(
+        4,
+        "rollups.exemplar_*: the latest execution observed in each histogram bucket",
+        (
+            # Nullable without a default: instant on both backends, whatever the table size.
+            "ALTER TABLE rollups ADD COLUMN exemplar_execution_id TEXT",
+            "ALTER TABLE rollups ADD COLUMN exemplar_value DOUBLE PRECISION",
+            "ALTER TABLE rollups ADD COLUMN exemplar_timestamp DOUBLE PRECISION",
         ),
     ),
 )

@@ -178,6 +178,9 @@ class SQLiteStore(Store):
     def _lock_for_migration(self, cur: Any) -> None:
         """Nothing to do: BEGIN IMMEDIATE already holds the database's write lock."""
 
+    def _lock_for_admission(self, cur: Any) -> None:
+        """Nothing to do: BEGIN IMMEDIATE already holds the database's write lock."""
+
     def _local_date(self) -> str:
         return "aw_local_date(started_at, ?)"
 
