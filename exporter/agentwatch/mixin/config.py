@@ -528,8 +528,8 @@ def validate(config: MixinConfig, where: str) -> MixinConfig:
 
     if not _SELECTOR.match(config.selector):
         fail("selector", f'expected label matchers like job="agentwatch", got {config.selector!r}')
-    if not _LABEL.match(config.job_name):
-        fail("job_name", f"not a valid label value for a job, got {config.job_name!r}")
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$", config.job_name):
+        fail("job_name", f"expected a job name like agentwatch, got {config.job_name!r}")
     for label in config.aggregation_labels:
         if not _LABEL.match(label) or label.startswith("__"):
             fail("aggregation_labels", f"{label!r} is not a label name")

@@ -629,8 +629,8 @@ def agents_dashboard(config: MixinConfig) -> _Board:
     )
     windows = _burn_windows(config)
     board.timeseries(
-        f"Error budget burn rate by agent ({', '.join(windows)})",
-        f"How fast each agent spends its 30-day error budget of the {slo:.2%} SLO: 1 spends it "
+        "Error budget burn rate by agent",
+        f"Burn rate over {', '.join(windows)}: how fast each agent spends its 30-day error budget of the {slo:.2%} SLO: 1 spends it "
         "in exactly 30 days; dashed lines are the alert factors. The worst value of each "
         "step is shown, so long ranges keep short bursts.",
         [
@@ -860,6 +860,7 @@ def cost_dashboard(config: MixinConfig) -> _Board:
         ],
         "dtdurations",
         width=8,
+        links=budget_link,
         ignores=budget_ignores,
     )
     board.timeseries(
@@ -1038,8 +1039,8 @@ def llm_dashboard(config: MixinConfig) -> _Board:
         if label not in group_by:
             ignores[label] = f"the LLM request SLO is judged per {', '.join(group_by)}."
     board.timeseries(
-        f"Error budget burn rate by model ({', '.join(windows)})",
-        f"How fast each model spends the 30-day error budget of the {slo:.2%} LLM request "
+        "Error budget burn rate by model" + ("" if "agent" in group_by else " (all agents)"),
+        f"Burn rate over {', '.join(windows)}: how fast each model spends the 30-day error budget of the {slo:.2%} LLM request "
         "SLO: 1 spends it in exactly 30 days; dashed lines are the alert factors. The worst "
         "value of each step is shown, so long ranges keep short bursts.",
         [
