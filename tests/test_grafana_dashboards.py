@@ -557,37 +557,37 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Prometh
             if path.startswith("prometheus/rules/"):
                 (rules_dir / Path(path).name).write_text(text)
         rule_files[name] = sorted(rules_dir.glob("*.yml"))
-    with start_agentwatch_serve(store_url, tmp / "serve", config=agentwatch_config) as serve:
-        with (
-            start_prometheus(
-                _prometheus_yml(tmp / "default.yml", CONFIGS["default"], rule_files["default"],
-                                serve.port),
-                tmp / "prom-default",
-            ) as default,
-            start_prometheus(
-                _prometheus_yml(tmp / "cluster.yml", CONFIGS["cluster"], rule_files["cluster"],
-                                serve.port),
-                tmp / "prom-cluster",
-            ) as cluster,
-        ):  # fmt: skip
-            servers = {"default": default, "cluster": cluster}
-            for name, prom in servers.items():
-                prom.wait_for_scrapes(CONFIGS[name].job_name, count=3)
-            # The second workload makes every counter and histogram move between scrapes,
-            # so rate() and the recordings have something to show.
-            run_agentwatch([*demo, "--runs", "30", "--seed", "2"], tmp / "demo2")
-            for name, prom in servers.items():
-                prom.wait_for_scrapes(CONFIGS[name].job_name, count=4)
-                level = "_".join((*CONFIGS[name].aggregation_labels, "model", "provider"))
-                wait_until(
-                    lambda prom=prom, level=level: prom.query(
-                        f"{level}:agentwatch_llm_requests_errors:ratio_rate1h >= 0"
-                    ),
-                    timeout=30,
-                    what=f"recording rules of the {name} config",
-                    log=prom.log,
-                )
-            yield servers
+    with (
+        start_agentwatch_serve(store_url, tmp / "serve", config=agentwatch_config) as serve,
+        start_prometheus(
+            _prometheus_yml(tmp / "default.yml", CONFIGS["default"], rule_files["default"],
+                            serve.port),
+            tmp / "prom-default",
+        ) as default,
+        start_prometheus(
+            _prometheus_yml(tmp / "cluster.yml", CONFIGS["cluster"], rule_files["cluster"],
+                            serve.port),
+            tmp / "prom-cluster",
+        ) as cluster,
+    ):  # fmt: skip
+        servers = {"default": default, "cluster": cluster}
+        for name, prom in servers.items():
+            prom.wait_for_scrapes(CONFIGS[name].job_name, count=3)
+        # The second workload makes every counter and histogram move between scrapes,
+        # so rate() and the recordings have something to show.
+        run_agentwatch([*demo, "--runs", "30", "--seed", "2"], tmp / "demo2")
+        for name, prom in servers.items():
+            prom.wait_for_scrapes(CONFIGS[name].job_name, count=4)
+            level = "_".join((*CONFIGS[name].aggregation_labels, "model", "provider"))
+            wait_until(
+                lambda prom=prom, level=level: prom.query(
+                    f"{level}:agentwatch_llm_requests_errors:ratio_rate1h >= 0"
+                ),
+                timeout=30,
+                what=f"recording rules of the {name} config",
+                log=prom.log,
+            )
+        yield servers
 
 
 def _finite(result: list[dict[str, Any]]) -> bool:

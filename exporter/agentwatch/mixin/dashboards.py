@@ -630,9 +630,10 @@ def agents_dashboard(config: MixinConfig) -> _Board:
     windows = _burn_windows(config)
     board.timeseries(
         "Error budget burn rate by agent",
-        f"Burn rate over {', '.join(windows)}: how fast each agent spends its 30-day error budget of the {slo:.2%} SLO: 1 spends it "
-        "in exactly 30 days; dashed lines are the alert factors. The worst value of each "
-        "step is shown, so long ranges keep short bursts.",
+        f"Burn rate over {', '.join(windows)}: how fast each agent spends its 30-day error "
+        f"budget of the {slo:.2%} SLO; 1 spends it in exactly 30 days. Dashed lines are the "
+        "alert factors. The worst value of each step is shown, so long ranges keep short "
+        "bursts.",
         [
             Target(
                 f"max_over_time({slo_ratio_name(f.q, 'executions', w)}"
@@ -1040,9 +1041,10 @@ def llm_dashboard(config: MixinConfig) -> _Board:
             ignores[label] = f"the LLM request SLO is judged per {', '.join(group_by)}."
     board.timeseries(
         "Error budget burn rate by model" + ("" if "agent" in group_by else " (all agents)"),
-        f"Burn rate over {', '.join(windows)}: how fast each model spends the 30-day error budget of the {slo:.2%} LLM request "
-        "SLO: 1 spends it in exactly 30 days; dashed lines are the alert factors. The worst "
-        "value of each step is shown, so long ranges keep short bursts.",
+        f"Burn rate over {', '.join(windows)}: how fast each model spends the 30-day error "
+        f"budget of the {slo:.2%} LLM request SLO; 1 spends it in exactly 30 days. Dashed "
+        "lines are the alert factors. The worst value of each step is shown, so long ranges "
+        "keep short bursts.",
         [
             Target(
                 f"max_over_time({slo_ratio_name(f.q, 'llm_requests', w)}"
