@@ -9,12 +9,14 @@ linter checks rely on.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 
 from agentwatch.errors import ConfigError
 from agentwatch.mixin.config import MixinConfig, from_mapping, load_config, to_yaml
@@ -253,3 +255,12 @@ def test_selectors_are_not_fooled_by_strings_labels_and_keywords() -> None:
 def test_subqueries_and_nested_calls_keep_the_innermost_function() -> None:
     (inner,) = selectors("max_over_time(rate(x_total[5m])[1h:1m])")
     assert inner.function == "rate" and inner.range == "5m"
+
+
+def test_the_overlays_in_the_docs_are_valid() -> None:
+    text = (REPO / "docs" / "existing-stack.md").read_text(encoding="utf-8")
+    overlays = re.findall(r"cat > [\w-]+\.yaml <<'YAML'\n(.*?)\nYAML\n", text, flags=re.DOTALL)
+    assert len(overlays) >= 2
+    for overlay in overlays:
+        config = from_mapping(yaml.safe_load(overlay), "docs/existing-stack.md")
+        render_all(config)  # and every file generates from it
