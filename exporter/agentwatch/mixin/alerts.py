@@ -245,13 +245,15 @@ def _new_or_increased(q: Q, sample: str, labels: Sequence[str], window: str) -> 
 
     `increase()` needs two samples, so a counter whose series is created by its first
     increment (prometheus_client creates labelled series lazily) would never alert; the
-    `unless ... offset` branch catches series that did not exist one window ago.
+    `unless ... offset` branch catches sums that did not exist one window ago. Both sum over
+    `instance`: `agentwatch serve` exposes the store's totals, and when its pod is replaced the
+    same totals come back under a new instance, which must not look like new drops.
     """
     sel = f"{sample}{q.sel()}"
-    by = q.by("job", "instance", *labels)
+    by = q.by("job", *labels)
     return (
         f"sum {by} (increase({sel}[{window}])) > 0\n"
-        f"or\nsum {by} ({sel} unless {sel} offset {window}) > 0"
+        f"or\n(sum {by} ({sel}) unless sum {by} ({sel} offset {window})) > 0"
     )
 
 
@@ -293,7 +295,7 @@ def health_alerts(config: MixinConfig) -> list[Alert]:
             severity="warning",
             summary="agentwatch dropped telemetry records.",
             description=(
-                "{{ $labels.instance }} dropped {{ $value | humanize }} records (reason "
+                "Job {{ $labels.job }} dropped {{ $value | humanize }} records (reason "
                 f"{{{{ $labels.reason }}}}) in the last {h.error_window}; they are missing "
                 "from the store, the cost figures and the budgets."
             ),
@@ -307,7 +309,7 @@ def health_alerts(config: MixinConfig) -> list[Alert]:
             summary="agentwatch fails to write telemetry to its store.",
             description=(
                 "{{ $value | humanize }} batch writes to the {{ $labels.backend }} store failed "
-                f"in the last {h.error_window} on {{{{ $labels.instance }}}}."
+                f"in the last {h.error_window} (job {{{{ $labels.job }}}})."
             ),
             console="/ui/",
         ),

@@ -46,13 +46,13 @@ datasources:
     isDefault: true
     editable: false
     jsonData:
-      # Must match Prometheus' scrape_interval so $$__rate_interval covers 4 scrapes.
+      # Must match Prometheus' scrape_interval so Grafana's rate interval covers 4 scrapes.
       timeInterval: {g.scrape_interval}
       httpMethod: POST
       prometheusType: Prometheus
       # Latency histograms carry the exemplar {EXEMPLAR_LABEL}: a click on an exemplar dot
-      # opens that run in the agentwatch console (console_url). $$$$ is a literal $$ here:
-      # Grafana expands environment variables in provisioning files.
+      # opens that run in the agentwatch console (console_url). Grafana expands environment
+      # variables in provisioning files: $$ is a literal dollar sign.
       exemplarTraceIdDestinations:
         - name: {EXEMPLAR_LABEL}
           url: {url}
