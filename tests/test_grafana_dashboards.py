@@ -374,7 +374,7 @@ def test_generator_refuses_a_panel_that_ignores_a_variable_silently(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def bogus(config: MixinConfig) -> Any:
-        board, f = generator._new_board(
+        board, f = generator.new_board(
             config, "x", "agentwatch: x", "x", [], [("agent", "agentwatch_executions_total")]
         )
         expr = f"sum(rate(agentwatch_tool_call_duration_seconds_count{f.raw(only=())}[5m]))"
@@ -390,7 +390,7 @@ def test_generator_refuses_a_panel_that_reads_an_invented_metric(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def bogus(config: MixinConfig) -> Any:
-        board, _ = generator._new_board(config, "x", "agentwatch: x", "x", [], [])
+        board, _ = generator.new_board(config, "x", "agentwatch: x", "x", [], [])
         expr = 'sum(rate(agentwatch_made_up_total{job=~"$job",instance=~"$instance"}[5m]))'
         board.stat("x", "x", generator.Target(expr), "short")
         return board

@@ -5,7 +5,8 @@ generate` writes them (`--check` fails when the committed ones are stale):
 
 - rules.py: recording rules (rates, ratios, percentiles, SLO windows, OpenTelemetry names);
 - alerts.py: alerting rules with runbook and console links;
-- dashboards.py: the Grafana dashboards (needs grafana-foundation-sdk, the `mixin` extra);
+- dashboards.py, panels.py: the Grafana dashboards and their building blocks (need
+  grafana-foundation-sdk, the `mixin` extra);
 - provisioning.py, kubernetes.py: Grafana datasource, PrometheusRule, ServiceMonitor,
   dashboard ConfigMaps;
 - promql.py: selector builders, and the tokenizer the contract checks use.
