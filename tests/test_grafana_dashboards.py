@@ -406,9 +406,10 @@ def test_generator_refuses_a_panel_that_reads_an_invented_metric(
 
 CONSOLE_PATH = re.compile(r"^/ui/(runs|agents/[^/]+|models/[^/]+|budgets/[^/]+)$")
 LINK_VARIABLE = re.compile(r"\$\{([^}]+)\}")
+#: Label values are attacker-controllable strings: every one is percent-encoded in a URL.
 ALLOWED_LINK_VARIABLES = re.compile(
     r"^(__from:date:iso|__to:date:iso|__field\.labels\.(agent|model|budget|error_type)"
-    r"(:percentencode)?)$"
+    r":percentencode)$"
 )
 
 
