@@ -27,7 +27,10 @@ from support.binaries import (
 REPO = Path(__file__).resolve().parents[1]
 ALERTMANAGER = REPO / "alertmanager"
 CONFIG = ALERTMANAGER / "alertmanager.yml"
-RUNBOOK = "https://github.com/agentwatch/agentwatch/blob/main/docs/runbooks.md"
+RUNBOOK = "http://127.0.0.1:9747/ui/runbooks"
+CONSOLE = "http://127.0.0.1:9747/ui"
+#: Labels that identify what an agentwatch alert is about (see the `by` clauses of the rules).
+IDENTIFYING = ("budget", "agent", "model", "provider", "instance")
 
 
 def _amtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -70,6 +73,7 @@ def _alert(name: str, severity: str, **labels: str) -> dict[str, Any]:
             "summary": f"{name} summary.",
             "description": f"{name} for {labels}.",
             "runbook_url": f"{RUNBOOK}#{name.lower()}",
+            "console_url": f"{CONSOLE}/budgets/{labels.get('budget', '')}",
         },
     }
 
@@ -98,10 +102,31 @@ def test_alerts_route_to_page_or_ticket_by_severity(labels: list[str], receiver:
     assert done.stdout.strip() == receiver
 
 
-def test_notifications_group_by_alertname_budget_and_agent() -> None:
+def test_notifications_group_by_alertname_and_what_the_alert_is_about() -> None:
     route = _config()["route"]
     assert route["receiver"] == "default"
-    assert route["group_by"] == ["alertname", "budget", "agent"]
+    assert route["group_by"][0] == "alertname"
+    assert set(IDENTIFYING) <= set(route["group_by"])
+    # Sub-routes inherit it: none may regroup more coarsely.
+    assert all("group_by" not in r for r in route["routes"])
+
+
+def test_every_label_an_alert_keeps_is_a_grouping_label() -> None:
+    """An alert's identity (the labels its expression keeps) must split notifications."""
+    from agentwatch.mixin.alerts import alert_groups
+    from agentwatch.mixin.config import load_config
+
+    group_by = set(_config()["route"]["group_by"])
+    window_labels = {"severity", "slo", "long", "short", "quantile", "reason", "backend", "period"}
+    for group in alert_groups(load_config()):
+        for rule in group.rules:
+            kept = set()
+            for clause in re.findall(r"\b(?:by|on) \(([^)]*)\)", rule.expr):
+                kept |= {label.strip() for label in clause.split(",")}
+            for label in ("budget", "agent", "model", "provider"):
+                if f"$labels.{label}" in rule.annotations["description"]:
+                    kept.add(label)
+            assert kept - window_labels <= group_by, (rule.alert, kept - group_by)
 
 
 def _seconds(duration: str) -> int:
@@ -244,7 +269,50 @@ def test_slack_notification_renders_the_agentwatch_template(tmp_path: Path) -> N
     assert "AgentwatchBudgetExhausted for {" in text
     assert "budget=team" in text and "period=day" in text and "severity=critical" in text
     assert f"Runbook: {RUNBOOK}#agentwatchbudgetexhausted" in text
-    assert attachment["actions"][0]["url"] == f"{RUNBOOK}#agentwatchbudgetexhausted"
+    assert f"Console: {CONSOLE}/budgets/team" in text
+    runbook, console = attachment["actions"]
+    assert runbook["url"] == f"{RUNBOOK}#agentwatchbudgetexhausted"
+    assert console["url"] == f"{CONSOLE}/budgets/team"
+
+
+@pytest.mark.slow
+def test_one_notification_group_per_actionable_thing(tmp_path: Path) -> None:
+    """Two models failing at two providers, two budgets, two agents: six notifications."""
+    with WebhookReceiver() as hooks:
+        config = _local_copy(tmp_path, hooks.url.rsplit("/", 1)[0])
+        with start_alertmanager(config, tmp_path / "am") as am:
+            llm = "AgentwatchLLMErrorBudgetBurn"
+            runs = "AgentwatchExecutionErrorBudgetBurn"
+            am.post_alerts(
+                [
+                    _alert(llm, "critical", slo="llm_requests", model="gpt-4o",
+                           provider="openai", long="1h"),
+                    _alert(llm, "critical", slo="llm_requests", model="gpt-4o",
+                           provider="openai", long="6h"),
+                    _alert(llm, "critical", slo="llm_requests", model="gpt-4o",
+                           provider="azure", long="1h"),
+                    _alert(llm, "critical", slo="llm_requests", model="claude-3-5-haiku",
+                           provider="anthropic", long="1h"),
+                    _alert("AgentwatchBudgetNearLimit", "warning", budget="team", period="day"),
+                    _alert("AgentwatchBudgetNearLimit", "warning", budget="org", period="month"),
+                    _alert(runs, "critical", slo="executions", agent="planner", long="1h"),
+                    _alert(runs, "critical", slo="executions", agent="planner", long="6h"),
+                ]
+            )  # fmt: skip
+
+            def groups() -> list[dict[str, Any]] | None:
+                found = [g for g in am.get("/api/v2/alerts/groups") if g["alerts"]]
+                return found if sum(len(g["alerts"]) for g in found) == 8 else None
+
+            found = wait_until(groups, timeout=20, what="8 grouped alerts", log=am.log)
+    assert len(found) == 6
+    for group in found:
+        identities = {
+            tuple(a["labels"].get(k) for k in ("alertname", *IDENTIFYING)) for a in group["alerts"]
+        }
+        assert len(identities) == 1, group["labels"]
+    sizes = sorted(len(g["alerts"]) for g in found)
+    assert sizes == [1, 1, 1, 1, 2, 2]  # the 1h and 6h windows of one model / agent together
 
 
 @pytest.mark.slow
@@ -279,3 +347,5 @@ def test_existing_stack_alertmanager_snippet_is_valid(tmp_path: Path) -> None:
         )
         assert done.stdout.strip() == receiver, done.stdout + done.stderr
     assert snippet["inhibit_rules"] == _config()["inhibit_rules"][:2]
+    (agentwatch_route,) = snippet["route"]["routes"]
+    assert agentwatch_route["group_by"] == _config()["route"]["group_by"]

@@ -130,7 +130,11 @@ def test_overspent_budget_pages_through_prometheus_and_alertmanager(tmp_path: Pa
         }
         annotations = alert["annotations"]
         assert annotations["summary"] == "An LLM spend budget has reached its limit."
-        assert annotations["runbook_url"].endswith("docs/runbooks.md#agentwatchbudgetexhausted")
+        # The console serves the runbooks and the page of the budget that fired.
+        assert annotations["runbook_url"] == (
+            "http://127.0.0.1:9747/ui/runbooks#agentwatchbudgetexhausted"
+        )
+        assert annotations["console_url"] == "http://127.0.0.1:9747/ui/budgets/tiny"
         match = re.fullmatch(
             r"Budget tiny \(day\) has spent ([\d.]+)% of its limit this period; "
             r"further LLM calls overspend it\.",
