@@ -198,3 +198,35 @@ def test_a_bad_log_format_on_the_command_line_exits_2_without_traceback(
     assert result.output.strip().splitlines() == [
         "Error: AGENTWATCH_LOG_FORMAT: expected text or json, got 'yaml'"
     ]
+
+
+@pytest.mark.slow
+def test_agentwatch_serve_logs_json_lines(tmp_path: Path) -> None:
+    import re
+    import shutil
+
+    import requests
+
+    executable = shutil.which("agentwatch", path=str(Path(sys.executable).parent))
+    assert executable is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTWATCH_")}
+    env.update(AGENTWATCH_HOME=str(tmp_path), AGENTWATCH_LOG_FORMAT="json")
+    server = subprocess.Popen(
+        [executable, "serve", "--port", "0", "--store", "postgresql://nobody@127.0.0.1:1/x"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stderr is not None
+        banner = server.stderr.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/metrics", banner)
+        assert match, banner
+        requests.get(f"http://127.0.0.1:{match.group(1)}/metrics", timeout=30)
+    finally:
+        server.terminate()
+        _, rest = server.communicate(timeout=30)
+    records = [json.loads(line) for line in rest.splitlines() if line.strip()]
+    assert records, "an unreachable store is logged"
+    assert all(r["logger"] == "agentwatch" for r in records)
+    assert any(r["level"] == "WARNING" and "unavailable" in r["message"] for r in records)

@@ -505,3 +505,27 @@ def test_environment_variable_turns_tracing_on(
         assert [s.name for s in exporter.get_finished_spans()] == ["invoke_agent job"]
     finally:
         runtime.close()
+
+
+def test_unsampled_runs_keep_their_exemplars_free_of_dead_trace_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    clean_environment(monkeypatch, tmp_path)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry, sink = CollectorRegistry(), CollectingSink()
+    runtime.configure(registry=registry, sink=sink, otel=True, tracer_provider=provider)
+    try:
+        with agentwatch.track("job"):
+            agentwatch.record_llm_call("gpt-4o-mini", input_tokens=1, duration=0.2)
+        execution = sink.execution("job")
+        assert execution.trace_id is None and execution.events[0].trace_id is None
+        exposition = generate_openmetrics(registry).decode()
+        assert f'execution_id="{execution.id}"' in exposition
+        assert "trace_id" not in exposition
+        assert exporter.get_finished_spans() == ()
+    finally:
+        runtime.close()
