@@ -5,6 +5,7 @@ tracing layer never cost a record."""
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -529,3 +530,37 @@ def test_unsampled_runs_keep_their_exemplars_free_of_dead_trace_ids(
         assert exporter.get_finished_spans() == ()
     finally:
         runtime.close()
+
+
+def test_hostile_text_never_makes_the_spans_unexportable(
+    traced: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    bad = "bad\udc80\x00name"
+
+    @agentwatch.observe(name=bad, kind="tool")
+    def tool(arg: str) -> None:
+        raise ValueError(bad)
+
+    with agentwatch.track(bad, conversation_id=bad):
+        agentwatch.record_llm_call(
+            bad, provider=bad, duration=0.1, status="failure", error_type=bad
+        )
+        agentwatch.record_tool_call(bad, duration=0.1)
+        agentwatch.record_event("custom", bad)
+        with pytest.raises(ValueError):
+            tool(bad)
+    spans = traced.get_finished_spans()
+    assert len(spans) == 4
+    repaired = "bad\ufffd\ufffdname"
+    assert {attr(s, "gen_ai.conversation.id") for s in spans} == {repaired}
+    assert {s.name for s in spans} == {
+        f"invoke_agent {repaired}",
+        f"execute_tool {repaired}",
+        f"chat {repaired}",
+    }
+    with caplog.at_level(logging.WARNING, logger="opentelemetry"):
+        encoded = encode_spans(spans).SerializeToString()  # what the OTLP exporter sends
+    assert not caplog.records, "an attribute could not be encoded and would be dropped"
+    assert encoded.count(repaired.encode()) >= 8

@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from agentwatch.validation import repair_text
+
 OPERATION = "gen_ai.operation.name"
 PROVIDER = "gen_ai.provider.name"
 AGENT_NAME = "gen_ai.agent.name"
@@ -143,12 +145,12 @@ def litellm_attributes(slo: Mapping[str, Any], response_obj: Any) -> dict[str, A
             response = {}
         model = response.get("model") or _field(response_obj, "model")
         if isinstance(model, str) and model:
-            attributes[RESPONSE_MODEL] = model[:_MAX_TEXT]
+            attributes[RESPONSE_MODEL] = repair_text(model[:_MAX_TEXT])
         response_id = response.get("id") or _field(response_obj, "id")
         if isinstance(response_id, str) and response_id:
-            attributes[RESPONSE_ID] = response_id[:_MAX_TEXT]
+            attributes[RESPONSE_ID] = repair_text(response_id[:_MAX_TEXT])
         reasons = [
-            str(choice.get("finish_reason"))[:_MAX_TEXT]
+            repair_text(str(choice.get("finish_reason"))[:_MAX_TEXT])
             for choice in _list(response.get("choices"))
             if isinstance(choice, Mapping) and choice.get("finish_reason")
         ]
@@ -164,7 +166,7 @@ def litellm_attributes(slo: Mapping[str, Any], response_obj: Any) -> dict[str, A
                     attributes[name] = value
         address, port = _server(slo.get("api_base"))
         if address:
-            attributes[SERVER_ADDRESS] = address
+            attributes[SERVER_ADDRESS] = repair_text(address[:_MAX_TEXT])
             if port is not None:
                 attributes[SERVER_PORT] = port
     except Exception:  # a payload of an unexpected shape: keep what was read
@@ -235,8 +237,12 @@ def output_messages(response: Any) -> list[dict[str, Any]]:
 
 
 def to_json(value: Any) -> str:
-    """Compact JSON for an attribute value (spans take strings, not structures, everywhere)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    """Compact JSON for an attribute value (spans take strings, not structures, everywhere).
+
+    A lone surrogate or NUL becomes U+FFFD: one such string would make the whole batch of
+    spans fail to encode for export.
+    """
+    return repair_text(json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str))
 
 
 def _content_parts(content: Any) -> list[dict[str, Any]]:

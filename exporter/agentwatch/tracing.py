@@ -39,6 +39,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from agentwatch import genai_semconv as gen_ai
 from agentwatch._version import __version__
 from agentwatch.contract import NO_AGENT
+from agentwatch.validation import repair_text
 
 if TYPE_CHECKING:
     from agentwatch.config import Settings
@@ -165,8 +166,10 @@ class GenAITracer:
         try:
             span = run_span.span
             if execution.status == "failed":
-                span.set_attribute(gen_ai.ERROR_TYPE, execution.error_type or _OTHER_ERROR)
-                span.set_status(Status(StatusCode.ERROR, execution.error_message))
+                # Ended before capture validates the record: repair the text here.
+                error_type = repair_text(execution.error_type or _OTHER_ERROR)
+                span.set_attribute(gen_ai.ERROR_TYPE, error_type)
+                span.set_status(Status(StatusCode.ERROR, _repaired(execution.error_message)))
             ended = execution.ended_at
             span.end(end_time=None if ended is None else _ns(ended))
         except Exception as exc:
@@ -389,7 +392,11 @@ def _conversation_id(attributes: dict[str, Any]) -> str | None:
     value = attributes.get(gen_ai.CONVERSATION_ATTRIBUTE) if attributes else None
     if value is None or isinstance(value, dict | list):
         return None
-    return str(value)
+    return repair_text(str(value))
+
+
+def _repaired(text: str | None) -> str | None:
+    return None if text is None else repair_text(text)
 
 
 def _sampled_trace_id(span: trace.Span) -> str | None:
