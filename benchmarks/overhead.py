@@ -12,9 +12,13 @@ one event loop, exactly as litellm calls it after a call:
   own start, finish, metrics and enqueue are included, shared by its calls).
 - litellm: `litellm.integrations.prometheus.PrometheusLogger`, on prometheus_client's global
   registry (agentwatch uses its own CollectorRegistry here, so both coexist).
+- agentwatch with OpenTelemetry tracing on (`otel=True`, the `otel` extra), side by side with
+  tracing off: each call also becomes a `chat` span and each run an `invoke_agent` span, on an
+  SDK TracerProvider with a BatchSpanProcessor whose exporter discards the batches (what the
+  program pays in its own threads; the OTLP export itself runs in the SDK's background thread).
 
 Run:  LITELLM_LOCAL_MODEL_COST_MAP=True python benchmarks/overhead.py [--calls 20000]
-Target: agentwatch at least 20x cheaper per call.
+Target: agentwatch at least 20x cheaper per call (tracing off; tracing on is reported).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import litellm
 from litellm.integrations.custom_logger import CustomLogger
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from prometheus_client import CollectorRegistry
 
 import agentwatch
@@ -123,6 +129,21 @@ def time_hook(
     return min(rounds) / size * 1e6
 
 
+class _DiscardingExporter(SpanExporter):
+    """Accepts every batch and drops it: measures recording, not a network."""
+
+    def export(self, spans: Any) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def tracer_provider(capacity: int) -> TracerProvider:
+    provider = TracerProvider()
+    provider.add_span_processor(
+        BatchSpanProcessor(_DiscardingExporter(), max_queue_size=max(capacity, 2048))
+    )
+    return provider
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20_000, help="calls per logger (20000)")
@@ -146,36 +167,42 @@ def main() -> None:
     size = args.calls // args.repeats
     with tempfile.TemporaryDirectory() as tmp:
         registry = CollectorRegistry()
-        agentwatch.configure(
-            store_url=f"sqlite:///{tmp}/bench.db",
-            registry=registry,
-            queue_size=args.calls * 3,
-        )
+        provider = tracer_provider(args.calls * 2)
+
+        def use(otel: bool) -> None:
+            agentwatch.configure(
+                store_url=f"sqlite:///{tmp}/bench.db",
+                registry=registry,
+                queue_size=args.calls * 3,
+                otel=otel,
+                tracer_provider=provider,
+            )
+
+        use(otel=True)
         ours = instrument_litellm()
         uninstrument_litellm()  # both hooks are called directly below, not through litellm
-        # warm up: caches, labelled children, the writer thread and the store
+        # warm up: caches, labelled children, the writer thread, the store and the tracer
+        time_hook(ours.async_log_success_event, variants(kwargs, 200), call, 1, 20)
+        use(otel=False)
         time_hook(ours.async_log_success_event, variants(kwargs, 200), call, 1)
         time_hook(theirs.async_log_success_event, variants(kwargs, 200), call, 1)
         agentwatch.flush(timeout=60)
-        # Rounds alternate between the loggers so both see the same machine load; the
-        # writer is flushed between rounds so each measures its own work.
-        outside_rounds, inside_rounds, litellm_rounds = [], [], []
+        # Rounds alternate between the loggers (and tracing off/on) so all see the same
+        # machine load; the writer is flushed between rounds so each measures its own work.
+        rounds: dict[str, list[float]] = {key: [] for key in ROWS}
+        hook = ours.async_log_success_event
+        per_run = args.calls_per_run
         for _ in range(args.repeats):
-            outside_rounds.append(
-                time_hook(ours.async_log_success_event, variants(kwargs, size), call, 1)
-            )
-            agentwatch.flush(timeout=60)
-            inside_rounds.append(
-                time_hook(
-                    ours.async_log_success_event,
-                    variants(kwargs, size),
-                    call,
-                    1,
-                    calls_per_run=args.calls_per_run,
+            for otel in (False, True):
+                use(otel)
+                suffix = "_otel" if otel else ""
+                rounds["outside" + suffix].append(time_hook(hook, variants(kwargs, size), call, 1))
+                agentwatch.flush(timeout=60)
+                rounds["inside" + suffix].append(
+                    time_hook(hook, variants(kwargs, size), call, 1, calls_per_run=per_run)
                 )
-            )
-            agentwatch.flush(timeout=60)
-            litellm_rounds.append(
+                agentwatch.flush(timeout=60)
+            rounds["litellm"].append(
                 time_hook(theirs.async_log_success_event, variants(kwargs, size), call, 1)
             )
         flushed = agentwatch.flush(timeout=60)
@@ -184,21 +211,31 @@ def main() -> None:
             {"agent": "none", "model": "gpt-4o-mini", "provider": "openai", "status": "success"},
         )
         runtime.close()
-    outside, inside, litellm_us = min(outside_rounds), min(inside_rounds), min(litellm_rounds)
+        provider.shutdown()
+    best = {key: min(values) for key, values in rounds.items()}
 
-    worst = max(outside, inside)
-    rows = [
-        ("agentwatch, outside any run (metrics + enqueue)", f"{outside:8.2f} µs/call"),
-        ("agentwatch, in runs of 20 calls (+ run cost)", f"{inside:8.2f} µs/call"),
-        ("litellm PrometheusLogger", f"{litellm_us:8.2f} µs/call"),
-        ("ratio (litellm / agentwatch, worst case)", f"{litellm_us / worst:8.1f}x"),
-    ]
-    for label, value in rows:
-        print(f"{label + ':':50} {value}")
+    worst = max(best["outside"], best["inside"])
+    litellm_us = best["litellm"]
+    for key, label in ROWS.items():
+        print(f"{label + ':':58} {best[key]:8.2f} µs/call")
+    ratio = litellm_us / worst
+    print(f"{'ratio (litellm / agentwatch tracing off, worst case):':58} {ratio:8.1f}x")
+    for where in ("outside", "inside"):
+        extra = best[where + "_otel"] - best[where]
+        print(f"{f'tracing on costs, {where} runs:':58} {extra:+8.2f} µs/call")
     print(f"(writer flushed: {flushed}; agentwatch counted {recorded:.0f} calls outside runs)")
-    if litellm_us / worst < 20:
+    if ratio < 20:
         print("BELOW TARGET: agentwatch should be at least 20x cheaper", file=sys.stderr)
         sys.exit(1)
+
+
+ROWS = {
+    "outside": "agentwatch, outside any run (metrics + enqueue)",
+    "inside": "agentwatch, in runs of 20 calls (+ run cost)",
+    "outside_otel": "agentwatch + OTel spans, outside any run",
+    "inside_otel": "agentwatch + OTel spans, in runs of 20 calls",
+    "litellm": "litellm PrometheusLogger",
+}
 
 
 if __name__ == "__main__":

@@ -44,3 +44,29 @@ def test_instrument_litellm_imports_it_offline() -> None:
         "assert os.environ['LITELLM_LOCAL_MODEL_COST_MAP'] == 'True'\n"
     )
     assert "litellm" in modules
+
+
+def test_tracing_and_json_logs_load_nothing_until_turned_on() -> None:
+    modules = _modules_after(
+        "import tempfile, agentwatch\n"
+        "agentwatch.configure(store_url='sqlite:///' + tempfile.mkdtemp() + '/t.db')\n"
+        "with agentwatch.track('job'):\n"
+        "    agentwatch.record_llm_call('gpt-4o-mini', input_tokens=1)\n"
+    )
+    assert "agentwatch.writer" in modules
+    assert not {m for m in modules if m.startswith(("opentelemetry", "pythonjsonlogger"))}
+    assert not {"agentwatch.tracing", "agentwatch.logs", "agentwatch.genai_semconv"} & modules
+
+
+def test_tracing_loads_opentelemetry_when_turned_on() -> None:
+    modules = _modules_after(
+        "import os, tempfile\n"
+        "os.environ['AGENTWATCH_OTEL'] = '1'\n"
+        "os.environ['OTEL_TRACES_EXPORTER'] = 'none'\n"
+        "import agentwatch\n"
+        "agentwatch.configure(store_url='sqlite:///' + tempfile.mkdtemp() + '/t.db')\n"
+        "with agentwatch.track('job'):\n"
+        "    pass\n"
+    )
+    assert {"agentwatch.tracing", "opentelemetry.trace"} <= modules
+    assert "litellm" not in modules

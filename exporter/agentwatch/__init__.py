@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from agentwatch.capture import track as track
     from agentwatch.event_store import EventStore as EventStore
     from agentwatch.integrations.litellm import instrument_litellm as instrument_litellm
+    from agentwatch.logs import install_json_logging as install_json_logging
     from agentwatch.runtime import aflush as aflush
     from agentwatch.runtime import close as close
     from agentwatch.runtime import configure as configure
@@ -41,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "record_tool_call": "agentwatch.capture",
     "record_event": "agentwatch.capture",
     "instrument_litellm": "agentwatch.integrations.litellm",
+    "install_json_logging": "agentwatch.logs",
     "EventStore": "agentwatch.event_store",
     "configure": "agentwatch.runtime",
     "flush": "agentwatch.runtime",

@@ -107,7 +107,10 @@ def _start(
         if attributes:
             execution.attributes = rt.redactor.redact(attributes)
         label = name if kind == "agent" else NO_AGENT if parent is None else parent.agent
-        return _Run(rt, Frame(execution, label), parent)
+        frame = Frame(execution, label)
+        if rt.tracer is not None:
+            rt.tracer.start_run(frame, parent)
+        return _Run(rt, frame, parent)
     except Exception as exc:
         _contain("capture", exc)
         return None
@@ -136,6 +139,8 @@ def _finish(run: _Run, exc: BaseException | None) -> None:
             execution.status = "failed" if failed else "completed"
             execution.error_type = error_type
             execution.error_message = error_message
+        if run.frame.span is not None:
+            run.frame.span.end(execution)
         if not rt.enabled:
             return
         validation.clean_execution(execution, rt.metrics.count_invalid_value)
@@ -154,6 +159,7 @@ def _finish(run: _Run, exc: BaseException | None) -> None:
                 error_type=execution.error_type,
                 error_message=execution.error_message,
             )
+            event.trace_id = execution.trace_id
             rt.metrics.observe_tool_call(event, run.frame.agent)
             _deliver(rt, event, parent)
         rt.submit(ExecutionFinished(execution))
@@ -552,6 +558,8 @@ def emit_llm_event(rt: Runtime, event: Event, frame: Frame | None) -> None:
     event.agent = agent
     if frame is not None:
         event.execution_id = frame.execution.id
+    if rt.tracer is not None:
+        rt.tracer.llm_call(event, frame)
     rt.metrics.observe_llm_call(event, agent)
     _deliver(rt, event, frame)
 
@@ -662,6 +670,8 @@ def record_tool_call(
             attributes=rt.redactor.redact(attributes) if attributes else {},
         )
         validation.clean_event(event, rt.metrics.count_invalid_value)
+        if rt.tracer is not None:
+            rt.tracer.tool_call(event, frame)
         rt.metrics.observe_tool_call(event, agent)
         _deliver(rt, event, frame)
     except Exception as exc:
@@ -704,6 +714,8 @@ def record_event(
             attributes=rt.redactor.redact(attributes) if attributes else {},
         )
         validation.clean_event(event, rt.metrics.count_invalid_value)
+        if rt.tracer is not None:
+            rt.tracer.custom_event(event, frame)
         _deliver(rt, event, frame)
     except Exception as exc:
         _contain("capture", exc)

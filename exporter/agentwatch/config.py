@@ -27,6 +27,7 @@ DEFAULT_PORT = 9747
 DEFAULT_HOST = "127.0.0.1"
 
 BudgetPeriod = Literal["day", "week", "month"]
+LogFormat = Literal["text", "json"]
 
 
 def default_home() -> Path:
@@ -82,6 +83,8 @@ class Settings:
     disabled_agents: frozenset[str] = frozenset()
     prices: Mapping[str, ModelPrice] = field(default_factory=dict)
     budgets: tuple[Budget, ...] = ()
+    otel: bool = False
+    log_format: LogFormat = "text"
     source: str = "defaults"
 
 
@@ -96,6 +99,8 @@ ENV_VARS: dict[str, str] = {
     "AGENTWATCH_QUEUE_SIZE": "queue_size",
     "AGENTWATCH_BATCH_SIZE": "batch_size",
     "AGENTWATCH_MAX_LABEL_SETS": "max_label_sets",
+    "AGENTWATCH_OTEL": "otel",
+    "AGENTWATCH_LOG_FORMAT": "log_format",
 }
 
 #: CLI flags whose name differs from the setting they override (for error messages).
@@ -117,6 +122,8 @@ _FILE_KEYS = frozenset(
         "disabled_agents",
         "prices",
         "budgets",
+        "otel",
+        "log_format",
     }
 )
 
@@ -242,8 +249,13 @@ def _coerce(key: str, value: Any, where: str) -> Any:
     """Turn one raw value (from YAML, env or a flag) into the typed settings value."""
     if key == "store_url":
         return _as_store_url(value, where)
-    if key in ("enabled", "capture_arguments", "capture_prompts"):
+    if key in ("enabled", "capture_arguments", "capture_prompts", "otel"):
         return _as_bool(value, where)
+    if key == "log_format":
+        text = str(value).strip().lower()
+        if text not in ("text", "json"):
+            raise ConfigError(f"{where}: expected text or json, got {value!r}")
+        return text
     if key == "port":
         return _as_int(value, where, minimum=0, maximum=65535)
     if key in ("queue_size", "batch_size", "max_label_sets"):

@@ -10,9 +10,13 @@ threads and tasks, which is how its hooks find the execution that made the call.
 from __future__ import annotations
 
 from contextvars import ContextVar, Token
+from typing import TYPE_CHECKING
 
 from agentwatch.contract import NO_AGENT
 from agentwatch.model import Execution
+
+if TYPE_CHECKING:
+    from agentwatch.tracing import RunSpan
 
 
 class Frame:
@@ -20,13 +24,15 @@ class Frame:
 
     `agent` is the name of the nearest enclosing *agent* execution: an LLM call made inside a
     function observed with `kind="tool"` is still billed to the agent that called the tool.
+    `span` is the run's OpenTelemetry span when tracing is on (`tracing.py`), else None.
     """
 
-    __slots__ = ("agent", "execution")
+    __slots__ = ("agent", "execution", "span")
 
     def __init__(self, execution: Execution, agent: str) -> None:
         self.execution = execution
         self.agent = agent
+        self.span: RunSpan | None = None
 
 
 _CURRENT: ContextVar[Frame | None] = ContextVar("agentwatch_current_execution", default=None)
@@ -61,10 +67,20 @@ def current_agent() -> str:
 
 
 def push(frame: Frame) -> Token[Frame | None]:
-    """Make `frame` current; pass the token to `pop` in the same context."""
-    return _CURRENT.set(frame)
+    """Make `frame` current; pass the token to `pop` in the same context.
+
+    A traced run's span becomes OpenTelemetry's current span too, so spans the program starts
+    inside the run (HTTP clients, databases) are its children.
+    """
+    token = _CURRENT.set(frame)
+    if frame.span is not None:
+        frame.span.attach()
+    return token
 
 
 def pop(token: Token[Frame | None]) -> None:
     """Restore what was current before the matching `push`."""
+    frame = _CURRENT.get()
+    if frame is not None and frame.span is not None:
+        frame.span.detach()
     _CURRENT.reset(token)

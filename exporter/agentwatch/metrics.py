@@ -104,6 +104,20 @@ def label_value(value: object) -> str:
     return repair_text(text if len(text) <= MAX_LABEL_LENGTH else text[:MAX_LABEL_LENGTH])
 
 
+def exemplar_labels(execution_id: str | None, trace_id: str | None) -> dict[str, str] | None:
+    """Exemplar labels of one observation: its run and, when tracing is on, its trace.
+
+    A Grafana panel links `execution_id` to the console and `trace_id` to Tempo or Jaeger.
+    Both together are 89 characters (`exec_` + 32 hex digits, 32 hex digits and the two
+    names), under OpenMetrics' 128-character limit for an exemplar's label set.
+    """
+    if execution_id is None:
+        return None if trace_id is None else {"trace_id": trace_id}
+    if trace_id is None:
+        return {"execution_id": execution_id}
+    return {"execution_id": execution_id, "trace_id": trace_id}
+
+
 class _Family:
     """One prometheus_client metric plus the cache of its labelled children."""
 
@@ -226,7 +240,7 @@ class AgentMetrics:
         duration = execution.duration
         if duration is not None:
             self._child(self._execution_duration, (agent,)).observe(
-                duration, {"execution_id": execution.id}
+                duration, exemplar_labels(execution.id, execution.trace_id)
             )
 
     def observe_llm_call(self, event: Event, agent: str) -> None:
@@ -257,7 +271,7 @@ class AgentMetrics:
             child(self._llm_cost, (agent, model, provider)).inc(cost)
         else:
             child(self._llm_unpriced, (model, provider)).inc()
-        exemplar = None if event.execution_id is None else {"execution_id": event.execution_id}
+        exemplar = exemplar_labels(event.execution_id, event.trace_id)
         duration = event.duration
         if duration is not None:
             child(self._llm_duration, (model, provider)).observe(duration, exemplar)
@@ -270,7 +284,7 @@ class AgentMetrics:
         self._child(self._tool_calls, (agent, event.name, event.status)).inc()
         duration = event.duration
         if duration is not None:
-            exemplar = None if event.execution_id is None else {"execution_id": event.execution_id}
+            exemplar = exemplar_labels(event.execution_id, event.trace_id)
             self._child(self._tool_duration, (event.name,)).observe(duration, exemplar)
 
     # -- self-metrics ---------------------------------------------------------------------

@@ -44,6 +44,12 @@ class Event:
     error_type: str | None = None
     error_message: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    #: W3C trace id (32 hex digits) of the sampled span this call was recorded as, when
+    #: OpenTelemetry tracing is on (`tracing.py`); histogram exemplars carry it.
+    trace_id: str | None = None
+    #: Extra span attributes an integration read from its payload (response model, finish
+    #: reasons, ...), set only when tracing is on. Not stored.
+    trace_attributes: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def total_tokens(self) -> int:
@@ -72,6 +78,8 @@ class Execution:
     arguments: dict[str, Any] | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
+    #: W3C trace id of the run's sampled span when OpenTelemetry tracing is on, else None.
+    trace_id: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property

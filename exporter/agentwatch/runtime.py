@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import prometheus_client
 from prometheus_client import CollectorRegistry
@@ -34,6 +34,9 @@ from agentwatch.errors import AgentwatchError
 from agentwatch.metrics import AgentMetrics
 from agentwatch.model import Sink, WriterItem
 from agentwatch.redaction import Redactor, redactor_for
+
+if TYPE_CHECKING:
+    from agentwatch.tracing import GenAITracer
 
 logger = logging.getLogger("agentwatch")
 
@@ -62,6 +65,8 @@ class Runtime:
         writer: the BatchWriter when one is running, else None.
         sink: where finished records go (the writer, or the test sink).
         enabled: False turns every capture path into a plain call of the user function.
+        tracer: the OpenTelemetry GenAI tracer when the `otel` setting is on, else None.
+        tracer_provider: the TracerProvider given to `configure()`, if any.
     """
 
     def __init__(
@@ -71,6 +76,7 @@ class Runtime:
         metrics: AgentMetrics | None = None,
         registry: CollectorRegistry | None = None,
         sink: Sink | None = None,
+        tracer_provider: Any = None,
     ) -> None:
         self.settings = settings
         self.enabled = settings.enabled
@@ -94,6 +100,14 @@ class Runtime:
             report_invalid if callable(report_invalid) else None,
         )
         self._logged: set[str] = set()
+        self.tracer_provider = tracer_provider
+        self.tracer: GenAITracer | None = None
+        if settings.enabled and settings.otel:
+            self.tracer = _make_tracer(self)
+        if settings.log_format == "json" or "agentwatch.logs" in sys.modules:
+            from agentwatch.logs import use_log_format
+
+            use_log_format(settings.log_format)
 
     def submit(self, item: WriterItem) -> None:
         """Hand a record to the writer; a refusal is counted by the writer, never raised."""
@@ -118,12 +132,14 @@ class Runtime:
             pass
 
     def flush(self, timeout: float | None = 10.0) -> bool:
-        """Wait until every record accepted so far is committed; False on timeout/failure."""
+        """Wait until every record accepted so far is committed (and, when tracing is on,
+        every ended span exported); False on timeout/failure."""
+        spans = True if self.tracer is None else self.tracer.flush(timeout)
         flush = getattr(self.sink, "flush", None)
         if flush is None:
-            return True
+            return spans
         try:
-            return bool(flush(timeout))
+            return bool(flush(timeout)) and spans
         except Exception as exc:
             self.internal_error("writer", exc)
             return False
@@ -133,6 +149,8 @@ class Runtime:
         if self._closed:
             return
         self._closed = True
+        if self.tracer is not None:
+            self.tracer.flush(timeout)
         close = getattr(self.sink, "close", None)
         if close is not None:
             try:
@@ -189,6 +207,23 @@ class _DroppingSink:
     def submit(self, item: WriterItem) -> bool:
         self.stats.add_drop()
         return False
+
+
+def _make_tracer(runtime: Runtime) -> GenAITracer | None:
+    """The GenAI tracer, or None (logged once) when OpenTelemetry is not installed."""
+    try:
+        from agentwatch.tracing import build_tracer
+
+        return build_tracer(runtime.settings, runtime.tracer_provider, runtime.internal_error)
+    except ImportError as exc:
+        logger.error(
+            "agentwatch: otel is on but OpenTelemetry is missing (%s); install "
+            "'agentwatch[otel]'. Metrics and the store are recorded, spans are not.",
+            exc,
+        )
+    except Exception as exc:
+        logger.error("agentwatch: cannot start OpenTelemetry tracing: %s", exc)
+    return None
 
 
 def _make_writer(settings: Settings) -> Sink:
@@ -248,6 +283,7 @@ def configure(
     registry: CollectorRegistry | None = None,
     sink: Sink | None = None,
     config_path: Path | None = None,
+    tracer_provider: Any = None,
     **settings: Any,
 ) -> Runtime:
     """Rebuild the runtime with explicit settings (highest precedence) and return it.
@@ -261,6 +297,8 @@ def configure(
         sink: advanced/tests: receive records instead of a store-backed BatchWriter.
         config_path: config file to read instead of `$AGENTWATCH_CONFIG` /
             `~/.agentwatch/config.yaml` (the CLI's `--config`).
+        tracer_provider: OpenTelemetry TracerProvider for agentwatch's spans when `otel` is
+            on (default: the application's global one, else an OTLP/HTTP exporter).
         **settings: any `Settings` field, e.g. `store_url="sqlite:////tmp/a.db"`,
             `enabled=False`, `capture_arguments=True`, `prices={...}`.
 
@@ -283,7 +321,13 @@ def configure(
                 old.metrics.unregister()
                 if registry is None:
                     registry = old.metrics.registry
-        runtime = Runtime(new_settings, metrics=metrics, registry=registry, sink=sink)
+        runtime = Runtime(
+            new_settings,
+            metrics=metrics,
+            registry=registry,
+            sink=sink,
+            tracer_provider=tracer_provider,
+        )
         _install(runtime)
         return runtime
 
@@ -392,7 +436,11 @@ def _after_fork_in_child() -> None:
     runtime = _runtime
     if runtime is not None and runtime.writer is not None:
         try:
-            _runtime = Runtime(runtime.settings, metrics=runtime.metrics)
+            _runtime = Runtime(
+                runtime.settings,
+                metrics=runtime.metrics,
+                tracer_provider=runtime.tracer_provider,
+            )
         except Exception:
             _runtime = None
 

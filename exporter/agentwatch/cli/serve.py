@@ -42,6 +42,10 @@ def serve(
     from agentwatch.server import make_server
 
     settings = load_settings(config_path, store_url=store_url, host=host, port=port)
+    if settings.log_format == "json":
+        from agentwatch.logs import use_log_format
+
+        use_log_format("json")
     run_server(make_server(settings))
 
 

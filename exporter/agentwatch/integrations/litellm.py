@@ -37,6 +37,7 @@ from litellm.integrations.custom_logger import CustomLogger  # noqa: E402
 from agentwatch import context  # noqa: E402
 from agentwatch import runtime as _runtime_module  # noqa: E402
 from agentwatch.capture import MAX_ERROR_MESSAGE, emit_llm_event  # noqa: E402
+from agentwatch.genai_semconv import litellm_attributes  # noqa: E402
 from agentwatch.model import Event  # noqa: E402
 
 __all__ = ["AgentwatchLogger", "instrument_litellm", "uninstrument_litellm"]
@@ -129,6 +130,8 @@ class AgentwatchLogger(CustomLogger):
             if frame is None:
                 frame = context.current_frame()
             event = _event_from_payload(rt, slo, response_obj, status)
+            if rt.tracer is not None:
+                event.trace_attributes = litellm_attributes(slo, response_obj)
             emit_llm_event(rt, event, frame)
         except Exception as exc:
             if rt is not None:
