@@ -204,6 +204,7 @@ def _make_writer(settings: Settings) -> Sink:
         flush_interval=settings.flush_interval,
         max_label_sets=settings.max_label_sets,
         backend=backend_for_url(url),
+        spill_url=url,
     )
     return writer
 
