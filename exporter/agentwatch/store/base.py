@@ -173,8 +173,8 @@ _SET_META = (
 _LAST_WRITE = "last_write"
 #: Tables every agentwatch store has (from migration 1 on).
 _AGENTWATCH_TABLES = frozenset({"schema_version", "executions", "events", "rollups", "meta"})
-#: Executions deleted per prune transaction (their events go in the same transaction).
-PRUNE_CHUNK = 500
+#: Seconds one prune transaction should hold the write lock: the chunk size adapts to it.
+PRUNE_TRANSACTION_SECONDS = 0.05
 #: Batch ids are kept at least this long (seconds), whatever the prune cutoff: a writer
 #: retrying a batch after a lost acknowledgement must still find its id.
 _BATCH_ID_RETENTION = 86_400.0
@@ -846,66 +846,55 @@ class Store(ABC):
         return result
 
     # -- retention -----------------------------------------------------------------------
-    def delete_old_executions(self, older_than: float, *, chunk_size: int = PRUNE_CHUNK) -> int:
+    def delete_old_executions(self, older_than: float) -> int:
         """Delete executions started before `older_than` with their events; keep rollups.
 
         Orphan events (and events of executions already gone) older than the cutoff go too,
         and batch ids older than both the cutoff and a day. Deletes in many short
-        transactions of at most `chunk_size` executions (with their events), pausing between
-        them on SQLite, so a writer never waits for the whole prune: it waits for one chunk
-        at most. Interrupted, it leaves a consistent store (what is left is simply older
-        than the cutoff, and goes next time).
+        transactions (each sized to hold the write lock about `PRUNE_TRANSACTION_SECONDS`),
+        pausing between them on SQLite, so a writer waits for one chunk at most, never for
+        the whole prune. Interrupted, it leaves a consistent store: what is left is older
+        than the cutoff and goes next time.
 
         Returns the number of executions deleted.
         """
-        chunk_size = max(1, int(chunk_size))
-        select_old = self._sql(
-            "SELECT id FROM executions WHERE started_at < ? ORDER BY started_at, id LIMIT ?"
+        oldest = "SELECT id FROM executions WHERE started_at < ? ORDER BY started_at, id LIMIT ?"
+        executions = (
+            f"DELETE FROM events WHERE execution_id IN ({oldest})",
+            f"DELETE FROM executions WHERE id IN ({oldest})",
         )
-        deleted = 0
-        while True:
-            with self.atomic() as cur:
-                cur.execute(select_old, (older_than, chunk_size))
-                ids = [row[0] for row in cur.fetchall()]
-                if ids:
-                    # Not through _sql's cache: one text per chunk length.
-                    marks = ", ".join("?" * len(ids))
-                    cur.execute(
-                        self._adapt(f"DELETE FROM events WHERE execution_id IN ({marks})"), ids
-                    )
-                    cur.execute(self._adapt(f"DELETE FROM executions WHERE id IN ({marks})"), ids)
-                    deleted += len(ids)
-            if len(ids) < chunk_size:
-                break
-            self._between_chunks()
+        deleted = self._delete_in_chunks(executions, older_than, _Chunk(1_000))
         orphans = (
             "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE started_at < ? AND "
             "(execution_id IS NULL OR NOT EXISTS "
-            "(SELECT 1 FROM executions x WHERE x.id = events.execution_id)) LIMIT ?)"
+            "(SELECT 1 FROM executions x WHERE x.id = events.execution_id)) LIMIT ?)",
         )
-        self._delete_in_chunks(orphans, older_than, chunk_size * 4)
+        self._delete_in_chunks(orphans, older_than, _Chunk(5_000))
         batches = (
-            "DELETE FROM batches WHERE id IN (SELECT id FROM batches WHERE applied_at < ? LIMIT ?)"
+            "DELETE FROM batches WHERE id IN (SELECT id FROM batches WHERE applied_at < ? LIMIT ?)",
         )
-        self._delete_in_chunks(
-            batches, min(older_than, time.time() - _BATCH_ID_RETENTION), chunk_size * 4
-        )
+        cutoff = min(older_than, time.time() - _BATCH_ID_RETENTION)
+        self._delete_in_chunks(batches, cutoff, _Chunk(5_000))
         return deleted
 
-    def _delete_in_chunks(self, sql: str, cutoff: float, chunk_size: int) -> None:
-        """Run `DELETE ... (SELECT ... < cutoff LIMIT chunk)` until it deletes less than a chunk."""
-        statement = self._sql(sql)
+    def _delete_in_chunks(self, statements: Sequence[str], cutoff: float, chunk: _Chunk) -> int:
+        """Run `statements` (each bound to cutoff and chunk size) in one transaction, again
+        and again until the last one deletes less than a chunk; return its total count."""
+        adapted = [self._sql(sql) for sql in statements]
+        total = 0
         while True:
+            size = chunk.size
+            started = time.perf_counter()
             with self.atomic() as cur:
-                cur.execute(statement, (cutoff, chunk_size))
-                n = int(cur.rowcount)
-            if n < chunk_size:
-                return
-            self._between_chunks()
-
-    def _between_chunks(self) -> None:
-        if self._prune_pause > 0:
-            time.sleep(self._prune_pause)
+                for statement in adapted:
+                    cur.execute(statement, (cutoff, size))
+                n = max(0, int(cur.rowcount))
+            total += n
+            if n < size:
+                return total
+            chunk.adapt(time.perf_counter() - started)
+            if self._prune_pause > 0:
+                time.sleep(self._prune_pause)
 
     def clear_all(self) -> None:
         """Delete every execution, event AND rollup (exported counters restart at zero)."""
@@ -915,6 +904,21 @@ class Store(ABC):
         # Label sets are admitted afresh. Other processes still trust what they saw admitted
         # until they reopen the store, which can let their label sets in beyond the cap once.
         self._admissions.clear()
+
+
+class _Chunk:
+    """Rows per prune transaction, adapted so each holds the lock about the target time."""
+
+    _MIN, _MAX = 100, 50_000
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def adapt(self, seconds: float) -> None:
+        if seconds < PRUNE_TRANSACTION_SECONDS / 2:
+            self.size = min(self._MAX, self.size * 2)
+        elif seconds > PRUNE_TRANSACTION_SECONDS:
+            self.size = max(self._MIN, self.size // 2)
 
 
 def nearest_rank(n: int, percentile: int) -> int:
