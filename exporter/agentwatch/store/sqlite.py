@@ -122,7 +122,8 @@ class SQLiteStore(Store):
         )
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            self._enable_wal(conn)
+            if self._create:  # WAL is persistent: a reader finds it set, and writes nothing
+                self._enable_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.create_function("aw_local_date", 2, _local_date, deterministic=True)
         except BaseException:
