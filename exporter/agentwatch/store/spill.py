@@ -50,7 +50,12 @@ _ID = re.compile(r"^[0-9a-f]{16}-[0-9a-f]{16}$")
 #: The only metrics a loss file may carry, by name.
 _METRICS: dict[str, contract.MetricSpec] = {
     spec.name: spec
-    for spec in (contract.EVENTS_DROPPED, contract.STORE_WRITE_ERRORS, contract.INTERNAL_ERRORS)
+    for spec in (
+        contract.EVENTS_DROPPED,
+        contract.STORE_WRITE_ERRORS,
+        contract.INTERNAL_ERRORS,
+        contract.INVALID_VALUES,
+    )
 }
 
 
