@@ -207,10 +207,10 @@ def test_a_batch_that_landed_unacknowledged_before_exit_is_not_also_counted_lost
     monkeypatch.setenv("AGENTWATCH_HOME", str(tmp_path / "home"))
     landed = [0]
     writer = BatchWriter(
-        _failing_after(backend_url, landed), batch_size=10, flush_interval=0.0,
+        _failing_after(backend_url, landed), batch_size=10, flush_interval=60.0,
         spill_url=backend_url,
     )  # fmt: skip
-    for i in range(10):
+    for i in range(10):  # the tenth fills the batch: one batch of all ten
         writer.submit(ExecutionFinished(records.execution("a", 1_000.0 + i)))
     assert writer.flush(timeout=0.5) is False
     writer.close(timeout=0.5)
