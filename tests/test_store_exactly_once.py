@@ -219,3 +219,26 @@ def test_migration_3_keeps_colliding_events_of_older_stores(tmp_path: Path) -> N
         assert [e["name"] for e in stored["events"]] == ["own", "own2", "late", "late2"]
     seqs = sqlite3.connect(path).execute("SELECT seq FROM events ORDER BY id").fetchall()
     assert [s for (s,) in seqs] == [0, LATE_SEQ_BASE + 1, LATE_SEQ_BASE + 2, 1]
+
+
+def test_a_store_that_got_a_later_migration_first_still_gets_migration_3(tmp_path: Path) -> None:
+    """Branches merge in any order: a store at versions 1, 2 and 4 must still get 3."""
+    from agentwatch.store import schema
+
+    path = tmp_path / "skipped.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(schema.SCHEMA_VERSION_DDL)
+    for migration in schema.MIGRATIONS:
+        if migration.version == 3:
+            continue
+        for statement in schema.statements_for("sqlite", migration):
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO schema_version VALUES (?, ?, 0)",
+            (migration.version, migration.description),
+        )
+    conn.close()
+    with open_store(f"sqlite:///{path}") as store:
+        store.migrate()
+        assert store.schema_versions() == [m.version for m in schema.MIGRATIONS]
+        assert _batch_rows(store) == 0  # the table exists now
