@@ -22,6 +22,33 @@ class StoreError(AgentwatchError):
     """The durable store cannot be opened, migrated or queried."""
 
 
+class StoreNotFound(StoreError):
+    """No agentwatch store at that URL: a missing SQLite file, or an empty database.
+
+    Raised by `open_store(url, create=False)`, the way every reader opens a store, so a
+    mistyped path is reported instead of silently creating an empty store there. The
+    message is one line and says how to create the store (`agentwatch init`).
+    """
+
+
+class IncompatibleStore(StoreError):
+    """The database at that URL is not a store this release can use.
+
+    Either it is not an agentwatch store at all (a foreign SQLite file or a PostgreSQL schema
+    with tables but no agentwatch `schema_version`), or its schema version is newer than
+    this release knows (upgrade agentwatch). Retrying does not help. One-line message.
+    """
+
+
+class RecordRefused(StoreError):
+    """The store refused the data of a write (a value it cannot encode or store).
+
+    A string the driver cannot encode (a lone surrogate), an integer beyond the column's
+    range, a violated constraint. The batch writer drops the offending record alone and
+    counts it as `invalid`; it never treats this as an outage.
+    """
+
+
 class UnsupportedStoreURL(ConfigError):
     """A store URL names a scheme no backend handles."""
 

@@ -41,17 +41,24 @@ class EventStore:
         location: None for the configured store (`AGENTWATCH_STORE_URL`, the config file,
             else `~/.agentwatch/telemetry.db`); a path (str or `Path`) for a SQLite file; or
             a store URL (`sqlite:///...`, `postgresql://...`).
+        create: create the store (file and schema) if missing, the default. Pass False
+            to only read an existing store: a mistyped path then raises `StoreNotFound`
+            instead of creating an empty store there.
 
-    The schema is created on open if missing. Thread-safe; close it (or use `with`) to
+    The schema is created or upgraded on open. Thread-safe; close it (or use `with`) to
     release the connection.
 
     Raises:
         UnsupportedStoreURL: the URL's scheme is not supported.
+        StoreNotFound: `create` is False and there is no store at `location`.
+        IncompatibleStore: not an agentwatch store, or a schema newer than this release.
         StoreError: the store cannot be opened or migrated.
     """
 
-    def __init__(self, location: str | os.PathLike[str] | None = None) -> None:
-        self.store: Store = open_store(_url_for(location))
+    def __init__(
+        self, location: str | os.PathLike[str] | None = None, *, create: bool = True
+    ) -> None:
+        self.store: Store = open_store(_url_for(location), create=create)
         try:
             self.store.migrate()
         except BaseException:

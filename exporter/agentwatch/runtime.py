@@ -239,6 +239,7 @@ def _make_writer(settings: Settings) -> Sink:
         flush_interval=settings.flush_interval,
         max_label_sets=settings.max_label_sets,
         backend=backend_for_url(url),
+        spill_url=url,
     )
     return writer
 
@@ -413,7 +414,12 @@ def _install_sigterm() -> None:
     def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         runtime = _runtime
         if runtime is not None:
-            runtime.flush(timeout=5.0)
+            if chained == signal.SIG_DFL:
+                # The process dies next, without atexit: close now, so what cannot be
+                # stored in time is counted as `shutdown` and recorded in a loss file.
+                runtime.close(timeout=5.0)
+            else:
+                runtime.flush(timeout=5.0)
         if callable(chained):
             chained(signum, frame)
         elif chained == signal.SIG_DFL:

@@ -14,10 +14,19 @@ What happens when things go wrong (the host program never sees an exception):
   that retry buffer, and once the buffer holds more than the queue capacity the oldest
   records are dropped and counted as `store_error`. Each failed attempt counts in
   `write_errors`; each distinct problem is logged once, and the recovery once;
-- a record the store refuses (bad data): it is isolated from its batch and counted as
-  `invalid`; the rest of the batch is written;
+- a record the store refuses (bad data: a string it cannot encode, a number out of range,
+  a violated constraint -- told apart from an outage by exception type, never by message):
+  it is isolated from its batch and counted as `invalid`; the rest of the batch is written.
+  Even a batch made only of such records is dropped, never retried as if the store were
+  down;
+- a lost acknowledgement (the connection died after the server committed): every batch
+  carries a unique id, recorded in the store in the batch's own transaction, and a retry
+  reuses the id and the very same batch, so it changes nothing the second time;
 - `close()`: flushes, then stops the thread; records still unwritten are counted as
-  `shutdown` and logged, and later submits are refused as `shutdown`.
+  `shutdown` and logged, and later submits are refused as `shutdown`. Counts that cannot
+  reach the store any more (the store is locked or down at exit) are written to a loss
+  file next to the store (`store/spill.py`), which the next writer folds into the rollups
+  exactly once.
 
 Ordering: one thread writes records in submission order (FIFO), and a batch inserts its
 executions before its late events, so an execution's row exists when a `LateEvent`
@@ -27,8 +36,8 @@ end and the run's own submit) is stored as `pending` and joins the totals when t
 execution arrives (see `Store.write_batch`).
 
 Every drop, write error, cardinality fold and internal error is also added to the store's
-rollups with the next successful batch, so a central `agentwatch serve` sees the losses of
-every process once the store is reachable again.
+rollups with the next successful batch (or through a loss file at exit), so a central
+`agentwatch serve` sees the losses of every process once the store is reachable again.
 """
 
 from __future__ import annotations
@@ -45,14 +54,16 @@ import weakref
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from agentwatch import contract
 from agentwatch.cardinality import CardinalityGuard
-from agentwatch.errors import StoreError
+from agentwatch.errors import RecordRefused
 from agentwatch.model import WriterItem
-from agentwatch.rollups import RollupBuilder, SelfDelta
-from agentwatch.store.base import Store, StoreUnavailable
+from agentwatch.rollups import RollupBatch, RollupBuilder, SelfDelta
+from agentwatch.store import spill
+from agentwatch.store.base import Store, StoreUnavailable, new_batch_id
 
 logger = logging.getLogger("agentwatch")
 
@@ -61,6 +72,15 @@ _MAX_BACKOFF = 5.0
 _EXIT_TIMEOUT = 5.0
 _EXIT_TIMEOUT_FAILING = 1.0
 _MAX_LOGGED_PROBLEMS = 100
+#: Seconds between two looks for loss files left by other processes (also done on open).
+_FOLD_INTERVAL = 60.0
+#: Exceptions that mean "this data cannot be stored", whatever the store: a record raising
+#: one of them is dropped alone as `invalid`. Everything else is treated as an outage.
+_REFUSED = (RecordRefused, ValueError, TypeError, OverflowError)
+
+#: A self-metric key: ("errors", "") | ("dropped", reason) | ("internal", component) |
+#: ("invalid", field).
+_Key = tuple[str, str]
 
 
 class WriterStats:
@@ -148,38 +168,81 @@ class WriterStats:
         with self._lock:
             self._invalid[field] = self._invalid.get(field, 0) + 1
 
-    def _unrolled(self) -> tuple[list[SelfDelta], dict[tuple[str, str], float]]:
+    def _current(self) -> dict[_Key, float]:
+        """Every self-metric counter by key (lock held)."""
+        current: dict[_Key, float] = {("errors", ""): float(self._write_errors)}
+        for reason, n in self._dropped.items():
+            current[("dropped", reason)] = float(n)
+        for component, n in self._internal.items():
+            current[("internal", component)] = float(n)
+        for name, n in self._invalid.items():
+            current[("invalid", name)] = float(n)
+        return current
+
+    def _deltas(self, values: dict[_Key, float]) -> list[SelfDelta]:
+        """Self-metric deltas for positive `values` by key (lock held)."""
+        deltas: list[SelfDelta] = []
+        for (kind, label), delta in values.items():
+            if delta <= 0:
+                continue
+            if kind == "errors":
+                deltas.append((contract.STORE_WRITE_ERRORS, (self.backend,), delta))
+            elif kind == "dropped":
+                deltas.append((contract.EVENTS_DROPPED, (label,), delta))
+            elif kind == "invalid":
+                deltas.append((contract.INVALID_VALUES, (label,), delta))
+            else:
+                deltas.append((contract.INTERNAL_ERRORS, (label,), delta))
+        return deltas
+
+    def _unrolled(self) -> tuple[list[SelfDelta], dict[_Key, float]]:
         """Self-metric increments not yet added to the store's rollups, and the snapshot."""
         with self._lock:
-            current: dict[tuple[str, str], float] = {("errors", ""): float(self._write_errors)}
-            for reason, n in self._dropped.items():
-                current[("dropped", reason)] = float(n)
-            for component, n in self._internal.items():
-                current[("internal", component)] = float(n)
-            for name, n in self._invalid.items():
-                current[("invalid", name)] = float(n)
-            backend = self.backend
+            current = self._current()
             rolled = self._rolled
-            deltas: list[SelfDelta] = []
-            for key, value in current.items():
-                delta = value - rolled.get(key, 0.0)
-                if delta:
-                    kind, label = key
-                    if kind == "errors":
-                        deltas.append((contract.STORE_WRITE_ERRORS, (backend,), delta))
-                    elif kind == "dropped":
-                        deltas.append((contract.EVENTS_DROPPED, (label,), delta))
-                    elif kind == "invalid":
-                        deltas.append((contract.INVALID_VALUES, (label,), delta))
-                    else:
-                        deltas.append((contract.INTERNAL_ERRORS, (label,), delta))
+            deltas = self._deltas({k: v - rolled.get(k, 0.0) for k, v in current.items()})
         return deltas, current
 
-    def _rolled_up(self, snapshot: dict[tuple[str, str], float], overflow: dict[str, int]) -> None:
+    def _rolled_up(self, snapshot: dict[_Key, float], overflow: dict[str, int]) -> None:
         with self._lock:
-            self._rolled.update(snapshot)
+            rolled = self._rolled
+            for key, value in snapshot.items():  # never backwards (see _take_for_spill)
+                if value > rolled.get(key, 0.0):
+                    rolled[key] = value
             for metric, n in overflow.items():
                 self._overflow[metric] = self._overflow.get(metric, 0) + n
+
+    def _take_for_spill(
+        self, inflight: dict[_Key, float] | None, inflight_records: int
+    ) -> tuple[list[SelfDelta], list[SelfDelta]]:
+        """Everything not rolled up yet, split for a loss file; marks it all rolled up.
+
+        Returns (unconditional, conditional) deltas: with a batch in flight (snapshot
+        `inflight`, carrying `inflight_records` records now counted as `shutdown` drops),
+        what that batch carried is conditional on the batch never landing.
+        """
+        with self._lock:
+            current = self._current()
+            rolled = self._rolled
+            sure: dict[_Key, float] = {}
+            maybe: dict[_Key, float] = {}
+            for key, value in current.items():
+                before = rolled.get(key, 0.0)
+                carried = before if inflight is None else max(inflight.get(key, before), before)
+                maybe[key] = carried - before
+                sure[key] = value - carried
+            shutdown = ("dropped", "shutdown")
+            moved = min(float(inflight_records), max(0.0, sure.get(shutdown, 0.0)))
+            if moved:
+                sure[shutdown] -= moved
+                maybe[shutdown] = maybe.get(shutdown, 0.0) + moved
+            self._rolled = current
+            return self._deltas(sure), self._deltas(maybe)
+
+    def _inherit(self) -> None:
+        """In a forked child: the parent accounts for every count inherited with the fork."""
+        self._lock = threading.Lock()
+        self._rolled = self._current()
 
     def _has_unrolled(self) -> bool:
         deltas, _ = self._unrolled()
@@ -188,6 +251,29 @@ class WriterStats:
 
 class _Failed(Exception):
     """The store could not take the batch now; keep it and retry after a backoff."""
+
+
+@dataclass(slots=True)
+class _Isolation:
+    """Progress of isolating the bad records of a refused batch."""
+
+    committed: int = 0
+    invalid: int = 0
+    first_error: Exception | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A batch handed to the store at least once: retried as is, under the same id.
+
+    Its records are the first `size` of the retry buffer; `snapshot` is the self-metric
+    state whose increments the batch carries.
+    """
+
+    batch_id: str
+    size: int
+    batch: RollupBatch
+    snapshot: dict[_Key, float]
 
 
 class BatchWriter:
@@ -208,6 +294,10 @@ class BatchWriter:
         max_label_sets: cardinality cap per rollup metric.
         backend: label of `store_write_errors_total` before the store was opened once (pass
             `agentwatch.store.backend_for_url(url)`).
+        spill_url: URL of the store, which locates its loss files (`store/spill.py`): this
+            writer writes one when it exits with counts the store never got, and folds
+            those of other processes. Default: the opened store's URL (unknown, and then no
+            loss file, if the store never opened).
 
     Example:
         writer = BatchWriter(lambda: open_store("sqlite:////tmp/aw.db"))
@@ -224,6 +314,7 @@ class BatchWriter:
         flush_interval: float = 0.5,
         max_label_sets: int = 2_000,
         backend: str = "unknown",
+        spill_url: str | None = None,
     ) -> None:
         if queue_size < 1 or batch_size < 1:
             raise ValueError("queue_size and batch_size must be >= 1")
@@ -253,6 +344,9 @@ class BatchWriter:
         self._abandoned = False
         self._thread: threading.Thread | None = None
         self._store: Store | None = None
+        self._inflight: _Prepared | None = None  # written once, outcome unknown (lock held)
+        self._spill_url = spill_url
+        self._next_fold = 0.0
         self._failures = 0
         self._logged: set[str] = set()
         self._drop_logged: set[str] = set()
@@ -276,8 +370,9 @@ class BatchWriter:
         self._accepted = self._resolved = self._lost = self._flushers = 0
         self._thread = None
         self._store = None  # the parent's connection: abandoned, never closed here
+        self._inflight = None  # the parent's batch: the parent retries it
         self._failures = 0
-        self.stats._lock = threading.Lock()
+        self.stats._inherit()
 
     def _depth(self) -> int:
         return len(self._queue) + len(self._pending)
@@ -373,12 +468,14 @@ class BatchWriter:
         thread.join(remaining)
         if thread.is_alive():  # stuck in a store call: give up on everything unwritten
             with self._lock:
-                self._abandoned = True  # the thread must not account for it again
+                self._abandoned = True  # the thread must not account for it (or write) again
                 left = len(self._queue) + len(self._pending)
                 self._queue.clear()
                 self._resolve_dropped(left, "shutdown")
+                inflight = self._inflight
             if left:
                 self._log_shutdown_loss(left)
+            self._spill(inflight)
 
     def record_internal_error(self, component: str) -> None:
         """Count an error contained in `component`; rolled up with the next batch."""
@@ -428,9 +525,7 @@ class BatchWriter:
                     self._queue.clear()
                     excess = len(self._pending) - self._capacity
                     if excess > 0:
-                        for _ in range(excess):
-                            self._pending.popleft()
-                        self._resolve_dropped(excess, "store_error")
+                        self._drop_oldest(excess)
                         self._log_once(
                             "store_error_drop",
                             "agentwatch: store unavailable too long, dropping the oldest "
@@ -455,12 +550,25 @@ class BatchWriter:
             next_try = 0.0
         self._shutdown()
 
+    def _drop_oldest(self, excess: int) -> None:
+        """Drop the oldest records of the retry buffer as `store_error` (lock held).
+
+        The records of a batch in flight stay: it may have landed, and it is retried as is.
+        """
+        keep = self._inflight.size if self._inflight is not None else 0
+        head = [self._pending.popleft() for _ in range(keep)]
+        n = min(excess, len(self._pending))
+        for _ in range(n):
+            self._pending.popleft()
+        self._pending.extendleft(reversed(head))
+        self._resolve_dropped(n, "store_error")
+
     def _wait_for_work(self, next_try: float, seen_gen: int) -> bool | None:
         """Block (lock held) until there is something to write; None when stopping."""
         while True:
             if self._stopping:
                 return None
-            if self._pending:
+            if self._pending or self._inflight is not None:
                 if self._flush_gen != seen_gen or time.monotonic() >= next_try:
                     return True
                 self._wake.wait(max(0.0, next_try - time.monotonic()))
@@ -489,9 +597,10 @@ class BatchWriter:
         first = True
         while True:
             with self._lock:
-                n = min(self._batch_size, len(self._pending))
+                inflight = self._inflight
+                n = inflight.size if inflight else min(self._batch_size, len(self._pending))
                 chunk = list(itertools.islice(self._pending, n))
-            if not chunk and not first:
+            if not chunk and not first and inflight is None:
                 return
             first = False
             committed, invalid = self._write(chunk)
@@ -503,7 +612,7 @@ class BatchWriter:
                 self._resolved += committed
                 self._done.notify_all()
                 self._resolve_dropped(invalid, "invalid")
-            if not chunk:
+            if not chunk and inflight is None:
                 return
 
     def _open(self) -> Store:
@@ -511,6 +620,8 @@ class BatchWriter:
         if store is None:
             try:
                 store = self._factory()
+                if self._spill_url is None:
+                    self._spill_url = store.url
                 try:
                     store.migrate()
                 except BaseException:
@@ -520,60 +631,158 @@ class BatchWriter:
                 self._failed(exc)
             self._store = store
             self.stats.backend = store.backend
+            self._next_fold = 0.0
+        if time.monotonic() >= self._next_fold:
+            self._fold_spills(store)
         return store
 
+    def _fold_spills(self, store: Store) -> None:
+        """Fold the loss files other processes left for this store into its rollups.
+
+        Never raises: an unreachable store leaves the files for the next look; a file the
+        store refuses is set aside. Each file is folded at most once (`Store.fold_spill`).
+        """
+        self._next_fold = time.monotonic() + _FOLD_INTERVAL
+        url = self._spill_url
+        if url is None:
+            return
+        for found in spill.pending(url):
+            try:
+                batch = self._builder.build((), found.deltas)
+                conditional = self._builder.build((), found.conditional)
+                store.fold_spill(found.id, batch, found.unless_batch, conditional)
+            except StoreUnavailable:
+                self._next_fold = 0.0  # look again once the store answers
+                return
+            except Exception as exc:
+                self._log_once(
+                    f"spill:{type(exc).__name__}",
+                    "agentwatch: cannot fold loss file %s: %s",
+                    found.path,
+                    exc,
+                )
+                with contextlib.suppress(OSError):
+                    os.replace(found.path, found.path.with_name(found.path.name + ".invalid"))
+                continue
+            with contextlib.suppress(OSError):
+                spill.remove(found)
+
+    def _begin(self, prepared: _Prepared) -> bool:
+        """Mark `prepared` as in flight before the store sees it; False once abandoned.
+
+        Under the lock, so `close()` either sees the batch in flight (and records its
+        counts as conditional on it) or stops the thread before it writes anything.
+        """
+        with self._lock:
+            if self._abandoned:
+                return False
+            self._inflight = prepared
+            return True
+
+    def _landed(self) -> None:
+        with self._lock:
+            self._inflight = None
+
     def _write(self, chunk: list[WriterItem]) -> tuple[int, int]:
-        """Write `chunk` in one transaction. Returns (committed, dropped as invalid)."""
+        """Write `chunk` in one transaction. Returns (committed, dropped as invalid).
+
+        A batch retried after an outage is the batch already prepared, under its id: if
+        the first attempt landed after all, the store applies nothing the second time.
+        """
         store = self._open()
-        deltas, snapshot = self.stats._unrolled()
-        try:
-            batch = self._builder.build(chunk, deltas)
-        except Exception:
-            return self._isolate(store, chunk)
+        prepared = self._inflight
+        if prepared is None:
+            deltas, snapshot = self.stats._unrolled()
+            try:
+                batch = self._builder.build(chunk, deltas)
+            except Exception:
+                return self._isolate(store, chunk)
+            prepared = _Prepared(new_batch_id(), len(chunk), batch, snapshot)
+            if not self._begin(prepared):
+                return 0, 0
         started = time.perf_counter()
         try:
-            store.write_batch(batch)
+            store.write_batch(prepared.batch, batch_id=prepared.batch_id)
         except StoreUnavailable as exc:
-            self._failed(exc)
-        except StoreError:
+            self._failed(exc)  # in flight: it may have landed
+        except _REFUSED:
+            self._landed()  # refused: nothing was written
             return self._isolate(store, chunk)
         except Exception as exc:
             self._failed(exc)
+        self._landed()
         self.stats._observe_write(time.perf_counter() - started)
-        self.stats._rolled_up(snapshot, batch.overflow)
+        self.stats._rolled_up(prepared.snapshot, prepared.batch.overflow)
         self._recovered()
         return len(chunk), 0
 
     def _isolate(self, store: Store, chunk: list[WriterItem]) -> tuple[int, int]:
-        """Write a refused batch record by record; drop the records refused alone."""
-        committed = invalid = 0
-        first_error: Exception | None = None
-        for item in chunk:
-            try:
-                batch = self._builder.build((item,))
-                store.write_batch(batch)
-            except StoreUnavailable as exc:
-                if committed or invalid:
-                    return committed, invalid  # keep the rest for the retry
-                self._failed(exc)
-            except Exception as exc:
-                first_error = first_error or exc
-                invalid += 1
-                continue
-            self.stats._rolled_up({}, batch.overflow)
-            committed += 1
-        if invalid and not committed and len(chunk) > 1:
-            # Every record refused on its own: the store is at fault, not the data.
-            assert first_error is not None
-            self._failed(first_error)
-        if invalid:
+        """Write a refused batch by halves until the records refused alone are found.
+
+        A record is refused by its type of error (`_REFUSED`), never by how many others
+        fail with it: a batch made only of bad records is dropped, not retried forever.
+        Bisecting costs about 2*log2(n) transactions per bad record instead of n.
+
+        Returns (committed, dropped as invalid), both from the head of `chunk` in order;
+        the rest stays for the retry when the store becomes unavailable midway.
+        """
+        outcome = _Isolation()
+        self._bisect(store, chunk, outcome)
+        if outcome.invalid:
             self._log_once(
-                f"invalid:{type(first_error).__name__}",
-                "agentwatch: %d telemetry records refused by the store and dropped: %s",
-                invalid,
-                first_error,
+                f"invalid:{type(outcome.first_error).__name__}",
+                "agentwatch: %d telemetry records refused by the store and dropped "
+                '(counted in agentwatch_events_dropped_total{reason="invalid"}): %s',
+                outcome.invalid,
+                outcome.first_error,
             )
-        return committed, invalid
+        return outcome.committed, outcome.invalid
+
+    def _bisect(self, store: Store, items: list[WriterItem], outcome: _Isolation) -> bool:
+        """Write both halves of a refused `items`, recursing into refused halves.
+
+        Returns False to stop (store unavailable after some progress, or abandoned).
+        """
+        if len(items) <= 1:
+            return self._attempt(store, items, outcome) != "stop"
+        mid = len(items) // 2
+        for half in (items[:mid], items[mid:]):
+            result = self._attempt(store, half, outcome)
+            if result == "stop" or (result == "refused" and not self._bisect(store, half, outcome)):
+                return False
+        return True
+
+    def _attempt(self, store: Store, items: list[WriterItem], outcome: _Isolation) -> str:
+        """Write `items` as one batch: "ok", "refused" (a lone record is then counted
+        invalid), or "stop"; raises `_Failed` when the store fails before any progress."""
+        try:
+            batch = self._builder.build(items)
+        except Exception as exc:
+            return self._refused(items, exc, outcome)
+        prepared = _Prepared(new_batch_id(), len(items), batch, {})
+        if not self._begin(prepared):
+            return "stop"
+        try:
+            store.write_batch(batch, batch_id=prepared.batch_id)
+        except StoreUnavailable as exc:
+            if outcome.committed or outcome.invalid:
+                return "stop"  # keep the rest (this batch in flight) for the retry
+            self._failed(exc)
+        except Exception as exc:
+            self._landed()
+            return self._refused(items, exc, outcome)
+        self._landed()
+        self.stats._rolled_up({}, batch.overflow)
+        outcome.committed += len(items)
+        return "ok"
+
+    @staticmethod
+    def _refused(items: list[WriterItem], exc: Exception, outcome: _Isolation) -> str:
+        if len(items) == 1:
+            outcome.invalid += 1
+            outcome.first_error = outcome.first_error or exc
+            return "invalid"
+        return "refused"
 
     def _failed(self, exc: BaseException) -> NoReturn:
         """Count a failed attempt, log the problem once, reset the store, raise `_Failed`."""
@@ -607,16 +816,59 @@ class BatchWriter:
 
     def _shutdown(self) -> None:
         with self._lock:
-            left = 0 if self._abandoned else len(self._queue) + len(self._pending)
+            abandoned = self._abandoned
+            left = 0 if abandoned else len(self._queue) + len(self._pending)
             self._queue.clear()
             self._pending.clear()
             self._resolve_dropped(left, "shutdown")
+            inflight = self._inflight
         if left:
             self._log_shutdown_loss(left)
+        if not abandoned and inflight is None and self._store is not None:
+            if self.stats._has_unrolled():
+                with contextlib.suppress(Exception):
+                    self._write([])  # the last self-metric increments, while the store works
+            with self._lock:
+                abandoned = self._abandoned
+                inflight = self._inflight
+        if not abandoned:  # else close() accounted for everything
+            self._spill(inflight)
         store, self._store = self._store, None
         if store is not None:
             with contextlib.suppress(Exception):
                 store.close()
+
+    def _spill(self, inflight: _Prepared | None) -> None:
+        """Write what the store never got (drops, errors) to a loss file for the next writer.
+
+        Counts carried by a batch in flight (it may have landed) are written as conditional
+        on that batch; everything written here is marked rolled up, so it is never sent
+        twice. Never raises: a loss file that cannot be written is logged.
+        """
+        try:
+            sure, maybe = self.stats._take_for_spill(
+                inflight.snapshot if inflight else None, inflight.size if inflight else 0
+            )
+            if not sure and not maybe:
+                return
+            url = self._spill_url
+            if url is None:
+                raise OSError("the store never opened, so its location is unknown")
+            path = spill.write(
+                url,
+                new_batch_id(),
+                sure,
+                unless_batch=inflight.batch_id if inflight and maybe else None,
+                conditional=maybe,
+            )
+        except Exception as exc:
+            logger.warning(
+                "agentwatch: cannot record telemetry losses for the store's metrics (%s); "
+                "they are only counted in this process",
+                exc,
+            )
+            return
+        logger.info("agentwatch: losses recorded in %s for the next writer to count", path)
 
 
 def _reset_in_child(ref: weakref.ref[BatchWriter]) -> None:

@@ -38,31 +38,33 @@ def sqlite_path(url: str) -> Path | None:
 
 @contextmanager
 def open_for_reading(settings: Settings) -> Iterator[Store]:
-    """The store named by `settings`, closed on exit.
+    """The store named by `settings`, closed on exit; never creates one.
 
-    A SQLite file that does not exist is an error (reading must not create an empty store
-    in the wrong place); the message says how to create one.
+    Readers open with `create=False`: a missing SQLite file or an empty database is an
+    error whose one-line message says how to create the store (reading must not create an
+    empty store in the wrong place), and a foreign or newer database is refused. A store of
+    an older schema is upgraded first, as the writer would.
 
     Raises:
-        click.ClickException: no store at that path.
+        agentwatch.errors.StoreNotFound: no agentwatch store at that URL.
+        agentwatch.errors.IncompatibleStore: a foreign database, or a newer schema.
         agentwatch.errors.StoreError: the store cannot be opened or queried.
     """
-    path = sqlite_path(settings.store_url)
-    if path is not None and not path.exists():
-        raise click.ClickException(
-            f"no store at {path} (run `agentwatch init`, or pass --store / set "
-            "AGENTWATCH_STORE_URL)"
-        )
-    store = connect(settings.store_url)
+    from agentwatch.store import schema
+
+    store = connect(settings.store_url, create=False)
     try:
-        _check_schema(store, settings)
+        if set(store.schema_versions()) != {m.version for m in schema.MIGRATIONS}:
+            store.migrate()
         yield store
     finally:
         store.close()
 
 
-def connect(url: str) -> Store:
-    """`open_store(url)`, with a driver's multi-line connection error folded into one line.
+def connect(url: str, *, create: bool = True) -> Store:
+    """`open_store(url, create=...)`, with a multi-line driver error folded into one line.
+
+    `init` creates (`create=True`); every reading command passes `create=False`.
 
     Raises:
         agentwatch.errors.StoreError: the store cannot be opened (same class as raised).
@@ -71,25 +73,12 @@ def connect(url: str) -> Store:
     from agentwatch.store import open_store
 
     try:
-        return open_store(url)
+        return open_store(url, create=create)
     except StoreError as exc:
         folded = " ".join(str(exc).split())
         if folded == str(exc):
             raise
         raise type(exc)(folded) from exc
-
-
-def _check_schema(store: Store, settings: Settings) -> None:
-    """Fail with a hint, not a SQL error, when the store was never initialised."""
-    from agentwatch.errors import StoreError
-
-    hint = f"run `agentwatch init --store {describe_store(settings)}` to create it"
-    try:
-        versions = store.schema_versions()
-    except StoreError as exc:
-        raise StoreError(f"{exc} (if this store is new, {hint})") from exc
-    if not versions:
-        raise click.ClickException(f"store {describe_store(settings)} has no tables yet; {hint}")
 
 
 def describe_store(settings: Settings) -> str:

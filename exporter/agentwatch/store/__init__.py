@@ -4,6 +4,11 @@
     store.migrate()
     store.get_summary_stats(agent_name="translator")
 
+Only `agentwatch init` and the host program's writer create a store (`create=True`, the
+default); every reader (serve, monitor, export, prune, stats) opens with `create=False`, so
+a mistyped path or URL is reported (`StoreNotFound`) instead of answering from a new, empty
+store, and a foreign or newer database is refused (`IncompatibleStore`).
+
 SQLite URLs follow SQLAlchemy's convention: `sqlite:///relative.db`, `sqlite:////abs.db`
 (what `config.default_store_url()` produces). PostgreSQL URLs are libpq URLs
 (`postgresql://user@host:5432/db`, `postgres://...`), opened with psycopg 3, an optional
@@ -12,10 +17,18 @@ extra (`pip install 'agentwatch[postgres]'`).
 
 from __future__ import annotations
 
-from agentwatch.errors import UnsupportedStoreURL
+from agentwatch.errors import IncompatibleStore, StoreNotFound, UnsupportedStoreURL
 from agentwatch.store.base import RollupRow, Store, StoreUnavailable
 
-__all__ = ["RollupRow", "Store", "StoreUnavailable", "backend_for_url", "open_store"]
+__all__ = [
+    "IncompatibleStore",
+    "RollupRow",
+    "Store",
+    "StoreNotFound",
+    "StoreUnavailable",
+    "backend_for_url",
+    "open_store",
+]
 
 _SQLITE_PREFIX = "sqlite:///"
 
@@ -37,22 +50,39 @@ def backend_for_url(url: str) -> str:
     )
 
 
-def open_store(url: str) -> Store:
-    """Open (connect to) the store at `url`; call `migrate()` before first use.
+def open_store(url: str, *, create: bool = True) -> Store:
+    """Open (connect to) the store at `url` and check it is one this release can use.
+
+    With `create=True` (init, the host program's writer) a missing SQLite file and its
+    directory are created, and an empty database is accepted; call `migrate()` to create
+    or upgrade the tables. With `create=False` (every reader: `serve`, `monitor`, export,
+    prune) nothing is created: a missing file or an empty database is `StoreNotFound`.
+    Either way a database with foreign tables or a newer schema is refused. A store of an
+    older schema opens; `migrate()` upgrades it.
 
     Raises:
         UnsupportedStoreURL: unknown scheme.
+        StoreNotFound: `create` is False and there is no agentwatch store at `url`.
+        IncompatibleStore: not an agentwatch store, or a schema newer than this release.
         StoreError: the store cannot be opened (`StoreUnavailable` when retrying later may
             help: server down, directory not writable, ...).
     """
     backend = backend_for_url(url)
+    store: Store
     if backend == "sqlite":
         from agentwatch.store.sqlite import SQLiteStore
 
         path = url[len(_SQLITE_PREFIX) :].split("?", 1)[0]
         if not path:
             raise UnsupportedStoreURL(f"SQLite URL {url!r} names no file")
-        return SQLiteStore(path)
-    from agentwatch.store.postgres import PostgresStore
+        store = SQLiteStore(path, create=create)
+    else:
+        from agentwatch.store.postgres import PostgresStore
 
-    return PostgresStore(url)
+        store = PostgresStore(url)
+    try:
+        store.check(create=create)
+    except BaseException:
+        store.close()
+        raise
+    return store

@@ -13,6 +13,7 @@ a long export neither holds that lock nor loads the whole table into memory.
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -23,7 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agentwatch.cardinality import AdmissionCache
-from agentwatch.errors import StoreError
+from agentwatch.errors import IncompatibleStore, StoreError, StoreNotFound
 from agentwatch.rollups import (
     EVENT_COLUMNS,
     EXECUTION_COLUMNS,
@@ -33,6 +34,7 @@ from agentwatch.rollups import (
     resolve_rollups,
 )
 from agentwatch.store import schema
+from agentwatch.store.schema import LATE_SEQ_BASE
 
 
 class StoreUnavailable(StoreError):
@@ -89,11 +91,18 @@ _INSERT_EXECUTION = (
     f"INSERT INTO executions ({', '.join(EXECUTION_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(EXECUTION_COLUMNS))}) ON CONFLICT (id) DO NOTHING"
 )
+# An execution's own events are unique by (execution_id, seq): a record stored twice keeps
+# one timeline. Orphan events (no execution) are protected by the batch id alone.
 _INSERT_EVENT = (
     f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+    f"VALUES ({', '.join('?' * len(EVENT_COLUMNS))}) ON CONFLICT (execution_id, seq) DO NOTHING"
 )
-_LATE_SEQ = "(SELECT COALESCE(MAX(seq), -1) + 1 FROM events WHERE execution_id = ?)"
+# Late events number from LATE_SEQ_BASE, after (and never colliding with) the execution's own
+# events, whether or not the execution is stored yet.
+_LATE_SEQ = (
+    f"(SELECT COALESCE(MAX(seq) + 1, {LATE_SEQ_BASE}) FROM events "
+    f"WHERE execution_id = ? AND seq >= {LATE_SEQ_BASE})"
+)
 _LATE_PENDING = "CASE WHEN EXISTS (SELECT 1 FROM executions WHERE id = ?) THEN 0 ELSE 1 END"
 _INSERT_LATE_EVENT = (
     f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}, pending) VALUES ("
@@ -154,11 +163,26 @@ _ADMITTED = "SELECT labels FROM rollups WHERE sample = ? AND labels IN ({})"
 #: Label sets admitted so far for one metric (its overflow series does not count).
 _ADMITTED_COUNT = "SELECT COUNT(*) FROM rollups WHERE sample = ? AND labels <> ?"
 _ADMIT_CHUNK = 512
+_CLAIM_BATCH = (
+    "INSERT INTO batches (id, applied_at, records) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING"
+)
 _SET_META = (
     "INSERT INTO meta (key, value) VALUES (?, ?) "
     "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 )
 _LAST_WRITE = "last_write"
+#: Tables every agentwatch store has (from migration 1 on).
+_AGENTWATCH_TABLES = frozenset({"schema_version", "executions", "events", "rollups", "meta"})
+#: Seconds one prune transaction should hold the write lock: the chunk size adapts to it.
+PRUNE_TRANSACTION_SECONDS = 0.05
+#: Batch ids are kept at least this long (seconds), whatever the prune cutoff: a writer
+#: retrying a batch after a lost acknowledgement must still find its id.
+_BATCH_ID_RETENTION = 86_400.0
+
+
+def new_batch_id() -> str:
+    """A unique, time-ordered batch id: nanoseconds since the epoch (hex) plus 64 random bits."""
+    return f"{time.time_ns():016x}-{secrets.token_hex(8)}"
 
 
 def _loads(text: str | None) -> Any:
@@ -261,6 +285,9 @@ class Store(ABC):
 
     backend: str
     url: str
+    #: Seconds to sleep between two prune transactions, so writers waiting for the lock get
+    #: it (SQLite's busy handler polls; a pruner that re-locks at once would starve them).
+    _prune_pause = 0.0
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -297,6 +324,15 @@ class Store(ABC):
     def _local_date(self) -> str:
         """SQL expression for `events.started_at` as YYYY-MM-DD in the zone bound to `?`."""
 
+    @abstractmethod
+    def _table_names(self, cur: Any) -> set[str]:
+        """Names of the tables where this store creates its own (lower case)."""
+
+    @property
+    def display_url(self) -> str:
+        """Where the store is, for messages: no password, ever."""
+        return self.url
+
     _NO_LIMIT = "-1"
 
     def _sql(self, sql: str) -> str:
@@ -306,19 +342,65 @@ class Store(ABC):
         return adapted
 
     # -- lifecycle -----------------------------------------------------------------------
+    def check(self, *, create: bool) -> int:
+        """Refuse a database that is not (or not yet) a store this release can use.
+
+        Called by `open_store`. Returns the schema version (0 for an empty database that
+        `migrate()` will initialise).
+
+        Raises:
+            StoreNotFound: the database is empty and `create` is False.
+            IncompatibleStore: a foreign database (tables, but not agentwatch's), or a
+                schema version newer than this release.
+        """
+        with self._read() as cur:
+            return self._schema_version(cur, create=create)
+
+    def _schema_version(self, cur: Any, *, create: bool) -> int:
+        tables = self._table_names(cur)
+        if not tables >= _AGENTWATCH_TABLES:
+            if tables:
+                raise IncompatibleStore(
+                    f"{self.display_url} is not an agentwatch store (it has tables, but not "
+                    "agentwatch's); point agentwatch at an empty database or schema"
+                )
+            if not create:
+                raise StoreNotFound(
+                    f"no agentwatch store at {self.display_url} (the database is empty); "
+                    "run `agentwatch init --store URL` to create it"
+                )
+            return 0
+        cur.execute(self._sql("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
+        version = int(cur.fetchone()[0])
+        latest = schema.latest_version()
+        if version > latest:
+            raise IncompatibleStore(
+                f"store {self.display_url} has schema version {version}, newer than this "
+                f"agentwatch release supports ({latest}); upgrade agentwatch"
+            )
+        return version
+
     def migrate(self) -> None:
         """Create or upgrade the schema; idempotent and safe with concurrent processes.
 
-        Each pending migration is applied and recorded in `schema_version` in one
-        transaction, after taking a lock that serialises concurrent migrators.
+        Each migration not recorded yet is applied and recorded in `schema_version` in one
+        transaction, after taking a lock that serialises concurrent migrators. Versions are
+        applied by absence, not by comparison with the highest one, so a store that got a
+        later version first (branches merged in another order) still gets an earlier one.
+        A foreign database or a newer schema is refused before anything is changed.
+
+        Raises:
+            IncompatibleStore: not an agentwatch store, or a schema newer than this release.
         """
         with self.atomic() as cur:
             self._lock_for_migration(cur)
+            applied: set[int] = set()
+            if self._schema_version(cur, create=True):
+                cur.execute(self._sql("SELECT version FROM schema_version"))
+                applied = {int(row[0]) for row in cur.fetchall()}
             cur.execute(self._sql(schema.SCHEMA_VERSION_DDL))
-            cur.execute(self._sql("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
-            current = int(cur.fetchone()[0])
             for migration in schema.MIGRATIONS:
-                if migration.version <= current:
+                if migration.version in applied:
                     continue
                 for statement in schema.statements_for(self.backend, migration):
                     cur.execute(statement)
@@ -355,31 +437,93 @@ class Store(ABC):
         self.close()
 
     # -- writing -------------------------------------------------------------------------
-    def write_batch(self, batch: RollupBatch) -> None:
-        """Write one batch in ONE transaction: rows, late totals, rollups, last-write time.
+    def write_batch(self, batch: RollupBatch, *, batch_id: str | None = None) -> bool:
+        """Write one batch in ONE transaction: batch id, rows, late totals, rollups.
+
+        The batch id is recorded in `batches` in the same transaction, and a batch whose id
+        is already there is not applied again: retry with the SAME id (and the same batch)
+        after an error that may have happened after the commit (a lost connection), and
+        the batch counts exactly once.
 
         Executions are inserted before late events and their total updates, so a late
         event whose execution is in the same batch still lands on it. A late event stored
         before its execution existed is kept `pending`; the batch that brings the
-        execution adds such events to its totals. A duplicate execution id is ignored
-        rather than failing the batch.
+        execution adds such events to its totals. A duplicate execution id (and its own
+        events) is ignored rather than failing the batch.
+
+        Args:
+            batch: rows and rollup deltas from `RollupBuilder.build`.
+            batch_id: unique id of this batch (`new_batch_id()`); a new one when omitted.
+
+        Returns:
+            True when applied now; False when a batch with this id was applied before.
+
+        Raises:
+            StoreUnavailable: retry later, with the same id.
+            RecordRefused: the data was refused; nothing was written.
         """
         with self.atomic() as cur:
-            if batch.executions:
-                cur.executemany(self._sql(_INSERT_EXECUTION), batch.executions)
-                cur.execute(_ANY_PENDING)
-                if cur.fetchone() is not None:
-                    cur.execute(_ABSORB_PENDING)
-                    cur.execute(_CLEAR_PENDING)
-            if batch.events:
-                cur.executemany(self._sql(_INSERT_EVENT), batch.events)
-            if batch.late_events:
-                cur.executemany(self._sql(_INSERT_LATE_EVENT), batch.late_events)
-            if batch.late_totals:
-                cur.executemany(self._sql(_UPDATE_TOTALS), batch.late_totals)
-            decided = self._write_rollups(cur, batch)
-            cur.execute(self._sql(_SET_META), (_LAST_WRITE, time.time()))
+            if not self._claim(cur, batch_id or new_batch_id(), batch.records):
+                return False
+            decided = self._apply(cur, batch)
         self._admissions.remember(decided, batch.max_label_sets)
+        return True
+
+    def fold_spill(
+        self,
+        spill_id: str,
+        batch: RollupBatch,
+        unless_batch: str | None = None,
+        conditional: RollupBatch | None = None,
+    ) -> bool:
+        """Apply a loss file's self-metric deltas exactly once, in one transaction.
+
+        `batch` is applied unless `spill_id` was folded before. `conditional` holds the
+        deltas of a batch that a process was writing when it exited, unsure whether it
+        landed: they are applied only if batch `unless_batch` was never applied, and that
+        id is then recorded, so the batch itself can never land afterwards.
+
+        Returns:
+            True when folded now; False when this loss file was folded before.
+        """
+        with self.atomic() as cur:
+            if not self._claim(cur, f"spill:{spill_id}", 0):
+                return False
+            decided = self._apply(cur, batch)
+            if (
+                unless_batch is not None
+                and conditional is not None
+                and self._claim(cur, unless_batch, 0)
+            ):
+                decided += self._apply(cur, conditional)
+        self._admissions.remember(decided, batch.max_label_sets)
+        return True
+
+    def _claim(self, cur: Any, batch_id: str, records: int) -> bool:
+        """Record `batch_id` as applied; False when it already was (nothing recorded)."""
+        cur.execute(self._sql(_CLAIM_BATCH), (batch_id, time.time(), records))
+        return int(cur.rowcount) == 1
+
+    def _apply(self, cur: Any, batch: RollupBatch) -> list[tuple[str, str, bool]]:
+        """Insert the batch's rows and add its rollup deltas (inside a transaction).
+
+        Returns the cardinality admissions decided, to remember once committed.
+        """
+        if batch.executions:
+            cur.executemany(self._sql(_INSERT_EXECUTION), batch.executions)
+            cur.execute(_ANY_PENDING)
+            if cur.fetchone() is not None:
+                cur.execute(_ABSORB_PENDING)
+                cur.execute(_CLEAR_PENDING)
+        if batch.events:
+            cur.executemany(self._sql(_INSERT_EVENT), batch.events)
+        if batch.late_events:
+            cur.executemany(self._sql(_INSERT_LATE_EVENT), batch.late_events)
+        if batch.late_totals:
+            cur.executemany(self._sql(_UPDATE_TOTALS), batch.late_totals)
+        decided = self._write_rollups(cur, batch)
+        cur.execute(self._sql(_SET_META), (_LAST_WRITE, time.time()))
+        return decided
 
     def _write_rollups(self, cur: Any, batch: RollupBatch) -> list[tuple[str, str, bool]]:
         """Add the batch's rollup deltas under the store-wide cardinality cap.
@@ -575,6 +719,8 @@ class Store(ABC):
         result = _execution_dict(row)
         started = float(result["started_at"])
         result["events"] = [_event_dict(e, started) for e in events]
+        for position, event in enumerate(result["events"]):
+            event["seq"] = position  # late events are stored from LATE_SEQ_BASE on
         result["children"] = children
         return result
 
@@ -703,23 +849,52 @@ class Store(ABC):
     def delete_old_executions(self, older_than: float) -> int:
         """Delete executions started before `older_than` with their events; keep rollups.
 
-        Orphan events (and events of executions already gone) older than the cutoff go too.
+        Orphan events (and events of executions already gone) older than the cutoff go too,
+        and batch ids older than both the cutoff and a day. Deletes in many short
+        transactions (each sized to hold the write lock about `PRUNE_TRANSACTION_SECONDS`),
+        pausing between them on SQLite, so a writer waits for one chunk at most, never for
+        the whole prune. Interrupted, it leaves a consistent store: what is left is older
+        than the cutoff and goes next time.
+
         Returns the number of executions deleted.
         """
-        old = "SELECT id FROM executions WHERE started_at < ?"
-        with self.atomic() as cur:
-            cur.execute(
-                self._sql(f"DELETE FROM events WHERE execution_id IN ({old})"), (older_than,)
-            )
-            cur.execute(
-                self._sql(
-                    "DELETE FROM events WHERE started_at < ? AND (execution_id IS NULL OR "
-                    "NOT EXISTS (SELECT 1 FROM executions x WHERE x.id = events.execution_id))"
-                ),
-                (older_than,),
-            )
-            cur.execute(self._sql("DELETE FROM executions WHERE started_at < ?"), (older_than,))
-            return max(0, int(cur.rowcount))
+        oldest = "SELECT id FROM executions WHERE started_at < ? ORDER BY started_at, id LIMIT ?"
+        executions = (
+            f"DELETE FROM events WHERE execution_id IN ({oldest})",
+            f"DELETE FROM executions WHERE id IN ({oldest})",
+        )
+        deleted = self._delete_in_chunks(executions, older_than, _Chunk(1_000))
+        orphans = (
+            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE started_at < ? AND "
+            "(execution_id IS NULL OR NOT EXISTS "
+            "(SELECT 1 FROM executions x WHERE x.id = events.execution_id)) LIMIT ?)",
+        )
+        self._delete_in_chunks(orphans, older_than, _Chunk(5_000))
+        batches = (
+            "DELETE FROM batches WHERE id IN (SELECT id FROM batches WHERE applied_at < ? LIMIT ?)",
+        )
+        cutoff = min(older_than, time.time() - _BATCH_ID_RETENTION)
+        self._delete_in_chunks(batches, cutoff, _Chunk(5_000))
+        return deleted
+
+    def _delete_in_chunks(self, statements: Sequence[str], cutoff: float, chunk: _Chunk) -> int:
+        """Run `statements` (each bound to cutoff and chunk size) in one transaction, again
+        and again until the last one deletes less than a chunk; return its total count."""
+        adapted = [self._sql(sql) for sql in statements]
+        total = 0
+        while True:
+            size = chunk.size
+            started = time.perf_counter()
+            with self.atomic() as cur:
+                for statement in adapted:
+                    cur.execute(statement, (cutoff, size))
+                n = max(0, int(cur.rowcount))
+            total += n
+            if n < size:
+                return total
+            chunk.adapt(time.perf_counter() - started)
+            if self._prune_pause > 0:
+                time.sleep(self._prune_pause)
 
     def clear_all(self) -> None:
         """Delete every execution, event AND rollup (exported counters restart at zero)."""
@@ -729,6 +904,21 @@ class Store(ABC):
         # Label sets are admitted afresh. Other processes still trust what they saw admitted
         # until they reopen the store, which can let their label sets in beyond the cap once.
         self._admissions.clear()
+
+
+class _Chunk:
+    """Rows per prune transaction, adapted so each holds the lock about the target time."""
+
+    _MIN, _MAX = 100, 50_000
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def adapt(self, seconds: float) -> None:
+        if seconds < PRUNE_TRANSACTION_SECONDS / 2:
+            self.size = min(self._MAX, self.size * 2)
+        elif seconds > PRUNE_TRANSACTION_SECONDS:
+            self.size = max(self._MIN, self.size // 2)
 
 
 def nearest_rank(n: int, percentile: int) -> int:

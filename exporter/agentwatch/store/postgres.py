@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from agentwatch.errors import StoreError
+from agentwatch.errors import RecordRefused, StoreError
 from agentwatch.store.base import PERCENTILES, Store, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -44,6 +44,11 @@ def redact_url(url: str) -> str:
 class PostgresStore(Store):
     """A store in a PostgreSQL database (tables in the connection's `search_path`).
 
+    The tables live in the connection's current schema (the first of `search_path`); a
+    schema holding other tables but not agentwatch's is refused (`IncompatibleStore`), so
+    give agentwatch its own database or schema
+    (`postgresql://.../db?options=-csearch_path%3Dagentwatch`).
+
     Args:
         url: libpq URL, e.g. `postgresql://agentwatch@db.internal:5432/telemetry`.
         connect_timeout: seconds before a connection attempt fails as `StoreUnavailable`.
@@ -61,6 +66,10 @@ class PostgresStore(Store):
         with self._errors():
             self._conn = self._connect(autocommit=True)
 
+    @property
+    def display_url(self) -> str:
+        return self._safe_url
+
     def _connect(self, *, autocommit: bool) -> psycopg.Connection[Any]:
         extra: dict[str, Any] = {}
         if "application_name" not in self.url:
@@ -72,12 +81,17 @@ class PostgresStore(Store):
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
-        """Re-raise driver errors as StoreError (refused data) or StoreUnavailable."""
+        """Re-raise driver errors as RecordRefused (refused data) or StoreUnavailable.
+
+        Classified by exception type, never by message text: a value psycopg cannot encode
+        (UnicodeEncodeError is a ValueError) or PostgreSQL rejects (DataError,
+        IntegrityError) is refused data; every other driver or OS error is an outage.
+        """
         pg = self._pg
         try:
             yield
-        except (pg.DataError, pg.IntegrityError, OverflowError) as exc:
-            raise StoreError(f"PostgreSQL store {self._safe_url}: {exc}") from exc
+        except (pg.DataError, pg.IntegrityError, ValueError, TypeError, OverflowError) as exc:
+            raise RecordRefused(f"PostgreSQL store {self._safe_url}: {exc}") from exc
         except (pg.Error, OSError) as exc:
             raise StoreUnavailable(f"PostgreSQL store {self._safe_url}: {exc}") from exc
 
@@ -147,6 +161,13 @@ class PostgresStore(Store):
 
     def _local_date(self) -> str:
         return "to_char(to_timestamp(started_at) AT TIME ZONE ?, 'YYYY-MM-DD')"
+
+    def _table_names(self, cur: Any) -> set[str]:
+        cur.execute(
+            "SELECT lower(table_name) FROM information_schema.tables "
+            "WHERE table_schema = current_schema()"
+        )
+        return {str(row[0]) for row in cur.fetchall()}
 
     def close(self) -> None:
         with self._lock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -17,26 +18,41 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agentwatch.errors import StoreError
+from agentwatch.errors import IncompatibleStore, RecordRefused, StoreNotFound
 from agentwatch.store.base import PERCENTILES, Store, StoreUnavailable, nearest_rank
 
-#: Errors caused by the data of a statement rather than by the state of the database.
+#: Errors caused by the data of a statement rather than by the state of the database: a
+#: string with a lone surrogate (UnicodeEncodeError is a ValueError), an int beyond 64 bits
+#: (OverflowError), a value of a type sqlite3 cannot bind, a violated constraint.
 _DATA_ERRORS = (
     sqlite3.IntegrityError,
     sqlite3.DataError,
     sqlite3.InterfaceError,
     sqlite3.ProgrammingError,
+    ValueError,
+    TypeError,
     OverflowError,
 )
 
 
 @contextmanager
 def _errors(path: Path) -> Iterator[None]:
-    """Re-raise driver and file-system errors as StoreError / StoreUnavailable."""
+    """Re-raise driver and file-system errors as typed store errors.
+
+    Classified by exception type and SQLite result code, never by message text:
+    data errors -> `RecordRefused`; "file is not a database" -> `IncompatibleStore`;
+    every other driver or OS error -> `StoreUnavailable` (retrying may help).
+    """
     try:
         yield
     except _DATA_ERRORS as exc:
-        raise StoreError(f"SQLite store {path}: {exc}") from exc
+        raise RecordRefused(f"SQLite store {path}: {exc}") from exc
+    except sqlite3.DatabaseError as exc:
+        if exc.sqlite_errorcode == sqlite3.SQLITE_NOTADB:
+            raise IncompatibleStore(
+                f"{path} is not an agentwatch store (not a SQLite database)"
+            ) from exc
+        raise StoreUnavailable(f"SQLite store {path}: {exc}") from exc
     except (sqlite3.Error, OSError) as exc:
         raise StoreUnavailable(f"SQLite store {path}: {exc}") from exc
 
@@ -48,35 +64,66 @@ def _local_date(ts: float | None, tz: str) -> str | None:
 
 
 class SQLiteStore(Store):
-    """A store in one SQLite file (created with its parent directory if missing).
+    """A store in one SQLite file.
 
     Args:
         path: database file.
         busy_timeout: seconds to wait for another connection's write lock before a write
             fails as `StoreUnavailable`.
+        create: create the file (and its parent directory) when missing. False for
+            readers: a missing file is `StoreNotFound` and nothing is created.
+
+    Raises:
+        StoreNotFound: `create` is False and there is no file at `path`.
+        IncompatibleStore: the file is not a SQLite database.
+        StoreUnavailable: the file cannot be opened now (permissions, a lock, ...).
     """
 
     backend = "sqlite"
+    # Longer than the longest sleep of SQLite's busy handler (100 ms), so a writer waiting
+    # for the lock always wakes up while the pruner is not holding it.
+    _prune_pause = 0.11
 
-    def __init__(self, path: str | Path, *, busy_timeout: float = 5.0) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout: float = 5.0, create: bool = True) -> None:
         self.path = Path(path).expanduser()
         super().__init__(f"sqlite:///{self.path}")
         self.busy_timeout = busy_timeout
+        self._create = create
         self._depth = 0
+        if not create and not self.path.is_file():
+            what = "a directory, not a store file" if self.path.is_dir() else "no such file"
+            raise StoreNotFound(
+                f"no agentwatch store at {self.path} ({what}); run `agentwatch init --store "
+                f"sqlite:///{self.path}` to create it, or check --store / AGENTWATCH_STORE_URL"
+            )
         with _errors(self.path):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = self._connect()
 
+    @property
+    def display_url(self) -> str:
+        return str(self.path)
+
+    def _open_connection(self, **options: Any) -> sqlite3.Connection:
+        """A connection to the file; never creates it unless this store may create."""
+        if self._create:
+            conn: sqlite3.Connection = sqlite3.connect(str(self.path), **options)
+        else:
+            uri = f"file:{urllib.parse.quote(str(self.path))}?mode=rw"
+            conn = sqlite3.connect(uri, uri=True, **options)
+        return conn
+
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            str(self.path),
+        conn = self._open_connection(
             timeout=self.busy_timeout,
             isolation_level=None,
             check_same_thread=False,
         )
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            self._enable_wal(conn)
+            if self._create:  # WAL is persistent: a reader finds it set, and writes nothing
+                self._enable_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.create_function("aw_local_date", 2, _local_date, deterministic=True)
         except BaseException:
@@ -146,7 +193,7 @@ class SQLiteStore(Store):
 
     def _stream(self, sql: str, params: Sequence[Any], chunk_size: int) -> Iterator[Any]:
         with _errors(self.path):
-            conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout)
+            conn = self._open_connection(timeout=self.busy_timeout)
         try:
             with _errors(self.path):
                 cur = conn.execute(sql, params)
@@ -183,6 +230,13 @@ class SQLiteStore(Store):
 
     def _local_date(self) -> str:
         return "aw_local_date(started_at, ?)"
+
+    def _table_names(self, cur: Any) -> set[str]:
+        cur.execute(
+            "SELECT lower(name) FROM sqlite_master WHERE type = 'table' "
+            "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+        )
+        return {str(row[0]) for row in cur.fetchall()}
 
     def close(self) -> None:
         with self._lock:
