@@ -189,6 +189,8 @@ class AgentwatchLogger(CustomLogger):
             pending = self._pending.get(root_id)
             if pending is not None:
                 pending.discard(call_id)
+                if not pending:  # a synchronous run is never settled: forget it here
+                    del self._pending[root_id]
 
     def _already_seen(self, call_id: str, status: str) -> bool:
         key = (call_id, status)

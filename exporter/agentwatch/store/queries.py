@@ -84,7 +84,9 @@ _RUN_COUNTS = (
 
 
 def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+    if text is None:
+        return None
+    return {} if text == "{}" else json.loads(text)  # most rows have no attributes
 
 
 def _where(
@@ -147,30 +149,32 @@ def _event_row(row: Sequence[Any], execution_started: float | None) -> EventRow:
 
 
 def _execution_row(row: Sequence[Any], totals: Sequence[Any]) -> ExecutionRow:
+    # Positional, in `ExecutionRow` field order: an export builds millions of these.
     (ex_id, agent, parent_id, kind, status, started_at, ended_at, duration, error_type,
      error_message, arguments, attributes) = row[:_TOTALS_AT]  # fmt: skip
     cost, tin, tout, tcached, treason, llm, tool, unpriced = totals
+    llm, unpriced = int(llm), int(unpriced)
     return ExecutionRow(
-        id=ex_id,
-        agent=agent,
-        parent_id=parent_id,
-        kind=kind,
-        status=status,
-        started_at=started_at,
-        ended_at=ended_at,
-        duration=duration,
-        error_type=error_type,
-        error_message=error_message,
-        arguments=_loads(arguments),
-        attributes=_loads(attributes) or {},
-        cost_usd=known_cost(float(cost), int(llm), int(unpriced)),
-        unpriced_calls=int(unpriced),
-        input_tokens=int(tin),
-        output_tokens=int(tout),
-        cached_tokens=int(tcached),
-        reasoning_tokens=int(treason),
-        llm_calls=int(llm),
-        tool_calls=int(tool),
+        ex_id,
+        agent,
+        parent_id,
+        kind,
+        status,
+        started_at,
+        ended_at,
+        duration,
+        error_type,
+        error_message,
+        _loads(arguments),
+        _loads(attributes) or {},
+        known_cost(float(cost), llm, unpriced),
+        unpriced,
+        int(tin),
+        int(tout),
+        int(tcached),
+        int(treason),
+        llm,
+        int(tool),
     )
 
 

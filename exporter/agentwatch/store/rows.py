@@ -120,12 +120,13 @@ class ExecutionFilter:
             raise ValueError(f"kind must be one of {', '.join(KINDS)} or None, not {self.kind!r}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ExecutionRow:
     """One stored execution (a run, or an observed tool) with its own call totals.
 
     `cost_usd` is None when the run made LLM calls and none could be priced; otherwise the
-    sum of the known prices, which leaves out its `unpriced_calls`.
+    sum of the known prices, which leaves out its `unpriced_calls`. Treat it as read-only
+    (not frozen only because an export builds millions and frozen init costs 2x).
     """
 
     id: str
@@ -213,13 +214,14 @@ class ExecutionRow:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EventRow:
     """One step of a run's timeline: an LLM call, a tool call, a memory or custom event.
 
     `agent` is the agent the step is billed to (the calling agent for a call made inside a
     tool, `none` outside any run). `offset` is seconds from the start of its execution
-    (None when read without it). `cost_usd` None on an LLM call means unpriced.
+    (None when read without it). `cost_usd` None on an LLM call means unpriced. Read-only
+    by convention, like `ExecutionRow`.
     """
 
     id: int
