@@ -123,7 +123,7 @@ def test_live_view_follows_another_writer_and_exits_cleanly_on_ctrl_c(
         [str(AGENTWATCH), "monitor", "--store", workload.url, "--refresh", "0.2"], status
     )
     terminal.wait_for(
-        "the first frame", lambda: f"Total: {Workload.executions} " in terminal.screen()
+        "the first frame", lambda: f"Runs: {Workload.executions} " in terminal.screen()
     )
     first = terminal.screen()
     assert "Failed: 1" in first and "Recent Activity" in first and "UTC" in first
@@ -136,11 +136,11 @@ def test_live_view_follows_another_writer_and_exits_cleanly_on_ctrl_c(
         timeout=60,
     )
     terminal.wait_for(
-        "the other process' runs", lambda: f"Total: {Workload.executions + 2} " in terminal.screen()
+        "the other process' runs", lambda: f"Runs: {Workload.executions + 2} " in terminal.screen()
     )
     updated = terminal.screen()
     assert "latecomer" in updated
-    assert "Spend: $2.51" in updated  # $0.0051 + 2 x $1.25, in cents above one dollar
+    assert "Spend: $2.51" in updated  # $0.0056 (with the call outside runs) + 2 x $1.25
 
     terminal.tmux("send-keys", "-t", "live", "C-c")
     terminal.wait_for("the monitor to exit", lambda: status.exists() and status.read_text() != "")

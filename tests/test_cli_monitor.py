@@ -14,8 +14,8 @@ from click.testing import CliRunner, Result
 
 from _cli_runs import Workload, clean_environment, record_workload
 from agentwatch.cli import cli
-from agentwatch.cli._render import RECORD_FIELDS
 from agentwatch.store import open_store
+from agentwatch.store.rows import EXECUTION_RECORD_FIELDS
 
 
 @pytest.fixture
@@ -69,14 +69,13 @@ def test_list_json_is_the_documented_record(workload: Workload) -> None:
     records = _json(_run(workload, "list", "--status", "failed", "--json"))
     assert isinstance(records, list) and len(records) == 1
     record = records[0]
-    assert tuple(record) == RECORD_FIELDS
+    assert tuple(record) == EXECUTION_RECORD_FIELDS
     assert record["id"] == workload.failed_id
     assert record["status"] == "failed"
     assert record["error_type"] == "RateLimitError"
     assert record["error_message"] == "429 slow down"
-    assert datetime.fromisoformat(record["started_at"]).timestamp() == pytest.approx(
-        record["started_at_epoch"], abs=0.001
-    )
+    started = datetime.fromisoformat(record["started_at"])
+    assert started.utcoffset() is not None and started.timestamp() > workload.boundary
     assert record["cost_usd"] == pytest.approx(0.002)
     assert record["input_tokens"] == 300
 
@@ -123,13 +122,18 @@ def test_times_are_shown_in_local_time_with_the_zone(
 def test_stats_json_reports_the_captured_totals_and_percentiles(workload: Workload) -> None:
     stats = _json(_run(workload, "stats", "--json"))
     assert isinstance(stats, dict)
-    assert stats["total_executions"] == Workload.executions
-    assert stats["failed"] == Workload.failed
-    assert stats["completed"] == Workload.executions - Workload.failed
+    assert stats["runs"] == Workload.executions
+    assert stats["top_level_runs"] == Workload.executions - 2  # two nested summarisers
+    assert stats["nested_runs"] == 2
+    assert stats["failed_runs"] == Workload.failed
+    assert stats["completed_runs"] == Workload.executions - Workload.failed
     assert stats["success_rate"] == pytest.approx(6 / 7)
-    assert stats["total_cost"] == pytest.approx(Workload.run_cost)
-    assert stats["llm_calls"] == 7 and stats["tool_calls"] == 2
-    assert 0 <= stats["p50_duration"] <= stats["p95_duration"] <= stats["p99_duration"]
+    # Calls and spend cover every call, the one made outside any run too (as `cost` does).
+    assert stats["cost_usd"] == pytest.approx(Workload.run_cost + Workload.orphan_cost)
+    assert stats["llm_calls"] == 8 and stats["tool_calls"] == 2
+    assert stats["unpriced_calls"] == 0
+    p50, p95, p99 = (stats[f"p{p}_duration_seconds"] for p in (50, 95, 99))
+    assert 0 <= p50 <= p95 <= p99
 
 
 def test_stats_table_for_one_agent(workload: Workload) -> None:
@@ -166,9 +170,10 @@ def test_trace_json_nests_children_with_offsets(workload: Workload) -> None:
     assert trace["agent"] == "researcher"
     kinds = [e["kind"] for e in trace["events"]]
     assert {"llm_call", "tool_call", "memory"} <= set(kinds)
+    started = datetime.fromisoformat(trace["started_at"]).timestamp()
     for event in trace["events"]:
         assert event["offset_seconds"] == pytest.approx(
-            event["started_at_epoch"] - trace["started_at_epoch"]
+            datetime.fromisoformat(event["started_at"]).timestamp() - started, abs=0.002
         )
     [child] = trace["children"]
     assert child["agent"] == "summariser"
@@ -233,9 +238,9 @@ def test_export_csv_to_a_file_has_the_documented_columns(
     assert result.exit_code == 0, result.output
     assert f"Exported {Workload.executions} runs to {target} (csv)" in result.output
     rows = list(csv.DictReader(io.StringIO(target.read_text())))
-    assert tuple(rows[0]) == RECORD_FIELDS
+    assert tuple(rows[0]) == EXECUTION_RECORD_FIELDS
     assert len(rows) == Workload.executions
-    started = [float(r["started_at_epoch"]) for r in rows]
+    started = [datetime.fromisoformat(r["started_at"]) for r in rows]
     assert started == sorted(started)  # oldest first
     tracked = next(r for r in rows if r["attributes"] != "{}")
     assert json.loads(tracked["attributes"]) == {"team": "i18n"}
@@ -313,7 +318,7 @@ def test_prune_json_reports_the_count(workload: Workload) -> None:
 def test_once_prints_totals_and_recent_activity(workload: Workload) -> None:
     result = CliRunner().invoke(cli, ["monitor", "--store", workload.url, "--once", "--rows", "3"])
     assert result.exit_code == 0, result.output
-    assert f"Total: {Workload.executions}" in result.output
+    assert f"Runs: {Workload.executions}" in result.output
     assert "Failed: 1" in result.output
     assert "Success rate: 85.7%" in result.output
     assert "Recent Activity" in result.output
@@ -325,7 +330,7 @@ def test_store_flag_after_the_subcommand_wins(workload: Workload, tmp_path: Path
     result = CliRunner().invoke(
         cli, ["monitor", "--store", missing, "stats", "--store", workload.url, "--json"]
     )
-    assert _json(result)["total_executions"] == Workload.executions  # type: ignore[index]
+    assert _json(result)["runs"] == Workload.executions  # type: ignore[index]
 
 
 def test_the_environment_names_the_store(
@@ -333,7 +338,7 @@ def test_the_environment_names_the_store(
 ) -> None:
     monkeypatch.setenv("AGENTWATCH_STORE_URL", workload.url)
     result = CliRunner().invoke(cli, ["monitor", "stats", "--json"])
-    assert _json(result)["total_executions"] == Workload.executions  # type: ignore[index]
+    assert _json(result)["runs"] == Workload.executions  # type: ignore[index]
 
 
 def test_a_missing_sqlite_store_says_to_run_init(home: Path) -> None:
@@ -382,7 +387,7 @@ def postgres_workload(home: Path, postgres_url: str) -> Workload:
 @pytest.mark.postgres
 def test_commands_read_a_postgresql_store(postgres_workload: Workload) -> None:
     stats = _json(_run(postgres_workload, "stats", "--json"))
-    assert stats["total_executions"] == Workload.executions  # type: ignore[index]
+    assert stats["runs"] == Workload.executions  # type: ignore[index]
     report = _json(_run(postgres_workload, "cost", "--group-by", "provider", "--json"))
     providers = {row["provider"] for row in report["rows"]}  # type: ignore[index]
     assert providers == {"openai", "anthropic"}

@@ -89,7 +89,8 @@ def test_the_tutorial_queries_work_as_written(tmp_path: Path, records: Records) 
     assert total_cost == pytest.approx(0.0003)
 
     assert store.cost_breakdown("agent")[0] == {
-        "agent": "none", "calls": 1, "tokens": 30, "cost": pytest.approx(0.002)
+        "agent": "none", "calls": 1, "unpriced_calls": 0, "tokens": 30,
+        "cost": pytest.approx(0.002),
     }  # fmt: skip
     assert store.spend(now - 100, now + 1) == pytest.approx(0.0023)
     assert [r.sample for r in store.read_rollups()]
@@ -119,3 +120,54 @@ def test_summary_counts_agent_runs_but_totals_include_llm_calls_inside_tools(
         assert stats["avg_duration"] == stats["p95_duration"] == 2.0
         assert stats["total_cost"] == 0.5 and stats["llm_calls"] == 1
         assert stats["tool_calls"] == 1
+
+
+def test_typed_queries_return_rows_with_one_json_shape(backend_url: str, records: Records) -> None:
+    with EventStore(backend_url) as store:
+        agent_run = records.execution(
+            "researcher", 1_000.0, 2.0,
+            events=[records.tool(1_000.1), records.llm(1_000.2, cost_usd=None, model="acme")],
+        )  # fmt: skip
+        tool_run = records.execution(
+            "web_search", 1_000.1, 0.5, kind="tool", parent_id=agent_run.id,
+            events=[records.llm(1_000.15, cost_usd=0.5, agent="researcher")],
+        )  # fmt: skip
+        nested = records.execution("summarizer", 1_001.0, 0.5, parent_id=agent_run.id,
+                                   error_type="ValueError")  # fmt: skip
+        fill(store, ExecutionFinished(tool_run), ExecutionFinished(nested),
+             ExecutionFinished(agent_run))  # fmt: skip
+
+        runs = store.executions()
+        assert [(r.agent, r.kind, r.status) for r in runs] == [
+            ("summarizer", "agent", "failed"),
+            ("researcher", "agent", "completed"),
+        ]
+        researcher = runs[1]
+        # Its own call (unpriced) plus the one inside its tool ($0.5); not the nested run's.
+        assert (researcher.llm_calls, researcher.unpriced_calls) == (2, 1)
+        assert researcher.cost_usd == 0.5 and researcher.tool_calls == 1
+        assert [r.agent for r in store.executions(kind="tool")] == ["web_search"]
+        assert store.count(kind=None) == 3 and store.count(status="failed") == 1
+        assert [r.id for r in store.stream_executions(chunk_size=1)] == [agent_run.id, nested.id]
+
+        detail = store.execution(agent_run.id)
+        assert detail is not None and detail.child_ids == (tool_run.id, nested.id)
+        assert [e.unpriced for e in detail.events] == [False, True]
+        record = detail.to_record()
+        assert record["agent"] == "researcher" and record["started_at"].endswith("+00:00")
+        assert record["events"][1]["cost_usd"] is None
+
+        summary = store.summary()
+        assert (summary.runs, summary.top_level_runs, summary.nested_runs) == (2, 1, 1)
+        assert (summary.completed_runs, summary.failed_runs) == (1, 1)
+        assert (summary.llm_calls, summary.unpriced_calls, summary.tool_calls) == (2, 1, 1)
+        assert summary.cost_usd == 0.5
+        assert summary.to_record()["success_rate"] == 0.5
+
+        by_model = {r.group["model"]: r for r in store.costs("model")}
+        assert by_model["acme"].cost_usd is None and by_model["acme"].unpriced_calls == 1
+        assert by_model["acme"].to_record() == {
+            "model": "acme", "calls": 1, "unpriced_calls": 1, "tokens": 30, "cost_usd": None,
+        }  # fmt: skip
+        with pytest.raises(ValueError, match="kind"):
+            store.executions(kind="robot")

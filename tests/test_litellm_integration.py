@@ -407,3 +407,69 @@ def test_aflush_keeps_the_last_calls_of_a_program_that_returns_right_away(
     finally:
         uninstrument_litellm()
         runtime.close()
+
+
+def test_the_outermost_async_run_closes_only_after_its_calls_hooks_ran(
+    instrumented: Captured,
+) -> None:
+    """litellm runs the success hook as a task after `acompletion` returned. The outermost
+    async run waits for it, so the call is on the run when it closes (not a late event that
+    `asyncio.run()` could cancel), nested runs included."""
+
+    @agentwatch.observe(name="inner")
+    async def inner() -> None:
+        await litellm.acompletion(model="gpt-4o-mini", messages=MESSAGES, mock_response="in")
+
+    @agentwatch.observe(name="outer")
+    async def outer() -> None:
+        await inner()
+        await litellm.acompletion(model="gpt-4o-mini", messages=MESSAGES, mock_response="out")
+
+    async def main() -> int:
+        await outer()
+        # Nothing awaited after the run: what is not delivered now never will be.
+        return len(llm_events(instrumented))
+
+    assert asyncio.run(main()) == 2
+    assert [e.kind for e in instrumented.sink.execution("outer").events] == ["llm_call"]
+    assert {e.agent for e in llm_events(instrumented)} == {"inner", "outer"}
+
+
+def test_a_call_whose_hook_never_comes_does_not_hold_the_run(
+    instrumented: Captured, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call litellm will never report (logging off for it, a stream left unread) must not
+    keep the run waiting: with nothing left in litellm's logging queue, the wait ends."""
+    from agentwatch.integrations import litellm as integration
+
+    monkeypatch.setattr(integration, "SETTLE_TIMEOUT", 3600.0)
+    logger = instrument_litellm()
+
+    @agentwatch.observe(name="silent")
+    async def silent() -> str:
+        logger.log_pre_api_call("gpt-4o-mini", MESSAGES, {"litellm_call_id": "never-reported"})
+        return "done"
+
+    async def main() -> str:
+        return await asyncio.wait_for(silent(), timeout=60)
+
+    assert asyncio.run(main()) == "done"
+    assert instrumented.sink.execution("silent").status == "completed"
+    assert logger._pending == {}  # nothing kept for a run that ended
+
+
+def test_an_abandoned_stream_does_not_hold_the_run(instrumented: Captured) -> None:
+    @agentwatch.observe(name="impatient")
+    async def impatient() -> str:
+        stream = await litellm.acompletion(
+            model="gpt-4o-mini", messages=MESSAGES, mock_response="a b c d", stream=True
+        )
+        async for chunk in stream:
+            return str(chunk.choices[0].delta.content)
+        return ""
+
+    async def main() -> str:
+        return await asyncio.wait_for(impatient(), timeout=60)
+
+    assert asyncio.run(main())
+    assert instrumented.sink.execution("impatient").status == "completed"

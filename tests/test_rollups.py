@@ -134,10 +134,26 @@ def test_late_and_orphan_events_use_their_own_agent_or_none(records: Records) ->
 
 
 def test_events_inside_an_execution_carry_the_execution_agent(records: Records) -> None:
-    event = records.llm(agent="someone-else")
+    event = records.llm()  # built without an agent label
     deltas = build([ExecutionFinished(records.execution("owner", events=[event]))])
     assert key("agentwatch_llm_requests_total", agent="owner", model="gpt-4o-mini",
                provider="openai", status="success") in deltas  # fmt: skip
+
+
+def test_a_call_inside_a_tool_is_billed_to_the_calling_agent_as_in_process(
+    records: Records,
+) -> None:
+    """Capture labels an LLM call made inside `@observe(kind="tool")` with the agent that
+    called the tool (the in-process registry counts it so); the rollups must agree, not use
+    the tool's name."""
+    call = records.llm(agent="researcher")
+    tool_run = records.execution("web_search", kind="tool", events=[call])
+    deltas = build([ExecutionFinished(tool_run)])
+    labels = {"model": "gpt-4o-mini", "provider": "openai"}
+    assert deltas[key("agentwatch_llm_requests_total", agent="researcher", status="success",
+                      **labels)] == 1  # fmt: skip
+    assert deltas[key("agentwatch_llm_cost_usd_total", agent="researcher", **labels)] == 0.001
+    assert not [k for k in deltas if dict(k[1]).get("agent") == "web_search"]
 
 
 def test_cardinality_cap_folds_new_label_sets_and_counts_them(

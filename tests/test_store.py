@@ -48,29 +48,24 @@ def test_execution_round_trips_with_its_events(store: Store, records: Records) -
     )
     write(store, ExecutionFinished(execution))
 
-    got = store.get_execution(execution.id)
+    got = store.execution(execution.id)
     assert got is not None
-    assert got["agent_name"] == "researcher"
-    assert got["status"] == "completed"
-    assert got["duration"] == pytest.approx(2.5)
-    assert got["arguments"] == {"question": "why?"}
-    assert got["attributes"] == {"team": "search"}
-    assert got["metrics"] == {
-        "total_cost": pytest.approx(0.25),
-        "total_tokens": 42,
-        "input_tokens": 12,
-        "output_tokens": 30,
-        "cached_tokens": 4,
-        "reasoning_tokens": 0,
-        "llm_calls": 1,
-        "tool_calls": 1,
-    }
-    assert [e["kind"] for e in got["events"]] == ["llm_call", "tool_call"]
-    assert [e["seq"] for e in got["events"]] == [0, 1]
-    assert got["events"][0]["offset"] == pytest.approx(0.1)
-    assert got["events"][0]["total_tokens"] == 42
-    assert got["events"][1]["attributes"] == {"query": "weather"}
-    assert got["children"] == []
+    run = got.execution
+    assert (run.agent, run.status, run.kind) == ("researcher", "completed", "agent")
+    assert run.duration == pytest.approx(2.5)
+    assert run.arguments == {"question": "why?"}
+    assert run.attributes == {"team": "search"}
+    assert run.cost_usd == pytest.approx(0.25) and run.unpriced_calls == 0
+    assert (run.input_tokens, run.output_tokens, run.cached_tokens, run.reasoning_tokens) == (
+        12, 30, 4, 0,
+    )  # fmt: skip
+    assert (run.llm_calls, run.tool_calls, run.total_tokens) == (1, 1, 42)
+    assert [e.kind for e in got.events] == ["llm_call", "tool_call"]
+    assert [e.seq for e in got.events] == [0, 1]
+    assert got.events[0].offset == pytest.approx(0.1)
+    assert got.events[0].total_tokens == 42
+    assert got.events[1].attributes == {"query": "weather"}
+    assert got.child_ids == ()
 
 
 def test_failed_execution_keeps_its_error_under_the_seeds_key(
@@ -310,17 +305,21 @@ def test_cost_breakdown_groups_by_agent_model_and_provider(store: Store, records
                                                          records.tool()])),
         LateEvent(records.llm(cost_usd=None, model="mystery")),
     )  # fmt: skip
-    by_agent = store.cost_breakdown(["agent"])
-    assert by_agent == [
-        {"agent": "b", "calls": 1, "tokens": 30, "cost": pytest.approx(4.0)},
-        {"agent": "a", "calls": 2, "tokens": 40, "cost": pytest.approx(3.0)},
-        {"agent": "none", "calls": 1, "tokens": 30, "cost": 0.0},
+    by_agent = store.costs(["agent"])
+    assert [(r.group, r.llm_calls, r.unpriced_calls, r.tokens, r.cost_usd) for r in by_agent] == [
+        ({"agent": "b"}, 1, 0, 30, pytest.approx(4.0)),
+        ({"agent": "a"}, 2, 0, 40, pytest.approx(3.0)),
+        ({"agent": "none"}, 1, 1, 30, None),  # unpriced: not $0
     ]
-    by_model = store.cost_breakdown(["agent", "model", "provider"], agent_name="a")
-    assert [(r["model"], r["provider"], r["cost"]) for r in by_model] == [
+    by_model = store.costs(["agent", "model", "provider"], agent="a")
+    assert [(r.group["model"], r.group["provider"], r.cost_usd) for r in by_model] == [
         ("claude", "anthropic", pytest.approx(2.0)),
         ("gpt-4o", "openai", pytest.approx(1.0)),
     ]
+    # The pre-1.0 dicts keep their keys (an unpriced group shows 0 there, with its count).
+    assert store.cost_breakdown(["agent"])[-1] == {
+        "agent": "none", "calls": 1, "unpriced_calls": 1, "tokens": 30, "cost": 0.0,
+    }  # fmt: skip
 
 
 def test_cost_breakdown_by_date_uses_the_requested_time_zone(

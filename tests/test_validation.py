@@ -314,7 +314,7 @@ def test_every_entry_point_repairs_text_and_keeps_the_whole_run(
     assert agentwatch.flush(timeout=10) is True
 
     with open_store(url) as store:
-        runs = {e["agent_name"]: e for e in store.get_executions(limit=None)}
+        runs = {e["agent_name"]: e for e in store.get_executions(limit=None, kind=None)}
         assert set(runs) == {"outer", "agent\ufffd", "tool\ufffd" + REPAIRED}
         run = store.get_execution(runs["agent\ufffd"]["id"])
         assert run is not None

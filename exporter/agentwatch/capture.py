@@ -27,7 +27,7 @@ import functools
 import inspect
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
@@ -107,7 +107,7 @@ def _start(
         if attributes:
             execution.attributes = rt.redactor.redact(attributes)
         label = name if kind == "agent" else NO_AGENT if parent is None else parent.agent
-        frame = Frame(execution, label)
+        frame = Frame(execution, label, None if parent is None else parent.root_id)
         if rt.tracer is not None:
             rt.tracer.start_run(frame, parent)
         return _Run(rt, frame, parent)
@@ -116,10 +116,11 @@ def _start(
         return None
 
 
-def _finish(run: _Run, exc: BaseException | None) -> None:
+def _finish(run: _Run, exc: BaseException | None, end: float | None = None) -> None:
     """Close the execution, count it, hand it to the writer. Never raises.
 
-    The runtime current *now* receives it: a run still open when `configure()` swapped the
+    `end` is the `time.perf_counter()` reading at which the run ended (default: now). The
+    runtime current *now* receives it: a run still open when `configure()` swapped the
     runtime goes to the new writer instead of the closed one. If recording was turned off
     meanwhile, the run is closed (late events then go nowhere) but not recorded.
     """
@@ -127,7 +128,7 @@ def _finish(run: _Run, exc: BaseException | None) -> None:
     try:
         rt = _runtime()
         execution = run.frame.execution
-        ended = execution.started_at + (time.perf_counter() - run.t0)
+        ended = execution.started_at + ((time.perf_counter() if end is None else end) - run.t0)
         failed = exc is not None and not isinstance(exc, GeneratorExit)
         error_type = error_message = None
         if failed:
@@ -165,6 +166,34 @@ def _finish(run: _Run, exc: BaseException | None) -> None:
         rt.submit(ExecutionFinished(execution))
     except Exception as err:
         rt.internal_error("capture", err)
+
+
+#: Awaited with the root execution id when an outermost async run ends, before it is closed.
+_settle_hooks: list[Callable[[str], Awaitable[None]]] = []
+
+
+def add_settle_hook(hook: Callable[[str], Awaitable[None]]) -> None:
+    """Have `hook(root_id)` awaited when an outermost async run (or `async with track`) ends.
+
+    An integration whose events arrive after the call returned (litellm runs its success
+    hooks as tasks) uses it to let them land before the run closes: once the program's
+    `main()` returns, `asyncio.run()` cancels every task still pending, and those events
+    would be lost. A hook must return at once when nothing of that run is pending.
+    """
+    if hook not in _settle_hooks:
+        _settle_hooks.append(hook)
+
+
+async def _settle(run: _Run) -> None:
+    """Await the settle hooks for an outermost run. Never raises (except cancellation)."""
+    if run.parent is not None or not _settle_hooks:
+        return
+    root_id = run.frame.root_id
+    for hook in tuple(_settle_hooks):
+        try:
+            await hook(root_id)
+        except Exception as exc:
+            _contain("capture", exc)
 
 
 def _error_message(rt: Runtime, exc: BaseException) -> str:
@@ -415,10 +444,19 @@ def _wrap(fn: F, name: str, kind: Kind, enabled: bool, capture: bool | None) -> 
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
                 context.pop(token)
-                _finish(run, exc)
+                end = time.perf_counter()
+                try:
+                    if isinstance(exc, Exception):
+                        await _settle(run)
+                finally:
+                    _finish(run, exc, end)
                 raise
             context.pop(token)
-            _finish(run, None)
+            end = time.perf_counter()
+            try:
+                await _settle(run)
+            finally:
+                _finish(run, None, end)
             return result
 
         return async_wrapper  # type: ignore[return-value]
@@ -509,6 +547,9 @@ class track:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._exit(exc, None)
+
+    def _exit(self, exc: BaseException | None, end: float | None) -> None:
         run = self._run
         if run is None:
             return
@@ -517,7 +558,7 @@ class track:
             context.pop(self._token)
         except Exception as err:  # exited in another context than entered: keep going
             _contain("capture", err)
-        _finish(run, exc)
+        _finish(run, exc, end)
 
     async def __aenter__(self) -> Execution:
         return self.__enter__()
@@ -528,6 +569,14 @@ class track:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        run = self._run
+        if run is not None and (exc is None or isinstance(exc, Exception)):
+            end = time.perf_counter()
+            try:
+                await _settle(run)
+            finally:
+                self._exit(exc, end)
+            return
         self.__exit__(exc_type, exc, tb)
 
 

@@ -25,14 +25,17 @@ class Frame:
     `agent` is the name of the nearest enclosing *agent* execution: an LLM call made inside a
     function observed with `kind="tool"` is still billed to the agent that called the tool.
     `span` is the run's OpenTelemetry span when tracing is on (`tracing.py`), else None.
+    `root_id` is the id of the outermost execution of the tree (its own id for a top-level
+    run): integrations use it to find the work a whole run tree still has pending.
     """
 
-    __slots__ = ("agent", "execution", "span")
+    __slots__ = ("agent", "execution", "root_id", "span")
 
-    def __init__(self, execution: Execution, agent: str) -> None:
+    def __init__(self, execution: Execution, agent: str, root_id: str | None = None) -> None:
         self.execution = execution
         self.agent = agent
         self.span: RunSpan | None = None
+        self.root_id = execution.id if root_id is None else root_id
 
 
 _CURRENT: ContextVar[Frame | None] = ContextVar("agentwatch_current_execution", default=None)

@@ -10,8 +10,11 @@ the network is replaced by litellm's mock responses with realistic delays.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,15 +35,28 @@ _ANSWERS = (
 )
 
 
+_Agent = Callable[..., Awaitable[str]]
+
+
 @dataclass
 class DemoReport:
-    """What the demo did, for the CLI to print."""
+    """What the demo did, for the CLI to print, counted as `monitor stats` counts them.
 
-    runs: int = 0
+    A run is an agent execution, top-level or nested (`summarizer` runs inside
+    `researcher`); `failed_runs` counts both kinds; tool calls are not runs.
+    """
+
+    top_level_runs: int = 0
+    nested_runs: int = 0
     failed_runs: int = 0
     llm_calls: int = 0
     llm_failures: int = 0
     tool_calls: int = 0
+
+    @property
+    def runs(self) -> int:
+        """Every agent run, nested ones included (what `agentwatch_executions_total` counts)."""
+        return self.top_level_runs + self.nested_runs
 
 
 def _prepare_litellm() -> Any:
@@ -52,7 +68,7 @@ def _prepare_litellm() -> Any:
 
 
 async def run_demo_async(runs: int = 40, seed: int = 7, concurrency: int = 8) -> DemoReport:
-    """Run `runs` agent executions (plus nested ones) through litellm; return counts.
+    """Run `runs` top-level agent runs (plus nested ones) through litellm; return counts.
 
     The caller configures agentwatch (store, settings) before and flushes after.
     """
@@ -63,6 +79,26 @@ async def run_demo_async(runs: int = 40, seed: int = 7, concurrency: int = 8) ->
     rng = random.Random(seed)
     report = DemoReport()
     gate = asyncio.Semaphore(concurrency)
+
+    def run(nested: bool = False) -> Callable[[_Agent], _Agent]:
+        """Count an agent run (inside its @observe), and whether it failed."""
+
+        def wrap(fn: _Agent) -> _Agent:
+            @functools.wraps(fn)
+            async def counted(*args: Any) -> str:
+                if nested:
+                    report.nested_runs += 1
+                else:
+                    report.top_level_runs += 1
+                try:
+                    return await fn(*args)
+                except Exception:
+                    report.failed_runs += 1
+                    raise
+
+            return counted
+
+        return wrap
 
     def pick_model() -> str:
         return rng.choices([m for m, _ in _MODELS], weights=[w for _, w in _MODELS])[0]
@@ -109,20 +145,24 @@ async def run_demo_async(runs: int = 40, seed: int = 7, concurrency: int = 8) ->
         return [f"result {i} for {query}" for i in range(3)]
 
     @agentwatch.observe(name="summarizer")
+    @run(nested=True)
     async def summarizer(texts: list[str]) -> str:
         return await llm("claude-haiku-4-5", "Summarise: " + " ".join(texts))
 
     @agentwatch.observe(name="researcher")
+    @run()
     async def researcher(question: str) -> str:
         results = await web_search(question)
         draft = await llm(pick_model(), question)
         return draft + await summarizer(results)
 
     @agentwatch.observe(name="support-bot")
+    @run()
     async def support_bot(message: str) -> str:
         return await llm(rng.choice(["gpt-4o-mini", "gemini/gemini-2.5-flash"]), message, True)
 
     @agentwatch.observe(name="translator")
+    @run()
     async def translator(text: str) -> str:
         return await llm(pick_model(), "Translate to French: " + text)
 
@@ -131,11 +171,8 @@ async def run_demo_async(runs: int = 40, seed: int = 7, concurrency: int = 8) ->
     async def one_run(index: int) -> None:
         agent = agents[index % len(agents)]
         async with gate:
-            report.runs += 1
-            try:
+            with contextlib.suppress(Exception):  # counted by run(); a demo keeps going
                 await agent(f"demo request {index}")
-            except Exception:
-                report.failed_runs += 1
 
     await asyncio.gather(*(one_run(i) for i in range(runs)))
     await agentwatch.aflush()  # litellm's last hooks run as tasks after the calls returned

@@ -19,8 +19,9 @@ runs are found through the highest buckets anyway.
 
 Labelling rules (kept in step with the in-process registry of `metrics.py`):
 
-- events inside an `ExecutionFinished` carry the execution's agent; a `LateEvent` uses its
-  event's own `agent`; neither -> `contract.NO_AGENT`;
+- an event is labelled with its own `agent` (capture sets it: the calling agent, also for
+  calls made inside a tool's execution), else the agent of the `ExecutionFinished` it came
+  in; a `LateEvent` without an agent gets `contract.NO_AGENT`;
 - a missing model or provider is labelled `unknown`, a missing error class `unknown`;
   label values are cut to `metrics.MAX_LABEL_LENGTH` characters, as in the registry;
 - `llm_tokens_total` always gets `input` and `output`, and `cached`/`reasoning` only when
@@ -398,7 +399,11 @@ class RollupBuilder:
                 ex_id = ex.id
                 totals = [0.0, 0, 0, 0, 0, 0, 0]
                 for seq, ev in enumerate(ex.events):
-                    event_rows.append(self._event(ev, ex_id, agent, seq, llm_agg, tool_agg, totals))
+                    # An event carries the agent it is billed to (the calling agent inside a
+                    # tool's execution), as the in-process metrics label it.
+                    event_rows.append(
+                        self._event(ev, ex_id, ev.agent or agent, seq, llm_agg, tool_agg, totals)
+                    )
                 started = ex.started_at
                 ended = ex.ended_at
                 duration = None if ended is None else ended - started

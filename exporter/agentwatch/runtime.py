@@ -394,8 +394,14 @@ def close(timeout: float | None = 10.0) -> None:
 
 def _at_exit() -> None:
     runtime = _runtime
-    if runtime is not None:
-        runtime.close(timeout=5.0)
+    if runtime is None:
+        return
+    # litellm's own exit handler would run its queued hooks after this one (atexit is LIFO),
+    # when the writer is already closed: run them first so their calls are stored.
+    litellm_integration = sys.modules.get("agentwatch.integrations.litellm")
+    if litellm_integration is not None:
+        litellm_integration.drain_pending_hooks_sync()
+    runtime.close(timeout=5.0)
 
 
 def _install_sigterm() -> None:

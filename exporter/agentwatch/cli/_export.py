@@ -1,6 +1,6 @@
 """Stream executions from the store to CSV, JSON or JSON Lines in bounded memory.
 
-`Store.iter_executions` reads chunk by chunk; each record is written as soon as it is read,
+`Store.stream_executions` reads chunk by chunk; each record is written as soon as it is read,
 so exporting a million runs holds one chunk in memory. A file is written next to its
 destination and renamed into place only when complete (`_atomic`): a failed export never
 leaves a truncated file that looks finished, and a planted symlink, a FIFO or a device at
@@ -12,16 +12,17 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from agentwatch.cli._atomic import atomic_output
-from agentwatch.cli._render import RECORD_FIELDS, execution_record
+from agentwatch.store.rows import EXECUTION_RECORD_FIELDS
 
 if TYPE_CHECKING:
     from agentwatch.store.base import Store
+    from agentwatch.store.rows import ExecutionFilter
 
 
 def _csv_value(value: Any) -> Any:
@@ -40,18 +41,18 @@ def _destination(output: str) -> Iterator[IO[str]]:
         yield handle
 
 
-def _records(store: Store, filters: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-    for execution in store.iter_executions(**filters):
-        yield execution_record(execution)
+def _records(store: Store, flt: ExecutionFilter) -> Iterator[dict[str, Any]]:
+    for execution in store.stream_executions(flt):
+        yield execution.to_record()
 
 
 def _write(records: Iterator[dict[str, Any]], handle: IO[str], fmt: str, tick: Any) -> int:
     written = 0
     if fmt == "csv":
         writer = csv.writer(handle)
-        writer.writerow(RECORD_FIELDS)
+        writer.writerow(EXECUTION_RECORD_FIELDS)
         for record in records:
-            writer.writerow([_csv_value(record[key]) for key in RECORD_FIELDS])
+            writer.writerow([_csv_value(record[key]) for key in EXECUTION_RECORD_FIELDS])
             written += 1
             tick()
     elif fmt == "jsonl":
@@ -71,7 +72,7 @@ def _write(records: Iterator[dict[str, Any]], handle: IO[str], fmt: str, tick: A
 
 def write_export(
     store: Store,
-    filters: Mapping[str, Any],
+    flt: ExecutionFilter,
     *,
     fmt: str,
     output: str,
@@ -80,7 +81,7 @@ def write_export(
     """Write every matching execution; return how many were written.
 
     Args:
-        filters: `agent_name`, `status`, `since`, `until` for `iter_executions`.
+        flt: which executions (the same filter `monitor list` uses).
         fmt: `csv`, `json` or `jsonl`.
         output: a path, or `-` for stdout.
         progress: show a bar on stderr; None means "when writing a file from a terminal".
@@ -88,7 +89,7 @@ def write_export(
     show = progress if progress is not None else (output != "-" and sys.stderr.isatty())
     with _destination(output) as handle:
         if not show:
-            return _write(_records(store, filters), handle, fmt, lambda: None)
+            return _write(_records(store, flt), handle, fmt, lambda: None)
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -99,7 +100,7 @@ def write_export(
 
         from agentwatch.cli._session import console
 
-        total = store.count_executions(**filters)
+        total = store.count(flt)
         with Progress(
             TextColumn("Exporting"),
             BarColumn(),
@@ -118,6 +119,6 @@ def write_export(
                     bar.advance(task, pending)
                     pending = 0
 
-            written = _write(_records(store, filters), handle, fmt, tick)
+            written = _write(_records(store, flt), handle, fmt, tick)
             bar.update(task, completed=written, total=max(total, written))
         return written

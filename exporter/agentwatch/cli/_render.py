@@ -1,47 +1,24 @@
 """How the CLI shows money, durations, times and executions, for people and for scripts.
 
 The live view and the listings build their tables here so they always agree. Machine output
-(`--json`, `export`) goes through `execution_record`, the one documented shape (see
-docs/cli.md): times as ISO-8601 UTC strings with an offset plus epoch seconds.
+(`--json`, `export`) is `to_record()` of the store's typed rows (`agentwatch.store.rows`),
+the one documented shape (see docs/cli.md). A cost that could not be priced is never shown
+as `$0.00`: it reads `unpriced`, or `$0.0123 + 2 unpriced` when only some calls had a price.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from agentwatch.cli._time import format_local, iso_utc
-
-#: Columns of `export --format csv` and keys of every execution record, in order.
-RECORD_FIELDS: tuple[str, ...] = (
-    "id",
-    "agent",
-    "parent_id",
-    "kind",
-    "status",
-    "started_at",
-    "started_at_epoch",
-    "ended_at",
-    "ended_at_epoch",
-    "duration_seconds",
-    "error_type",
-    "error_message",
-    "llm_calls",
-    "tool_calls",
-    "input_tokens",
-    "output_tokens",
-    "cached_tokens",
-    "reasoning_tokens",
-    "total_tokens",
-    "cost_usd",
-    "attributes",
-    "arguments",
-)
+from agentwatch.cli._time import format_local
+from agentwatch.store.rows import CostRow, EventRow, ExecutionDetail, ExecutionRow, SummaryStats
 
 
 def money(value: float | None) -> str:
@@ -79,6 +56,16 @@ def duration(seconds: float | None) -> str:
     return f"{hours}h {rest // 60:02d}m"
 
 
+def cost_text(cost: float | None, unpriced: int = 0) -> str:
+    """Money with the unpriced calls it leaves out: `$0.0123`, `$0.0123 + 2 unpriced`,
+    `unpriced` (every call unpriced), `unpriced (3)`."""
+    if unpriced <= 0:
+        return money(cost if cost is not None else 0.0)
+    if cost is None:
+        return "unpriced" if unpriced == 1 else f"unpriced ({unpriced:,})"
+    return f"{money(cost)} + {unpriced:,} unpriced"
+
+
 def count(value: int | float | None) -> str:
     """`12,450`; `-` for None."""
     return "-" if value is None else f"{int(value):,}"
@@ -113,72 +100,8 @@ def redact_url(url: str) -> str:
     return mask_url(url)
 
 
-def _metrics(execution: Mapping[str, Any]) -> Mapping[str, Any]:
-    metrics = execution.get("metrics")
-    return metrics if isinstance(metrics, Mapping) else {}
-
-
-def execution_record(execution: Mapping[str, Any]) -> dict[str, Any]:
-    """The stable machine shape of one execution (keys: `RECORD_FIELDS`)."""
-    metrics = _metrics(execution)
-    started = execution.get("started_at")
-    ended = execution.get("ended_at")
-    return {
-        "id": execution.get("id"),
-        "agent": execution.get("agent_name"),
-        "parent_id": execution.get("parent_id"),
-        "kind": execution.get("kind"),
-        "status": execution.get("status"),
-        "started_at": iso_utc(started),
-        "started_at_epoch": started,
-        "ended_at": iso_utc(ended),
-        "ended_at_epoch": ended,
-        "duration_seconds": execution.get("duration"),
-        "error_type": execution.get("error_type"),
-        "error_message": execution.get("error_message"),
-        "llm_calls": int(metrics.get("llm_calls") or 0),
-        "tool_calls": int(metrics.get("tool_calls") or 0),
-        "input_tokens": int(metrics.get("input_tokens") or 0),
-        "output_tokens": int(metrics.get("output_tokens") or 0),
-        "cached_tokens": int(metrics.get("cached_tokens") or 0),
-        "reasoning_tokens": int(metrics.get("reasoning_tokens") or 0),
-        "total_tokens": int(metrics.get("total_tokens") or 0),
-        "cost_usd": float(metrics.get("total_cost") or 0.0),
-        "attributes": dict(execution.get("attributes") or {}),
-        "arguments": execution.get("arguments"),
-    }
-
-
-def event_record(event: Mapping[str, Any]) -> dict[str, Any]:
-    """The stable machine shape of one event in `monitor trace --json`."""
-    started = event.get("started_at")
-    return {
-        "id": event.get("id"),
-        "seq": event.get("seq"),
-        "kind": event.get("kind"),
-        "name": event.get("name"),
-        "status": event.get("status"),
-        "started_at": iso_utc(started),
-        "started_at_epoch": started,
-        "offset_seconds": event.get("offset"),
-        "duration_seconds": event.get("duration"),
-        "model": event.get("model"),
-        "provider": event.get("provider"),
-        "input_tokens": int(event.get("input_tokens") or 0),
-        "output_tokens": int(event.get("output_tokens") or 0),
-        "cached_tokens": int(event.get("cached_tokens") or 0),
-        "reasoning_tokens": int(event.get("reasoning_tokens") or 0),
-        "total_tokens": int(event.get("total_tokens") or 0),
-        "cost_usd": event.get("cost_usd"),
-        "time_to_first_token_seconds": event.get("time_to_first_token"),
-        "error_type": event.get("error_type"),
-        "error_message": event.get("error_message"),
-        "attributes": dict(event.get("attributes") or {}),
-    }
-
-
 def executions_table(
-    executions: Iterable[Mapping[str, Any]],
+    executions: Iterable[ExecutionRow],
     *,
     title: str,
     show_date: bool = True,
@@ -195,44 +118,45 @@ def executions_table(
     table.add_column("Tokens", justify="right")
     table.add_column("Cost", justify="right", no_wrap=True)
     for execution in executions:
-        metrics = _metrics(execution)
-        row: list[str | Text] = [format_local(execution.get("started_at"), date_part=show_date)]
+        row: list[str | Text] = [format_local(execution.started_at, date_part=show_date)]
         if show_id:
-            row.append(str(execution.get("id")))
-        name = str(execution.get("agent_name"))
-        if execution.get("kind") == "tool":
-            name += " (tool)"
+            row.append(execution.id)
+        name = execution.agent + (" (tool)" if execution.kind == "tool" else "")
         row += [
             name,
-            status_text(execution.get("status")),
-            duration(execution.get("duration")),
-            count(metrics.get("total_tokens")),
-            money(metrics.get("total_cost")),
+            status_text(execution.status),
+            duration(execution.duration),
+            count(execution.total_tokens),
+            cost_text(execution.cost_usd, execution.unpriced_calls),
         ]
         table.add_row(*row)
     return table
 
 
-def stats_table(stats: Mapping[str, Any]) -> Table:
-    """Two columns of summary statistics (counts, success rate, latency percentiles, spend)."""
+def stats_table(stats: SummaryStats) -> Table:
+    """Two columns of summary statistics (runs, success rate, latency percentiles, calls)."""
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column("Metric", style="bold")
     table.add_column("Value", justify="right")
+    failed = stats.failed_runs
     rows: Sequence[tuple[str, str | Text]] = (
-        ("Total executions", count(stats.get("total_executions"))),
-        ("  Completed", Text(count(stats.get("completed")), style="green")),
-        ("  Failed", Text(count(stats.get("failed")), style="red" if stats.get("failed") else "")),
-        ("Success rate", percent(stats.get("success_rate"))),
-        ("Avg duration", duration(stats.get("avg_duration"))),
-        ("p50 duration", duration(stats.get("p50_duration"))),
-        ("p95 duration", duration(stats.get("p95_duration"))),
-        ("p99 duration", duration(stats.get("p99_duration"))),
-        ("Total cost", money(stats.get("total_cost"))),
-        ("Total tokens", count(stats.get("total_tokens"))),
-        ("  Input tokens", count(stats.get("input_tokens"))),
-        ("  Output tokens", count(stats.get("output_tokens"))),
-        ("LLM calls", count(stats.get("llm_calls"))),
-        ("Tool calls", count(stats.get("tool_calls"))),
+        ("Runs", count(stats.runs)),
+        ("  Top-level", count(stats.top_level_runs)),
+        ("  Nested", count(stats.nested_runs)),
+        ("  Completed", Text(count(stats.completed_runs), style="green")),
+        ("  Failed", Text(count(failed), style="red" if failed else "")),
+        ("Success rate", percent(stats.success_rate)),
+        ("Avg duration", duration(stats.avg_duration)),
+        ("p50 duration", duration(stats.p50_duration)),
+        ("p95 duration", duration(stats.p95_duration)),
+        ("p99 duration", duration(stats.p99_duration)),
+        ("LLM calls", count(stats.llm_calls)),
+        ("  Unpriced", count(stats.unpriced_calls)),
+        ("Tool calls", count(stats.tool_calls)),
+        ("Total cost", cost_text(stats.cost_usd, stats.unpriced_calls)),
+        ("Total tokens", count(stats.total_tokens)),
+        ("  Input tokens", count(stats.input_tokens)),
+        ("  Output tokens", count(stats.output_tokens)),
     )
     for label, value in rows:
         table.add_row(label, value)
@@ -242,26 +166,29 @@ def stats_table(stats: Mapping[str, Any]) -> Table:
 _GROUP_TITLES = {"agent": "Agent", "model": "Model", "provider": "Provider", "date": "Date"}
 
 
-def cost_table(rows: Sequence[Mapping[str, Any]], group_by: Sequence[str]) -> Table:
-    """One row per group with calls, tokens and cost, and a total row."""
+def cost_table(rows: Sequence[CostRow], group_by: Sequence[str]) -> Table:
+    """One row per group with calls, unpriced calls, tokens and cost, and a total row."""
+    total_cost = sum(r.cost_usd or 0.0 for r in rows)
+    calls = sum(r.llm_calls for r in rows)
+    unpriced = sum(r.unpriced_calls for r in rows)
     table = Table(show_footer=True)
     for index, key in enumerate(group_by):
         table.add_column(_GROUP_TITLES[key], footer="Total" if index == 0 else "", style="cyan")
+    table.add_column("Calls", justify="right", footer=count(calls))
+    table.add_column("Unpriced", justify="right", footer=count(unpriced))
+    table.add_column("Tokens", justify="right", footer=count(sum(r.tokens for r in rows)))
     table.add_column(
-        "Calls", justify="right", footer=count(sum(int(r.get("calls") or 0) for r in rows))
-    )
-    table.add_column(
-        "Tokens", justify="right", footer=count(sum(int(r.get("tokens") or 0) for r in rows))
-    )
-    table.add_column(
-        "Cost", justify="right", footer=money(sum(float(r.get("cost") or 0.0) for r in rows))
+        "Cost",
+        justify="right",
+        footer=cost_text(total_cost if calls > unpriced else None, unpriced),
     )
     for row in rows:
         table.add_row(
-            *[str(row.get(key) if row.get(key) is not None else "(none)") for key in group_by],
-            count(row.get("calls")),
-            count(row.get("tokens")),
-            money(row.get("cost")),
+            *[str(v) if (v := row.group.get(key)) is not None else "(none)" for key in group_by],
+            count(row.llm_calls),
+            count(row.unpriced_calls),
+            count(row.tokens),
+            cost_text(row.cost_usd, row.unpriced_calls),
         )
     return table
 
@@ -269,122 +196,140 @@ def cost_table(rows: Sequence[Mapping[str, Any]], group_by: Sequence[str]) -> Ta
 _EVENT_LABELS = {"llm_call": "LLM", "tool_call": "Tool", "memory": "Memory", "custom": "Event"}
 
 
-def _event_label(event: Mapping[str, Any], origin: float) -> Text:
-    started = event.get("started_at")
-    offset = float(started) - origin if started is not None else event.get("offset")
-    label = Text(f"[{duration(offset) if offset is not None else '?'}] ", style="dim")
-    kind = str(event.get("kind"))
+def _event_label(event: EventRow, origin: float) -> Text:
+    offset = event.started_at - origin
+    label = Text(f"[{duration(offset)}] ", style="dim")
+    kind = event.kind
     label.append(_EVENT_LABELS.get(kind, kind.title()), style="bold")
-    label.append(f" {event.get('name')}")
-    model = event.get("model")
-    if model and model != event.get("name"):
-        label.append(f" ({model})", style="magenta")
-    if event.get("provider"):
-        label.append(f" [{event.get('provider')}]", style="dim")
+    label.append(f" {event.name}")
+    if event.model and event.model != event.name:
+        label.append(f" ({event.model})", style="magenta")
+    if event.provider:
+        label.append(f" [{event.provider}]", style="dim")
     details: list[str] = []
-    tokens = int(event.get("total_tokens") or 0)
-    if kind == "llm_call" or tokens:
+    if kind == "llm_call" or event.total_tokens:
         details.append(
-            f"{count(tokens)} tokens ({count(event.get('input_tokens'))} in / "
-            f"{count(event.get('output_tokens'))} out)"
+            f"{count(event.total_tokens)} tokens ({count(event.input_tokens)} in / "
+            f"{count(event.output_tokens)} out)"
         )
-    if event.get("cost_usd") is not None:
-        details.append(money(event.get("cost_usd")))
-    details.append(duration(event.get("duration")))
+    if event.unpriced:
+        details.append("unpriced")
+    elif event.cost_usd is not None:
+        details.append(money(event.cost_usd))
+    details.append(duration(event.duration))
     label.append(" - " + ", ".join(details))
-    if event.get("status") == "failure":
-        label.append(f"  ✗ {event.get('error_type') or 'failed'}", style="bold red")
-        if event.get("error_message"):
-            label.append(f": {event.get('error_message')}", style="red")
+    if event.status == "failure":
+        label.append(f"  ✗ {event.error_type or 'failed'}", style="bold red")
+        if event.error_message:
+            label.append(f": {event.error_message}", style="red")
     return label
 
 
-def _child_label(child: Mapping[str, Any], offset: float | None) -> Text:
-    metrics = _metrics(child)
-    label = Text(f"[{duration(offset) if offset is not None else '?'}] ", style="dim")
-    label.append("Agent" if child.get("kind") != "tool" else "Tool run", style="bold")
-    label.append(f" {child.get('agent_name')}", style="cyan")
-    label.append(f" ({child.get('id')}) ", style="dim")
-    label.append_text(status_text(child.get("status")))
-    label.append(
-        f" - {duration(child.get('duration'))}, {count(metrics.get('total_tokens'))} tokens, "
-        f"{money(metrics.get('total_cost'))}"
+@dataclass(frozen=True)
+class Trace:
+    """One execution with its timeline and the traces of the executions nested in it."""
+
+    detail: ExecutionDetail
+    children: list[Trace] = field(default_factory=list)
+
+    @property
+    def execution(self) -> ExecutionRow:
+        return self.detail.execution
+
+    def to_record(self) -> dict[str, Any]:
+        """`monitor trace --json`: the execution record, `events`, nested `children`."""
+        return {
+            **self.execution.to_record(),
+            "events": [event.to_record() for event in self.detail.events],
+            "children": [child.to_record() for child in self.children],
+        }
+
+
+def _run_summary(execution: ExecutionRow) -> str:
+    return (
+        f"{duration(execution.duration)}, {count(execution.total_tokens)} tokens, "
+        f"{cost_text(execution.cost_usd, execution.unpriced_calls)}"
     )
+
+
+def _child_label(child: ExecutionRow, offset: float) -> Text:
+    label = Text(f"[{duration(offset)}] ", style="dim")
+    label.append("Agent" if child.kind != "tool" else "Tool run", style="bold")
+    label.append(f" {child.agent}", style="cyan")
+    label.append(f" ({child.id}) ", style="dim")
+    label.append_text(status_text(child.status))
+    label.append(f" - {_run_summary(child)}")
     return label
 
 
-def _add_error(node: Tree, execution: Mapping[str, Any]) -> None:
-    if execution.get("status") != "failed":
+def _add_error(node: Tree, execution: ExecutionRow) -> None:
+    if execution.status != "failed":
         return
     error = Text("Error: ", style="bold red")
-    error.append(str(execution.get("error_type") or "unknown error"), style="bold red")
-    if execution.get("error_message"):
-        error.append(f": {execution.get('error_message')}", style="red")
+    error.append(execution.error_type or "unknown error", style="bold red")
+    if execution.error_message:
+        error.append(f": {execution.error_message}", style="red")
     node.add(error)
 
 
-def _add_timeline(node: Tree, trace: Mapping[str, Any], origin: float) -> None:
+def _add_timeline(node: Tree, trace: Trace, origin: float) -> None:
     """Events and child executions of `trace`, merged and ordered by their start time."""
-    items: list[tuple[float, int, Mapping[str, Any], bool]] = []
-    for event in trace.get("events") or ():
-        items.append(
-            (float(event.get("started_at") or 0.0), int(event.get("seq") or 0), event, False)
-        )
-    for child in trace.get("children_records") or ():
-        items.append((float(child.get("started_at") or 0.0), -1, child, True))
+    items: list[tuple[float, int, EventRow | Trace]] = [
+        (event.started_at, event.seq, event) for event in trace.detail.events
+    ]
+    items += [(child.execution.started_at, -1, child) for child in trace.children]
     items.sort(key=lambda item: (item[0], item[1]))
-    for started, _, item, is_child in items:
-        if not is_child:
+    for started, _, item in items:
+        if isinstance(item, EventRow):
             node.add(_event_label(item, origin))
             continue
-        branch = node.add(_child_label(item, started - origin))
-        _add_error(branch, item)
+        branch = node.add(_child_label(item.execution, started - origin))
+        _add_error(branch, item.execution)
         _add_timeline(branch, item, origin)
 
 
-def trace_tree(trace: Mapping[str, Any]) -> Tree:
-    """The execution, its metrics, and a timeline of events and nested runs.
+def trace_tree(trace: Trace) -> Tree:
+    """The execution, its totals, and a timeline of events and nested runs.
 
-    `trace` is `Store.get_execution()` output with `children_records`: the child executions,
-    each fetched the same way (recursively). Offsets are from the root's start.
+    Offsets are from the root's start; nested runs show their own subtree.
     """
-    metrics = _metrics(trace)
+    run = trace.execution
     root_label = Text("Execution Trace: ", style="bold")
-    root_label.append(str(trace.get("agent_name")), style="bold cyan")
-    root_label.append(f" ({trace.get('id')})", style="dim")
+    root_label.append(run.agent, style="bold cyan")
+    root_label.append(f" ({run.id})", style="dim")
     tree = Tree(root_label)
     info = tree.add(Text("Execution Info", style="bold"))
-    info.add(f"Started: {format_local(trace.get('started_at'))}")
-    info.add(f"Ended: {format_local(trace.get('ended_at'))}")
+    info.add(f"Started: {format_local(run.started_at)}")
+    info.add(f"Ended: {format_local(run.ended_at)}")
     status = Text("Status: ")
-    status.append_text(status_text(trace.get("status")))
+    status.append_text(status_text(run.status))
     info.add(status)
-    info.add(f"Duration: {duration(trace.get('duration'))}")
-    if trace.get("parent_id"):
-        info.add(f"Parent: {trace.get('parent_id')}")
-    _add_error(info, trace)
-    for key, value in sorted((trace.get("attributes") or {}).items()):
+    info.add(f"Duration: {duration(run.duration)}")
+    if run.kind == "tool":
+        info.add("Kind: tool (a tool call of its parent, not a run)")
+    if run.parent_id:
+        info.add(f"Parent: {run.parent_id}")
+    _add_error(info, run)
+    for key, value in sorted(run.attributes.items()):
         info.add(f"{key}: {value}")
     summary = tree.add(Text("Metrics", style="bold"))
-    summary.add(f"total_cost: {money(metrics.get('total_cost'))}")
+    summary.add(f"cost: {cost_text(run.cost_usd, run.unpriced_calls)}")
     summary.add(
-        f"total_tokens: {count(metrics.get('total_tokens'))} ({count(metrics.get('input_tokens'))} "
-        f"in / {count(metrics.get('output_tokens'))} out)"
+        f"total_tokens: {count(run.total_tokens)} ({count(run.input_tokens)} "
+        f"in / {count(run.output_tokens)} out)"
     )
-    summary.add(f"llm_calls: {count(metrics.get('llm_calls'))}")
-    summary.add(f"tool_calls: {count(metrics.get('tool_calls'))}")
-    events = list(trace.get("events") or ())
-    children = list(trace.get("children_records") or ())
+    summary.add(f"llm_calls: {count(run.llm_calls)}")
+    summary.add(f"tool_calls: {count(run.tool_calls)}")
+    events = trace.detail.events
     heading = f"Timeline ({_plural(len(events), 'event')}"
-    heading += f", {_plural(len(children), 'nested run')})" if children else ")"
+    heading += f", {_plural(len(trace.children), 'nested run')})" if trace.children else ")"
     timeline = tree.add(Text(heading, style="bold"))
-    origin = float(trace.get("started_at") or 0.0)
-    _add_timeline(timeline, trace, origin)
-    if trace.get("duration") is not None:
-        end = Text(f"[{duration(trace.get('duration'))}] ", style="dim")
-        end.append_text(status_text(trace.get("status")))
-        if trace.get("status") == "failed" and trace.get("error_type"):
-            end.append(f" ({trace.get('error_type')})", style="red")
+    _add_timeline(timeline, trace, run.started_at)
+    if run.duration is not None:
+        end = Text(f"[{duration(run.duration)}] ", style="dim")
+        end.append_text(status_text(run.status))
+        if run.status == "failed" and run.error_type:
+            end.append(f" ({run.error_type})", style="red")
         timeline.add(end)
     return tree
 

@@ -119,10 +119,13 @@ def format_local(epoch: float | None, *, date_part: bool = True) -> str:
 
 
 def iso_utc(epoch: float | None) -> str | None:
-    """ISO-8601 in UTC with an explicit offset, millisecond precision: machine output."""
-    if epoch is None:
-        return None
-    return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="milliseconds")
+    """ISO-8601 in UTC with an explicit offset, millisecond precision: machine output.
+
+    The one formatting the store's records use (`agentwatch.store.rows.iso_utc`).
+    """
+    from agentwatch.store.rows import iso_utc as record_time
+
+    return record_time(epoch)
 
 
 def local_zone_name(epoch: float | None = None) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from agentwatch.cli._options import settings_options
+from agentwatch.cli._render import redact_url
 from agentwatch.config import load_settings
 
 
@@ -64,9 +65,11 @@ def demo(
     flushed = agentwatch.flush(timeout=30.0)
     elapsed = time.perf_counter() - started
     click.echo(
-        f"demo: {report.runs} runs ({report.failed_runs} failed), {report.llm_calls} LLM calls "
+        f"demo: {report.runs} runs ({report.top_level_runs} top-level, {report.nested_runs} "
+        f"nested; {report.failed_runs} failed), {report.llm_calls} LLM calls "
         f"({report.llm_failures} failed), {report.tool_calls} tool calls in {elapsed:.1f}s "
-        f"-> {settings.store_url}" + ("" if flushed else " (some records not yet written!)")
+        f"-> {redact_url(settings.store_url)}"
+        + ("" if flushed else " (some records not yet written!)")
     )
     if server is None:
         return

@@ -2,7 +2,12 @@
 
 Every command reads the durable store (the same one `agentwatch serve` exposes), so it sees
 the runs of every process writing to it. Listings take `--json` for scripts: the shape is
-documented in docs/cli.md and built in `_render` (ISO-8601 UTC times plus epoch seconds).
+`to_record()` of the store's rows, documented in docs/cli.md (ISO-8601 UTC times).
+
+Every command counts the same things for the same filter: a run is an agent execution
+(nested ones included), a tool call is not a run (`list`/`export --kind tool|all` show the
+observed tools too), and calls are counted from the stored call events (see
+`agentwatch.store.rows`).
 """
 
 from __future__ import annotations
@@ -28,8 +33,12 @@ from agentwatch.cli._time import TIME, SecondsRange, format_local, iso_utc, loca
 if TYPE_CHECKING:
     from agentwatch.config import Settings
     from agentwatch.store.base import Store
+    from agentwatch.store.rows import ExecutionFilter
 
 _STATUSES = ("completed", "failed")
+_KINDS = ("agent", "tool", "all")
+#: What `--kind` lists, as nouns for the messages.
+_KIND_NOUNS = {"agent": "runs", "tool": "tool calls", "all": "runs and tool calls"}
 _GROUPS = ("agent", "model", "provider", "date")
 _MONTH_SECONDS = 30 * 86400.0
 
@@ -62,6 +71,27 @@ _until_option = click.option(
 _json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table."
 )
+_kind_option = click.option(
+    "--kind",
+    type=click.Choice(_KINDS),
+    default="agent",
+    show_default=True,
+    help="agent: runs (agent executions, nested ones included), as stats and "
+    'agentwatch_executions_total count them; tool: functions observed with kind="tool" '
+    "(tool calls, not runs); all: both.",
+)
+
+
+def _filter(
+    agent: str | None,
+    status: str | None,
+    since: float | None,
+    until: float | None,
+    kind: str = "agent",
+) -> ExecutionFilter:
+    from agentwatch.store.rows import ExecutionFilter
+
+    return ExecutionFilter(agent, status, since, until, None if kind == "all" else kind)
 
 
 def _scope(agent: str | None, since: float | None, until: float | None) -> str:
@@ -89,21 +119,21 @@ def _live_frame(
     from rich.console import Group
     from rich.text import Text
 
-    stats = store.get_summary_stats(agent_name=agent, since=since)
-    recent = store.get_executions(agent_name=agent, since=since, limit=rows)
+    stats = store.summary(agent=agent, since=since)
+    recent = store.executions(_filter(agent, None, since, None), limit=rows)
     header = Text("📊 agentwatch monitor", style="bold")
     header.append(f"  {_scope(agent, since, None)}  store {store_label}", style="dim")
     totals = Text()
-    totals.append(f"Total: {_render.count(stats.get('total_executions'))}", style="bold")
+    totals.append(f"Runs: {_render.count(stats.runs)}", style="bold")
     totals.append(" | ")
-    totals.append(f"Completed: {_render.count(stats.get('completed'))}", style="green")
+    totals.append(f"Completed: {_render.count(stats.completed_runs)}", style="green")
     totals.append(" | ")
-    failed = int(stats.get("failed") or 0)
+    failed = stats.failed_runs
     totals.append(f"Failed: {_render.count(failed)}", style="bold red" if failed else "")
-    totals.append(f" | Success rate: {_render.percent(stats.get('success_rate'))}")
-    totals.append(f" | Spend: {_render.money(stats.get('total_cost'))}")
-    totals.append(f" | Tokens: {_render.count(stats.get('total_tokens'))}")
-    totals.append(f" | p95: {_render.duration(stats.get('p95_duration'))}")
+    totals.append(f" | Success rate: {_render.percent(stats.success_rate)}")
+    totals.append(f" | Spend: {_render.cost_text(stats.cost_usd, stats.unpriced_calls)}")
+    totals.append(f" | Tokens: {_render.count(stats.total_tokens)}")
+    totals.append(f" | p95: {_render.duration(stats.p95_duration)}")
     table = _render.executions_table(
         recent, title="Recent Activity", show_date=False, show_id=False
     )
@@ -263,6 +293,7 @@ def _settings_from(ctx: click.Context, store_url: str | None, config_path: Path 
     show_default=True,
     help="Most recent runs to show (use `monitor export` for everything).",
 )
+@_kind_option
 @_json_option
 @click.pass_context
 def list_(
@@ -274,25 +305,31 @@ def list_(
     since: float | None,
     until: float | None,
     limit: int,
+    kind: str,
     as_json: bool,
 ) -> None:
-    """List recorded runs, newest first: time, ID, agent, status, duration, tokens, cost."""
+    """List recorded runs, newest first: time, ID, agent, status, duration, tokens, cost.
+
+    Runs are agent executions, nested ones included (the count `monitor stats` reports);
+    --kind tool or all lists observed tools too. A run's tokens and cost include the calls
+    made inside the tools it ran; calls that could not be priced are shown as unpriced.
+    """
     settings = _settings_from(ctx, store_url, config_path)
+    flt = _filter(agent, status, since, until, kind)
     with open_for_reading(settings) as store:
-        executions = store.get_executions(
-            agent_name=agent, status=status, since=since, until=until, limit=limit
-        )
+        executions = store.executions(flt, limit=limit)
         if as_json:
-            echo_json([_render.execution_record(e) for e in executions])
+            echo_json([e.to_record() for e in executions])
             return
-        total = store.count_executions(agent_name=agent, status=status, since=since, until=until)
+        total = store.count(flt)
     out = console()
     out.print(_render.executions_table(executions, title="Execution History"))
+    noun = _KIND_NOUNS[kind]
     if not executions:
-        out.print(f"No runs match ({_scope(agent, since, until)}).")
+        out.print(f"No {noun} match ({_scope(agent, since, until)}).")
     elif total > len(executions):
         out.print(
-            f"Showing the {len(executions)} most recent of {total:,} runs; "
+            f"Showing the {len(executions)} most recent of {total:,} {noun}; "
             "raise --limit or use `agentwatch monitor export` for all."
         )
 
@@ -316,41 +353,30 @@ def stats(
     until: float | None,
     as_json: bool,
 ) -> None:
-    """Summary statistics: runs, success rate, p50 / p95 / p99 duration, tokens and spend."""
+    """Summary statistics: runs, success rate, p50 / p95 / p99 duration, calls and spend.
+
+    Runs are agent executions (top-level and nested) started in the window, the number
+    `monitor list` counts and agentwatch_executions_total adds up; tool calls are not runs.
+    Calls, tokens and cost cover every LLM and tool call made in the window (calls outside
+    any run included when no --agent is given), the totals of `monitor cost` and of the
+    agentwatch_llm_* counters; unpriced calls are counted, not added as $0.
+    """
     settings = _settings_from(ctx, store_url, config_path)
     with open_for_reading(settings) as store:
-        summary = store.get_summary_stats(agent_name=agent, since=since, until=until)
+        summary = store.summary(agent=agent, since=since, until=until)
     if as_json:
         echo_json(
             {
                 "agent": agent,
                 "since": iso_utc(since),
                 "until": iso_utc(until),
-                **{key: summary.get(key) for key in _STATS_KEYS},
+                **summary.to_record(),
             }
         )
         return
     out = console()
     out.print(f"[bold]📊 Summary Statistics[/bold] ({_scope(agent, since, until)})")
     out.print(_render.stats_table(summary))
-
-
-_STATS_KEYS = (
-    "total_executions",
-    "completed",
-    "failed",
-    "success_rate",
-    "avg_duration",
-    "p50_duration",
-    "p95_duration",
-    "p99_duration",
-    "total_cost",
-    "total_tokens",
-    "input_tokens",
-    "output_tokens",
-    "llm_calls",
-    "tool_calls",
-)
 
 
 # --------------------------------------------------------------------------- trace
@@ -360,30 +386,21 @@ _MAX_DEPTH = 32
 
 def _load_trace(
     store: Store, execution_id: str, seen: set[str], depth: int = 0
-) -> dict[str, Any] | None:
-    """`get_execution` plus `children_records`: nested runs fetched recursively."""
-    record = store.get_execution(execution_id)
-    if record is None:
+) -> _render.Trace | None:
+    """`Store.execution` with the executions nested in it, fetched recursively."""
+    detail = store.execution(execution_id)
+    if detail is None:
         return None
     seen.add(execution_id)
-    children: list[dict[str, Any]] = []
+    trace = _render.Trace(detail)
     if depth < _MAX_DEPTH:
-        for child_id in record.get("children") or ():
+        for child_id in detail.child_ids:
             if child_id in seen:
                 continue
-            child = _load_trace(store, str(child_id), seen, depth + 1)
+            child = _load_trace(store, child_id, seen, depth + 1)
             if child is not None:
-                children.append(child)
-    record["children_records"] = children
-    return record
-
-
-def _trace_json(trace: dict[str, Any]) -> dict[str, Any]:
-    return {
-        **_render.execution_record(trace),
-        "events": [_render.event_record(e) for e in trace.get("events") or ()],
-        "children": [_trace_json(c) for c in trace.get("children_records") or ()],
-    }
+                trace.children.append(child)
+    return trace
 
 
 @monitor.command()
@@ -405,15 +422,15 @@ def trace(
     """
     settings = _settings_from(ctx, store_url, config_path)
     with open_for_reading(settings) as store:
-        record = _load_trace(store, execution_id, set())
-    if record is None:
+        trace = _load_trace(store, execution_id, set())
+    if trace is None:
         raise click.ClickException(
             f"no run with ID {execution_id!r} (see `agentwatch monitor list`)"
         )
     if as_json:
-        echo_json(_trace_json(record))
+        echo_json(trace.to_record())
         return
-    console().print(_render.trace_tree(record))
+    console().print(_render.trace_tree(trace))
 
 
 # --------------------------------------------------------------------------- cost
@@ -478,19 +495,21 @@ def cost(
     """Spend by agent, model, provider or date, with an estimated monthly cost.
 
     The estimate scales the spend over the window (--since, default the last 7 days) to 30
-    days; the output states that basis.
+    days; the output states that basis. Calls no price is known for are counted as unpriced
+    (never as $0) and the estimate says how many it leaves out.
     """
     settings = _settings_from(ctx, store_url, config_path)
     zone = local_zone_key()
     end = until if until is not None else time.time()
     with open_for_reading(settings) as store:
-        rows = store.cost_breakdown(
-            list(group_by), since=since, until=until, agent_name=agent, tz=zone
-        )
+        rows = store.costs(list(group_by), since=since, until=until, agent=agent, tz=zone)
     window = max(end - since, 1.0)
-    total = sum(float(r.get("cost") or 0.0) for r in rows)
+    total = sum(r.cost_usd or 0.0 for r in rows)
+    unpriced = sum(r.unpriced_calls for r in rows)
     monthly = total / window * _MONTH_SECONDS
-    basis = _window_words(since, until, window)
+    basis = f"spend over {_window_words(since, until, window)} scaled to 30 days"
+    if unpriced:
+        basis += f"; excludes {unpriced:,} unpriced call" + ("" if unpriced == 1 else "s")
     if as_json:
         echo_json(
             {
@@ -500,18 +519,11 @@ def cost(
                 "until": iso_utc(until),
                 "window_seconds": window,
                 "time_zone": zone,
-                "rows": [
-                    {
-                        **{key: row.get(key) for key in group_by},
-                        "calls": int(row.get("calls") or 0),
-                        "tokens": int(row.get("tokens") or 0),
-                        "cost_usd": float(row.get("cost") or 0.0),
-                    }
-                    for row in rows
-                ],
+                "rows": [row.to_record() for row in rows],
                 "total_cost_usd": total,
+                "unpriced_calls": unpriced,
                 "estimated_monthly_cost_usd": monthly,
-                "estimate_basis": f"spend over {basis} scaled to 30 days",
+                "estimate_basis": basis,
             }
         )
         return
@@ -521,7 +533,7 @@ def cost(
     out.print(_render.cost_table(rows, group_by))
     out.print(
         f"Estimated monthly cost: [bold]{_render.money(monthly)}[/bold] "
-        f"(spend of {_render.money(total)} over {basis}, scaled to 30 days)"
+        f"({_render.money(total)} {basis})"
     )
 
 
@@ -555,6 +567,7 @@ _SUFFIX_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson":
 )
 @_since_option()
 @_until_option
+@_kind_option
 @click.option(
     "--progress/--no-progress",
     default=None,
@@ -571,12 +584,14 @@ def export(
     status: str | None,
     since: float | None,
     until: float | None,
+    kind: str,
     progress: bool | None,
 ) -> None:
     """Stream recorded runs, oldest first, as CSV, JSON or JSON Lines.
 
     Rows are read in chunks and written as they come, so memory stays flat however many
-    runs the store holds. The record shape is the one `monitor list --json` prints.
+    runs the store holds. The record shape is the one `monitor list --json` prints, and the
+    same filter selects the same runs (--kind tool or all adds observed tools).
     """
     from agentwatch.cli._export import write_export
 
@@ -585,16 +600,11 @@ def export(
             _SUFFIX_FORMATS.get(Path(output).suffix.lower(), "jsonl") if output != "-" else "jsonl"
         )
     settings = _settings_from(ctx, store_url, config_path)
-    filters: dict[str, Any] = {
-        "agent_name": agent,
-        "status": status,
-        "since": since,
-        "until": until,
-    }
+    flt = _filter(agent, status, since, until, kind)
     with open_for_reading(settings) as store:
-        written = write_export(store, filters, fmt=fmt, output=output, progress=progress)
+        written = write_export(store, flt, fmt=fmt, output=output, progress=progress)
     if output != "-":
-        click.echo(f"Exported {written:,} runs to {output} ({fmt}).", err=True)
+        click.echo(f"Exported {written:,} {_KIND_NOUNS[kind]} to {output} ({fmt}).", err=True)
 
 
 # --------------------------------------------------------------------------- prune
@@ -628,8 +638,8 @@ def prune(
     """
     settings = _settings_from(ctx, store_url, config_path)
     with open_for_reading(settings) as store:
-        if dry_run:
-            removed = store.count_executions(until=older_than)
+        if dry_run:  # what delete_old_executions removes: every kind of execution
+            removed = store.count(_filter(None, None, None, older_than, "all"))
         else:
             removed = store.delete_old_executions(older_than)
     if as_json:

@@ -36,7 +36,7 @@ from litellm.integrations.custom_logger import CustomLogger  # noqa: E402
 
 from agentwatch import context  # noqa: E402
 from agentwatch import runtime as _runtime_module  # noqa: E402
-from agentwatch.capture import MAX_ERROR_MESSAGE, emit_llm_event  # noqa: E402
+from agentwatch.capture import MAX_ERROR_MESSAGE, add_settle_hook, emit_llm_event  # noqa: E402
 from agentwatch.genai_semconv import litellm_attributes  # noqa: E402
 from agentwatch.model import Event  # noqa: E402
 
@@ -44,6 +44,15 @@ __all__ = ["AgentwatchLogger", "instrument_litellm", "uninstrument_litellm"]
 
 #: How many recent call ids are remembered to drop a second hook for the same call.
 _DEDUPE_WINDOW = 16_384
+#: Longest wait, in seconds, at the end of an outermost async run for its calls' hooks.
+SETTLE_TIMEOUT = 2.0
+#: Event-loop iterations `settle` yields before asking whether litellm has work pending,
+#: then yields without sleeping for `_FAST_SPINS` iterations in all, then polls.
+_SPINS_BEFORE_CHECK = 4
+_FAST_SPINS = 64
+_POLL_INTERVAL = 0.002
+#: Coroutines litellm runs as tasks to deliver a call's success hooks.
+_LOGGING_COROUTINES = frozenset({"_client_async_logging_helper", "Logging.async_success_handler"})
 _CALLBACK_LISTS = (
     "callbacks",
     "input_callback",
@@ -62,13 +71,16 @@ class AgentwatchLogger(CustomLogger):
         self._recent: dict[tuple[str, str], None] = {}
         self._recent_lock = threading.Lock()
         self._frames: dict[str, context.Frame] = {}
+        #: Call ids whose hook has not run yet, per root execution id (see `settle`).
+        self._pending: dict[str, set[str]] = {}
 
     def log_pre_api_call(self, model: Any, messages: Any, kwargs: dict[str, Any]) -> None:
         """Remember the caller's execution before the request is sent.
 
         LiteLLM runs this in the caller's context. Its success hook for a *sync stream* runs
         on a thread that does not see that context, so the hooks look the execution up here
-        by call id first.
+        by call id first. The call is also noted as pending for its run tree until a hook
+        records it, so the outermost async run can wait for it (`settle`).
         """
         try:
             frame = context.current_frame()
@@ -77,14 +89,47 @@ class AgentwatchLogger(CustomLogger):
                 return
             frames = self._frames
             frames[call_id] = frame
-            if len(frames) > _DEDUPE_WINDOW:  # calls whose hooks never fired
-                with self._recent_lock:
+            with self._recent_lock:
+                pending = self._pending.get(frame.root_id)
+                if pending is None:
+                    pending = self._pending[frame.root_id] = set()
+                pending.add(call_id)
+                if len(frames) > _DEDUPE_WINDOW:  # calls whose hooks never fired
                     while len(frames) > _DEDUPE_WINDOW:
                         frames.pop(next(iter(frames)), None)
+                if len(self._pending) > _DEDUPE_WINDOW:  # roots that were never settled
+                    del self._pending[next(iter(self._pending))]
         except Exception as exc:
             rt = _runtime_module._runtime
             if rt is not None:
                 rt.internal_error("litellm", exc)
+
+    async def settle(self, root_id: str) -> None:
+        """Wait (bounded) until the hooks of every call made in run tree `root_id` have run.
+
+        Awaited by capture when an outermost async run ends. LiteLLM runs its async success
+        hook as a task after `acompletion` returned, through a queue and a worker task; if
+        the run was the last thing `main()` awaited, `asyncio.run()` cancels those tasks and
+        the call is lost (to every litellm logger). Waiting here costs a few event-loop
+        iterations when calls are pending and nothing otherwise; it stops early when litellm
+        has no logging work left that could still deliver them (an abandoned stream, a call
+        with logging turned off), and after `SETTLE_TIMEOUT` seconds at most.
+        """
+        pending = self._pending.get(root_id)
+        try:
+            if not pending:
+                return
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + SETTLE_TIMEOUT
+            spins = 0
+            while pending and loop.time() < deadline:
+                if spins >= _SPINS_BEFORE_CHECK and not _logging_work_pending(loop):
+                    return
+                spins += 1
+                await asyncio.sleep(0 if spins < _FAST_SPINS else _POLL_INTERVAL)
+        finally:
+            with self._recent_lock:
+                self._pending.pop(root_id, None)
 
     # LiteLLM calls the async hooks with keyword arguments: the names must stay exactly
     # kwargs, response_obj, start_time, end_time.
@@ -125,6 +170,8 @@ class AgentwatchLogger(CustomLogger):
             frame = None
             if call_id is not None:
                 frame = self._frames.pop(call_id, None)
+                if frame is not None:
+                    self._done(frame.root_id, call_id)
                 if self._already_seen(str(call_id), status):
                     return
             if frame is None:
@@ -136,6 +183,14 @@ class AgentwatchLogger(CustomLogger):
         except Exception as exc:
             if rt is not None:
                 rt.internal_error("litellm", exc)
+
+    def _done(self, root_id: str, call_id: str) -> None:
+        with self._recent_lock:
+            pending = self._pending.get(root_id)
+            if pending is not None:
+                pending.discard(call_id)
+                if not pending:  # a synchronous run is never settled: forget it here
+                    del self._pending[root_id]
 
     def _already_seen(self, call_id: str, status: str) -> bool:
         key = (call_id, status)
@@ -250,6 +305,7 @@ def instrument_litellm() -> AgentwatchLogger:
     with _install_lock:
         if _logger is None:
             _logger = AgentwatchLogger()
+            add_settle_hook(_logger.settle)
         if not any(cb is _logger for cb in litellm.callbacks):
             litellm.callbacks.append(_logger)
         return _logger
@@ -264,6 +320,27 @@ def uninstrument_litellm() -> None:
             callbacks = getattr(litellm, name, None)
             if isinstance(callbacks, list):
                 callbacks[:] = [cb for cb in callbacks if cb is not _logger]
+
+
+def _logging_work_pending(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether litellm still has success-hook work queued or running on `loop`.
+
+    Reads litellm's logging worker and the loop's tasks; when their shape is not the one
+    expected (another litellm version), it answers True so `settle` keeps to its timeout.
+    """
+    try:
+        worker = _logging_worker()
+        if worker is not None and getattr(worker, "_bound_loop", None) is loop:
+            queue = worker._queue
+            if queue is not None and (queue.qsize() or worker._running_tasks):
+                return True
+        for task in asyncio.all_tasks(loop):
+            name = getattr(task.get_coro(), "__qualname__", "")
+            if name in _LOGGING_COROUTINES and not task.done():
+                return True
+        return False
+    except Exception:
+        return True
 
 
 def _logging_worker() -> Any:

@@ -1,18 +1,17 @@
-"""The durable store: one abstract class holding every query, two thin backends.
+"""The durable store: one abstract class for writing, migrating and reading, two thin backends.
 
-All SQL lives here, written once with `?` placeholders; a backend converts the placeholder
-style once per statement text (`_sql`) and supplies the handful of fragments that really
-differ (percentiles, local dates, "no limit"). Every value reaches the database as a bound
-parameter, never by string formatting.
+All SQL is written once with `?` placeholders (the read queries live in `queries.py`, mixed
+into `Store`); a backend converts the placeholder style once per statement text (`_sql`) and
+supplies the handful of fragments that really differ (percentiles, local dates, "no limit").
+Every value reaches the database as a bound parameter, never by string formatting.
 
 Thread-safety: a Store serialises use of its connection with a lock, so one instance may be
-shared by the threads of a server. `iter_executions` streams on a connection of its own, so
+shared by the threads of a server. `stream_executions` streams on a connection of its own, so
 a long export neither holds that lock nor loads the whole table into memory.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 import threading
 import time
@@ -21,7 +20,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agentwatch.cardinality import AdmissionCache
 from agentwatch.errors import IncompatibleStore, StoreError, StoreNotFound
@@ -34,6 +32,7 @@ from agentwatch.rollups import (
     resolve_rollups,
 )
 from agentwatch.store import schema
+from agentwatch.store.queries import StoreQueries
 from agentwatch.store.schema import LATE_SEQ_BASE
 
 
@@ -74,19 +73,8 @@ class RollupRow:
     exemplar: Exemplar | None = None
 
 
-GROUP_KEYS = ("agent", "model", "provider", "date")
 PERCENTILES = (50, 95, 99)
 
-_EXEC_SELECT = (
-    "SELECT id, agent, parent_id, kind, status, started_at, ended_at, duration, error_type, "
-    "error_message, arguments, attributes, cost_usd, input_tokens, output_tokens, "
-    "cached_tokens, reasoning_tokens, llm_calls, tool_calls FROM executions"
-)
-_EVENT_SELECT = (
-    "SELECT id, execution_id, seq, kind, name, started_at, duration, status, model, provider, "
-    "input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_usd, "
-    "time_to_first_token, error_type, error_message, attributes FROM events"
-)
 _INSERT_EXECUTION = (
     f"INSERT INTO executions ({', '.join(EXECUTION_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(EXECUTION_COLUMNS))}) ON CONFLICT (id) DO NOTHING"
@@ -185,97 +173,7 @@ def new_batch_id() -> str:
     return f"{time.time_ns():016x}-{secrets.token_hex(8)}"
 
 
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
-def _execution_dict(row: Sequence[Any]) -> dict[str, Any]:
-    (ex_id, agent, parent_id, kind, status, started_at, ended_at, duration, error_type,
-     error_message, arguments, attributes, cost, tin, tout, tcached, treason, llm,
-     tool) = row  # fmt: skip
-    return {
-        "id": ex_id,
-        "agent_name": agent,
-        "parent_id": parent_id,
-        "kind": kind,
-        "status": status,
-        "started_at": started_at,
-        "ended_at": ended_at,
-        "duration": duration,
-        "error_type": error_type,
-        "error_message": error_message,
-        "error": error_message,
-        "arguments": _loads(arguments),
-        "attributes": _loads(attributes) or {},
-        "metrics": {
-            "total_cost": float(cost),
-            "total_tokens": int(tin) + int(tout),
-            "input_tokens": int(tin),
-            "output_tokens": int(tout),
-            "cached_tokens": int(tcached),
-            "reasoning_tokens": int(treason),
-            "llm_calls": int(llm),
-            "tool_calls": int(tool),
-        },
-    }
-
-
-def _event_dict(row: Sequence[Any], execution_started: float | None) -> dict[str, Any]:
-    (ev_id, ex_id, seq, kind, name, started_at, duration, status, model, provider, tin, tout,
-     tcached, treason, cost, ttft, error_type, error_message, attributes) = row  # fmt: skip
-    return {
-        "id": ev_id,
-        "execution_id": ex_id,
-        "seq": seq,
-        "kind": kind,
-        "name": name,
-        "started_at": started_at,
-        "offset": None if execution_started is None else started_at - execution_started,
-        "duration": duration,
-        "status": status,
-        "model": model,
-        "provider": provider,
-        "input_tokens": int(tin),
-        "output_tokens": int(tout),
-        "cached_tokens": int(tcached),
-        "reasoning_tokens": int(treason),
-        "total_tokens": int(tin) + int(tout),
-        "cost_usd": cost,
-        "time_to_first_token": ttft,
-        "error_type": error_type,
-        "error_message": error_message,
-        "attributes": _loads(attributes) or {},
-    }
-
-
-def _where(
-    agent_name: str | None = None,
-    status: str | None = None,
-    since: float | None = None,
-    until: float | None = None,
-    *,
-    agent_column: str = "agent",
-    time_column: str = "started_at",
-) -> tuple[str, list[Any]]:
-    """Build a parameterised WHERE clause; `since` inclusive, `until` exclusive."""
-    parts: list[str] = []
-    params: list[Any] = []
-    if agent_name is not None:
-        parts.append(f"{agent_column} = ?")
-        params.append(agent_name)
-    if status is not None:
-        parts.append("status = ?")
-        params.append(status)
-    if since is not None:
-        parts.append(f"{time_column} >= ?")
-        params.append(since)
-    if until is not None:
-        parts.append(f"{time_column} < ?")
-        params.append(until)
-    return (" WHERE " + " AND ".join(parts) if parts else ""), params
-
-
-class Store(ABC):
+class Store(StoreQueries, ABC):
     """A durable store of executions, events and rollups.
 
     Subclasses provide the connection, `atomic()` and a few dialect fragments; every query
@@ -642,208 +540,6 @@ class Store(ABC):
         with self._read() as cur:
             cur.execute(self._sql(sql), params)
             return float(cur.fetchone()[0])
-
-    # -- query API -----------------------------------------------------------------------
-    def get_executions(
-        self,
-        agent_name: str | None = None,
-        status: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        limit: int | None = 100,
-        offset: int = 0,
-    ) -> list[dict[str, Any]]:
-        """Executions matching the filters, newest first (`since` <= started_at < `until`)."""
-        where, params = _where(agent_name, status, since, until)
-        sql = f"{_EXEC_SELECT}{where} ORDER BY started_at DESC, id DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(int(limit))
-        if offset:
-            if limit is None:
-                sql += f" LIMIT {self._NO_LIMIT}"
-            sql += " OFFSET ?"
-            params.append(int(offset))
-        with self._read() as cur:
-            cur.execute(self._sql(sql), params)
-            rows = cur.fetchall()
-        return [_execution_dict(r) for r in rows]
-
-    def iter_executions(
-        self,
-        agent_name: str | None = None,
-        status: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        chunk_size: int = 1000,
-    ) -> Iterator[dict[str, Any]]:
-        """Stream matching executions oldest first, `chunk_size` rows in memory at a time.
-
-        Runs on a connection of its own; close the generator (or exhaust it) to release it.
-        """
-        where, params = _where(agent_name, status, since, until)
-        sql = f"{_EXEC_SELECT}{where} ORDER BY started_at, id"
-        for row in self._stream(self._sql(sql), params, max(1, chunk_size)):
-            yield _execution_dict(row)
-
-    def count_executions(
-        self,
-        agent_name: str | None = None,
-        status: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-    ) -> int:
-        """Number of executions matching the filters."""
-        where, params = _where(agent_name, status, since, until)
-        with self._read() as cur:
-            cur.execute(self._sql(f"SELECT COUNT(*) FROM executions{where}"), params)
-            return int(cur.fetchone()[0])
-
-    def get_execution(self, execution_id: str) -> dict[str, Any] | None:
-        """One execution with its `events` (timeline order) and `children` (ids), or None."""
-        with self._read() as cur:
-            cur.execute(self._sql(f"{_EXEC_SELECT} WHERE id = ?"), (execution_id,))
-            row = cur.fetchone()
-            if row is None:
-                return None
-            cur.execute(
-                self._sql(f"{_EVENT_SELECT} WHERE execution_id = ? ORDER BY seq, id"),
-                (execution_id,),
-            )
-            events = cur.fetchall()
-            cur.execute(
-                self._sql("SELECT id FROM executions WHERE parent_id = ? ORDER BY started_at, id"),
-                (execution_id,),
-            )
-            children = [r[0] for r in cur.fetchall()]
-        result = _execution_dict(row)
-        started = float(result["started_at"])
-        result["events"] = [_event_dict(e, started) for e in events]
-        for position, event in enumerate(result["events"]):
-            event["seq"] = position  # late events are stored from LATE_SEQ_BASE on
-        result["children"] = children
-        return result
-
-    def get_events(
-        self,
-        since: float | None = None,
-        until: float | None = None,
-        agent_name: str | None = None,
-        orphans_only: bool = False,
-        limit: int | None = 1000,
-    ) -> list[dict[str, Any]]:
-        """Events by time, newest first; `orphans_only` keeps calls outside any execution."""
-        where, params = _where(agent_name, None, since, until)
-        if orphans_only:
-            where += (" AND" if where else " WHERE") + " execution_id IS NULL"
-        sql = f"{_EVENT_SELECT}{where} ORDER BY started_at DESC, id DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(int(limit))
-        with self._read() as cur:
-            cur.execute(self._sql(sql), params)
-            rows = cur.fetchall()
-        return [_event_dict(r, None) for r in rows]
-
-    def get_summary_stats(
-        self,
-        agent_name: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-    ) -> dict[str, Any]:
-        """Counts, success rate, mean and nearest-rank p50/p95/p99 duration, and totals.
-
-        Execution counts and durations cover agent runs only (`kind = 'agent'`), as
-        `agentwatch_executions_total` does; cost, tokens and call counts cover every matching
-        row, so an LLM call made inside an observed tool is not lost from the totals.
-        """
-        where, params = _where(agent_name, None, since, until)
-        sql = (
-            "SELECT COALESCE(SUM(CASE WHEN kind = 'agent' THEN 1 ELSE 0 END), 0), "
-            "COALESCE(SUM(CASE WHEN kind = 'agent' AND status = 'completed' THEN 1 ELSE 0 END)"
-            ", 0), "
-            "COALESCE(SUM(CASE WHEN kind = 'agent' AND status = 'failed' THEN 1 ELSE 0 END)"
-            ", 0), "
-            "AVG(CASE WHEN kind = 'agent' THEN duration END), COALESCE(SUM(cost_usd), 0), "
-            "COALESCE(SUM(input_tokens), 0), "
-            "COALESCE(SUM(output_tokens), 0), COALESCE(SUM(llm_calls), 0), "
-            f"COALESCE(SUM(tool_calls), 0) FROM executions{where}"
-        )
-        with self._read() as cur:
-            cur.execute(self._sql(sql), params)
-            total, completed, failed, avg, cost, tin, tout, llm, tool = cur.fetchone()
-        agent_runs = (where + " AND" if where else " WHERE") + " kind = 'agent'"
-        p50, p95, p99 = self._percentiles(agent_runs, params)
-        total = int(total)
-        return {
-            "total_executions": total,
-            "completed": int(completed),
-            "failed": int(failed),
-            "success_rate": int(completed) / total if total else 0.0,
-            "avg_duration": None if avg is None else float(avg),
-            "p50_duration": p50,
-            "p95_duration": p95,
-            "p99_duration": p99,
-            "total_cost": float(cost),
-            "total_tokens": int(tin) + int(tout),
-            "input_tokens": int(tin),
-            "output_tokens": int(tout),
-            "llm_calls": int(llm),
-            "tool_calls": int(tool),
-        }
-
-    def cost_breakdown(
-        self,
-        group_by: Sequence[str],
-        since: float | None = None,
-        until: float | None = None,
-        agent_name: str | None = None,
-        tz: str = "UTC",
-    ) -> list[dict[str, Any]]:
-        """LLM calls, tokens and cost of events grouped by agent, model, provider and/or date.
-
-        `date` is the event's day (YYYY-MM-DD) in time zone `tz`. Rows are sorted by cost,
-        highest first, or by date when grouping by date.
-
-        Raises:
-            ValueError: an unknown group key or time zone.
-        """
-        keys = list(dict.fromkeys(group_by))
-        unknown = [k for k in keys if k not in GROUP_KEYS]
-        if unknown or not keys:
-            raise ValueError(f"group_by items must be among {', '.join(GROUP_KEYS)}")
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {tz!r}") from None
-        select: list[str] = []
-        params: list[Any] = []
-        for key in keys:
-            if key == "date":
-                select.append(self._local_date())
-                params.append(tz)
-            else:
-                select.append(key)
-        where, where_params = _where(agent_name, None, since, until)
-        where += (" AND" if where else " WHERE") + " (kind = 'llm_call' OR cost_usd IS NOT NULL)"
-        positions = ", ".join(str(i + 1) for i in range(len(keys)))
-        order = positions if "date" in keys else f"{len(keys) + 3} DESC, {positions}"
-        sql = (
-            f"SELECT {', '.join(select)}, "
-            "SUM(CASE WHEN kind = 'llm_call' THEN 1 ELSE 0 END), "
-            "SUM(input_tokens + output_tokens), COALESCE(SUM(cost_usd), 0) "
-            f"FROM events{where} GROUP BY {positions} ORDER BY {order}"
-        )
-        with self._read() as cur:
-            cur.execute(self._sql(sql), params + where_params)
-            rows = cur.fetchall()
-        result = []
-        for row in rows:
-            item = dict(zip(keys, row[: len(keys)], strict=True))
-            calls, tokens, cost = row[len(keys) :]
-            item.update(calls=int(calls), tokens=int(tokens), cost=float(cost))
-            result.append(item)
-        return result
 
     # -- retention -----------------------------------------------------------------------
     def delete_old_executions(self, older_than: float) -> int:

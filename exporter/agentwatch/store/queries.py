@@ -1,0 +1,526 @@
+"""The store's read queries: runs, one run's timeline, summary statistics and costs.
+
+Written once for both backends (`?` placeholders, converted by the backend) and returning
+the typed rows of `rows.py`. Every reader goes through these, so the CLI, the exports, the
+JSON API and `EventStore` count the same things for the same filter:
+
+- runs are executions of kind `agent` (`ExecutionFilter.kind`, default `agent`), counted by
+  their agent and start time, as `agentwatch_executions_total` counts them;
+- calls (LLM calls, tool calls, tokens, cost) are counted from the events table by their
+  own agent label and start time, as the `agentwatch_llm_*` / `agentwatch_tool_calls_total`
+  counters and budgets count them; calls outside any run carry agent `none`;
+- a run's own totals include the calls made inside the tools it ran (`_with_tool_totals`),
+  so an LLM call inside a tool is not invisible in a listing of runs.
+
+The `get_*`, `iter_executions` and `cost_breakdown` methods return the pre-1.0 dict shapes
+for `EventStore`'s documented dict API and the unversioned `/api/` routes; they are thin
+wrappers over the typed methods.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from agentwatch.store.rows import (
+    CostRow,
+    EventRow,
+    ExecutionDetail,
+    ExecutionFilter,
+    ExecutionRow,
+    SummaryStats,
+    known_cost,
+)
+
+#: Keys `costs()` can group by.
+GROUP_KEYS = ("agent", "model", "provider", "date")
+#: Deepest chain of tools within tools whose calls are added to the run that started it.
+MAX_TOOL_DEPTH = 32
+#: Ids per `IN (...)` list (SQLite's historical limit on bound parameters is 999).
+_IN_CHUNK = 500
+
+_UNPRICED = (
+    "(SELECT COUNT(*) FROM events u WHERE u.execution_id = executions.id "
+    "AND u.kind = 'llm_call' AND u.cost_usd IS NULL)"
+)
+_TOTALS = (
+    "cost_usd, input_tokens, output_tokens, cached_tokens, reasoning_tokens, llm_calls, "
+    f"tool_calls, {_UNPRICED}"
+)
+#: Columns of an execution row; the last eight are the totals, in `_TOTALS` order.
+_EXEC_SELECT = (
+    "SELECT id, agent, parent_id, kind, status, started_at, ended_at, duration, error_type, "
+    f"error_message, arguments, attributes, {_TOTALS} FROM executions"
+)
+_TOTALS_AT = 12
+_TOOL_CHILDREN = (
+    f"SELECT parent_id, id, {_TOTALS} FROM executions "
+    "WHERE kind = 'tool' AND parent_id IS NOT NULL AND parent_id IN ({marks})"
+)
+_EVENT_SELECT = (
+    "SELECT id, execution_id, agent, seq, kind, name, started_at, duration, status, model, "
+    "provider, input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_usd, "
+    "time_to_first_token, error_type, error_message, attributes FROM events"
+)
+_IS_LLM = "kind = 'llm_call'"
+_CALL_TOTALS = (
+    f"SELECT COALESCE(SUM(CASE WHEN {_IS_LLM} THEN 1 ELSE 0 END), 0), "
+    f"COALESCE(SUM(CASE WHEN {_IS_LLM} AND cost_usd IS NULL THEN 1 ELSE 0 END), 0), "
+    "COALESCE(SUM(CASE WHEN kind = 'tool_call' THEN 1 ELSE 0 END), 0), "
+    f"COALESCE(SUM(CASE WHEN {_IS_LLM} THEN input_tokens ELSE 0 END), 0), "
+    f"COALESCE(SUM(CASE WHEN {_IS_LLM} THEN output_tokens ELSE 0 END), 0), "
+    "COALESCE(SUM(cost_usd), 0) FROM events"
+)
+_RUN_COUNTS = (
+    "SELECT COUNT(*), COALESCE(SUM(CASE WHEN parent_id IS NULL THEN 1 ELSE 0 END), 0), "
+    "COALESCE(SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END), 0), "
+    "COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0), "
+    "AVG(duration) FROM executions"
+)
+
+
+def _loads(text: str | None) -> Any:
+    if text is None:
+        return None
+    return {} if text == "{}" else json.loads(text)  # most rows have no attributes
+
+
+def _where(
+    agent: str | None = None,
+    status: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    kind: str | None = None,
+) -> tuple[str, list[Any]]:
+    """A parameterised WHERE clause; `since` inclusive, `until` exclusive."""
+    parts: list[str] = []
+    params: list[Any] = []
+    for clause, value in (
+        ("agent = ?", agent),
+        ("status = ?", status),
+        ("started_at >= ?", since),
+        ("started_at < ?", until),
+        ("kind = ?", kind),
+    ):
+        if value is not None:
+            parts.append(clause)
+            params.append(value)
+    return (" WHERE " + " AND ".join(parts) if parts else ""), params
+
+
+def _filter_where(flt: ExecutionFilter) -> tuple[str, list[Any]]:
+    return _where(flt.agent, flt.status, flt.since, flt.until, flt.kind)
+
+
+def _and(where: str, condition: str) -> str:
+    return where + (" AND " if where else " WHERE ") + condition
+
+
+def _event_row(row: Sequence[Any], execution_started: float | None) -> EventRow:
+    (ev_id, ex_id, agent, seq, kind, name, started_at, duration, status, model, provider, tin,
+     tout, tcached, treason, cost, ttft, error_type, error_message, attributes) = row  # fmt: skip
+    return EventRow(
+        id=int(ev_id),
+        execution_id=ex_id,
+        agent=agent,
+        seq=int(seq),
+        kind=kind,
+        name=name,
+        started_at=started_at,
+        offset=None if execution_started is None else started_at - execution_started,
+        duration=duration,
+        status=status,
+        model=model,
+        provider=provider,
+        input_tokens=int(tin),
+        output_tokens=int(tout),
+        cached_tokens=int(tcached),
+        reasoning_tokens=int(treason),
+        cost_usd=None if cost is None else float(cost),
+        time_to_first_token=ttft,
+        error_type=error_type,
+        error_message=error_message,
+        attributes=_loads(attributes) or {},
+    )
+
+
+def _execution_row(row: Sequence[Any], totals: Sequence[Any]) -> ExecutionRow:
+    # Positional, in `ExecutionRow` field order: an export builds millions of these.
+    (ex_id, agent, parent_id, kind, status, started_at, ended_at, duration, error_type,
+     error_message, arguments, attributes) = row[:_TOTALS_AT]  # fmt: skip
+    cost, tin, tout, tcached, treason, llm, tool, unpriced = totals
+    llm, unpriced = int(llm), int(unpriced)
+    return ExecutionRow(
+        ex_id,
+        agent,
+        parent_id,
+        kind,
+        status,
+        started_at,
+        ended_at,
+        duration,
+        error_type,
+        error_message,
+        _loads(arguments),
+        _loads(attributes) or {},
+        known_cost(float(cost), llm, unpriced),
+        unpriced,
+        int(tin),
+        int(tout),
+        int(tcached),
+        int(treason),
+        llm,
+        int(tool),
+    )
+
+
+class StoreQueries(ABC):
+    """Every read query of the store; mixed into `Store`, which supplies the hooks below."""
+
+    _NO_LIMIT: str
+
+    @abstractmethod
+    def _sql(self, sql: str) -> str:
+        """`sql` with `?` placeholders converted for the driver."""
+
+    @abstractmethod
+    def _read(self) -> AbstractContextManager[Any]:
+        """Yield a cursor for read-only statements (under the store's lock)."""
+
+    @abstractmethod
+    def _stream(self, sql: str, params: Sequence[Any], chunk_size: int) -> Iterator[Any]:
+        """Yield the rows of one query in chunks of `chunk_size` on a separate connection."""
+
+    @abstractmethod
+    def _percentiles(self, where: str, params: list[Any]) -> list[float | None]:
+        """Nearest-rank percentiles of execution durations under `where`."""
+
+    @abstractmethod
+    def _local_date(self) -> str:
+        """SQL expression for `events.started_at` as YYYY-MM-DD in the zone bound to `?`."""
+
+    # -- typed queries -------------------------------------------------------------------
+    def executions(
+        self, flt: ExecutionFilter | None = None, *, limit: int | None = 100, offset: int = 0
+    ) -> list[ExecutionRow]:
+        """Executions matching `flt` (default: every run), newest first; `limit=None` for all."""
+        where, params = _filter_where(flt or ExecutionFilter())
+        sql = f"{_EXEC_SELECT}{where} ORDER BY started_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        if offset:
+            if limit is None:
+                sql += f" LIMIT {self._NO_LIMIT}"
+            sql += " OFFSET ?"
+            params.append(int(offset))
+        with self._read() as cur:
+            cur.execute(self._sql(sql), params)
+            rows = cur.fetchall()
+        return self._with_tool_totals(rows)
+
+    def stream_executions(
+        self, flt: ExecutionFilter | None = None, *, chunk_size: int = 1000
+    ) -> Iterator[ExecutionRow]:
+        """Executions matching `flt`, oldest first, `chunk_size` rows in memory at a time.
+
+        Reads on a connection of its own; close the generator (or exhaust it) to release it.
+        """
+        where, params = _filter_where(flt or ExecutionFilter())
+        sql = f"{_EXEC_SELECT}{where} ORDER BY started_at, id"
+        size = max(1, chunk_size)
+        chunk: list[Any] = []
+        for row in self._stream(self._sql(sql), params, size):
+            chunk.append(row)
+            if len(chunk) >= size:
+                yield from self._with_tool_totals(chunk)
+                chunk = []
+        if chunk:
+            yield from self._with_tool_totals(chunk)
+
+    def count(self, flt: ExecutionFilter | None = None) -> int:
+        """Number of executions matching `flt` (default: every run)."""
+        where, params = _filter_where(flt or ExecutionFilter())
+        with self._read() as cur:
+            cur.execute(self._sql(f"SELECT COUNT(*) FROM executions{where}"), params)
+            return int(cur.fetchone()[0])
+
+    def execution(self, execution_id: str) -> ExecutionDetail | None:
+        """One execution (any kind) with its events in timeline order and its children's ids."""
+        with self._read() as cur:
+            cur.execute(self._sql(f"{_EXEC_SELECT} WHERE id = ?"), (execution_id,))
+            row = cur.fetchone()
+            if row is None:
+                return None
+            cur.execute(
+                self._sql(f"{_EVENT_SELECT} WHERE execution_id = ? ORDER BY seq, id"),
+                (execution_id,),
+            )
+            events = cur.fetchall()
+            cur.execute(
+                self._sql("SELECT id FROM executions WHERE parent_id = ? ORDER BY started_at, id"),
+                (execution_id,),
+            )
+            children = tuple(str(r[0]) for r in cur.fetchall())
+        (execution,) = self._with_tool_totals([row])
+        started = execution.started_at
+        timeline = []
+        for position, event in enumerate(events):
+            item = _event_row(event, started)
+            item.seq = position  # late events are stored from LATE_SEQ_BASE on
+            timeline.append(item)
+        return ExecutionDetail(execution, tuple(timeline), children)
+
+    def events(
+        self,
+        since: float | None = None,
+        until: float | None = None,
+        agent: str | None = None,
+        orphans_only: bool = False,
+        limit: int | None = 1000,
+    ) -> list[EventRow]:
+        """Events by time, newest first; `orphans_only` keeps calls outside any execution."""
+        where, params = _where(agent, None, since, until)
+        if orphans_only:
+            where = _and(where, "execution_id IS NULL")
+        sql = f"{_EVENT_SELECT}{where} ORDER BY started_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        with self._read() as cur:
+            cur.execute(self._sql(sql), params)
+            rows = cur.fetchall()
+        return [_event_row(r, None) for r in rows]
+
+    def summary(
+        self,
+        *,
+        agent: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> SummaryStats:
+        """Run counts, success, mean and nearest-rank p50/p95/p99 duration, and call totals.
+
+        Runs are agent executions (nested ones included) of `agent` started in the window;
+        calls are every LLM and tool call billed to `agent` (every call, including those
+        outside any run, when `agent` is None) made in the window. See `SummaryStats`.
+        """
+        runs_where, runs_params = _where(agent, None, since, until, "agent")
+        calls_where, calls_params = _where(agent, None, since, until)
+        with self._read() as cur:
+            cur.execute(self._sql(f"{_RUN_COUNTS}{runs_where}"), runs_params)
+            runs, top, completed, failed, avg = cur.fetchone()
+            cur.execute(self._sql(f"{_CALL_TOTALS}{calls_where}"), calls_params)
+            llm, unpriced, tools, tin, tout, cost = cur.fetchone()
+        p50, p95, p99 = self._percentiles(runs_where, runs_params)
+        return SummaryStats(
+            runs=int(runs),
+            top_level_runs=int(top),
+            completed_runs=int(completed),
+            failed_runs=int(failed),
+            avg_duration=None if avg is None else float(avg),
+            p50_duration=p50,
+            p95_duration=p95,
+            p99_duration=p99,
+            llm_calls=int(llm),
+            unpriced_calls=int(unpriced),
+            tool_calls=int(tools),
+            input_tokens=int(tin),
+            output_tokens=int(tout),
+            cost_usd=known_cost(float(cost), int(llm), int(unpriced)),
+        )
+
+    def costs(
+        self,
+        group_by: Sequence[str],
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        agent: str | None = None,
+        tz: str = "UTC",
+    ) -> list[CostRow]:
+        """LLM calls, unpriced calls, tokens and cost grouped by agent, model, provider, date.
+
+        `date` is the call's day (YYYY-MM-DD) in time zone `tz`. Rows are sorted by cost,
+        highest first, or by date when grouping by date.
+
+        Raises:
+            ValueError: an unknown group key or time zone.
+        """
+        keys = list(dict.fromkeys(group_by))
+        unknown = [k for k in keys if k not in GROUP_KEYS]
+        if unknown or not keys:
+            raise ValueError(f"group_by items must be among {', '.join(GROUP_KEYS)}")
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {tz!r}") from None
+        select: list[str] = []
+        params: list[Any] = []
+        for key in keys:
+            if key == "date":
+                select.append(self._local_date())
+                params.append(tz)
+            else:
+                select.append(key)
+        where, where_params = _where(agent, None, since, until)
+        where = _and(where, f"({_IS_LLM} OR cost_usd IS NOT NULL)")
+        positions = ", ".join(str(i + 1) for i in range(len(keys)))
+        order = positions if "date" in keys else f"{len(keys) + 4} DESC, {positions}"
+        sql = (
+            f"SELECT {', '.join(select)}, "
+            f"SUM(CASE WHEN {_IS_LLM} THEN 1 ELSE 0 END), "
+            f"SUM(CASE WHEN {_IS_LLM} AND cost_usd IS NULL THEN 1 ELSE 0 END), "
+            "SUM(input_tokens + output_tokens), COALESCE(SUM(cost_usd), 0) "
+            f"FROM events{where} GROUP BY {positions} ORDER BY {order}"
+        )
+        with self._read() as cur:
+            cur.execute(self._sql(sql), params + where_params)
+            rows = cur.fetchall()
+        result = []
+        for row in rows:
+            calls, unpriced, tokens, cost = row[len(keys) :]
+            result.append(
+                CostRow(
+                    group=dict(zip(keys, row[: len(keys)], strict=True)),
+                    llm_calls=int(calls),
+                    unpriced_calls=int(unpriced),
+                    tokens=int(tokens or 0),
+                    cost_usd=known_cost(float(cost), int(calls), int(unpriced)),
+                )
+            )
+        return result
+
+    def _with_tool_totals(self, rows: Sequence[Sequence[Any]]) -> list[ExecutionRow]:
+        """Build rows whose totals include the calls of the tools (and tools of tools) each ran.
+
+        One query per level of tool nesting (usually one, returning nothing) for the whole
+        list, bounded by `MAX_TOOL_DEPTH`; nested *agent* runs are not added (they are runs
+        of their own).
+        """
+        if not rows:
+            return []
+        own: dict[str, list[Any]] = {str(r[0]): list(r[_TOTALS_AT:]) for r in rows}
+        children: dict[str, list[str]] = {}
+        frontier = list(own)
+        with self._read() as cur:
+            for _ in range(MAX_TOOL_DEPTH):
+                if not frontier:
+                    break
+                found: list[str] = []
+                for start in range(0, len(frontier), _IN_CHUNK):
+                    chunk = frontier[start : start + _IN_CHUNK]
+                    sql = _TOOL_CHILDREN.format(marks=", ".join("?" * len(chunk)))
+                    cur.execute(self._sql(sql), chunk)
+                    for parent_id, child_id, *totals in cur.fetchall():
+                        children.setdefault(str(parent_id), []).append(str(child_id))
+                        if child_id not in own:
+                            own[child_id] = totals
+                            found.append(child_id)
+                frontier = found
+        if not children:
+            return [_execution_row(r, r[_TOTALS_AT:]) for r in rows]
+        memo: dict[str, list[Any]] = {}
+
+        def subtree(node: str, path: frozenset[str]) -> list[Any]:
+            done = memo.get(node)
+            if done is not None:
+                return done
+            acc = list(own[node])
+            for child in children.get(node, ()):
+                if child not in path:  # a cycle only corrupted data could hold
+                    for i, value in enumerate(subtree(child, path | {child})):
+                        acc[i] = (acc[i] or 0) + (value or 0)
+            memo[node] = acc
+            return acc
+
+        return [_execution_row(r, subtree(str(r[0]), frozenset({str(r[0])}))) for r in rows]
+
+    # -- the pre-1.0 dict API ------------------------------------------------------------
+    def get_executions(
+        self,
+        agent_name: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
+        *,
+        kind: str | None = "agent",
+    ) -> list[dict[str, Any]]:
+        """`executions()` as pre-1.0 dicts (runs by default; `kind=None` for every kind)."""
+        flt = ExecutionFilter(agent_name, status, since, until, kind)
+        return [r.legacy_dict() for r in self.executions(flt, limit=limit, offset=offset)]
+
+    def iter_executions(
+        self,
+        agent_name: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        chunk_size: int = 1000,
+        *,
+        kind: str | None = "agent",
+    ) -> Iterator[dict[str, Any]]:
+        """`stream_executions()` as pre-1.0 dicts, oldest first, in bounded memory."""
+        flt = ExecutionFilter(agent_name, status, since, until, kind)
+        for row in self.stream_executions(flt, chunk_size=chunk_size):
+            yield row.legacy_dict()
+
+    def count_executions(
+        self,
+        agent_name: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        *,
+        kind: str | None = "agent",
+    ) -> int:
+        """Number of matching executions (runs by default; `kind=None` for every kind)."""
+        return self.count(ExecutionFilter(agent_name, status, since, until, kind))
+
+    def get_execution(self, execution_id: str) -> dict[str, Any] | None:
+        """`execution()` as a pre-1.0 dict with `events` and `children` (ids), or None."""
+        detail = self.execution(execution_id)
+        return None if detail is None else detail.legacy_dict()
+
+    def get_events(
+        self,
+        since: float | None = None,
+        until: float | None = None,
+        agent_name: str | None = None,
+        orphans_only: bool = False,
+        limit: int | None = 1000,
+    ) -> list[dict[str, Any]]:
+        """`events()` as pre-1.0 dicts, newest first."""
+        rows = self.events(since, until, agent_name, orphans_only, limit)
+        return [r.legacy_dict() for r in rows]
+
+    def get_summary_stats(
+        self,
+        agent_name: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> dict[str, Any]:
+        """`summary()` as the pre-1.0 dict (`total_executions` = runs, `total_cost`, ...)."""
+        return self.summary(agent=agent_name, since=since, until=until).legacy_dict()
+
+    def cost_breakdown(
+        self,
+        group_by: Sequence[str],
+        since: float | None = None,
+        until: float | None = None,
+        agent_name: str | None = None,
+        tz: str = "UTC",
+    ) -> list[dict[str, Any]]:
+        """`costs()` as pre-1.0 dicts (group keys, `calls`, `tokens`, `cost`).
+
+        Raises:
+            ValueError: an unknown group key or time zone.
+        """
+        rows = self.costs(group_by, since=since, until=until, agent=agent_name, tz=tz)
+        return [r.legacy_dict() for r in rows]
