@@ -15,16 +15,31 @@ Importing this package imports Starlette and uvicorn; `import agentwatch` does n
 
 from __future__ import annotations
 
-from agentwatch.server.collector import StoreCollector, budget_families, rollup_families
-from agentwatch.server.store_access import StoreAccess
-from agentwatch.server.store_server import AgentwatchServer, make_server, serve_in_thread
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "AgentwatchServer",
-    "StoreAccess",
-    "StoreCollector",
-    "budget_families",
-    "make_server",
-    "rollup_families",
-    "serve_in_thread",
-]
+if TYPE_CHECKING:
+    from agentwatch.server.collector import StoreCollector, budget_families, rollup_families
+    from agentwatch.server.store_access import StoreAccess
+    from agentwatch.server.store_server import AgentwatchServer, make_server, serve_in_thread
+
+# Resolved on first use, so `python -m agentwatch.server.openapi` runs without importing the
+# whole server first.
+_EXPORTS = {
+    "AgentwatchServer": "agentwatch.server.store_server",
+    "make_server": "agentwatch.server.store_server",
+    "serve_in_thread": "agentwatch.server.store_server",
+    "StoreAccess": "agentwatch.server.store_access",
+    "StoreCollector": "agentwatch.server.collector",
+    "budget_families": "agentwatch.server.collector",
+    "rollup_families": "agentwatch.server.collector",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agentwatch.server' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
