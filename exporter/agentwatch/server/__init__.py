@@ -35,7 +35,15 @@ _EXPORTS = {
     "rollup_families": "agentwatch.server.collector",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "AgentwatchServer",
+    "StoreAccess",
+    "StoreCollector",
+    "budget_families",
+    "make_server",
+    "rollup_families",
+    "serve_in_thread",
+]
 
 
 def __getattr__(name: str) -> Any:
