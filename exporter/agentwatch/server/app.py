@@ -34,6 +34,9 @@ logger = logging.getLogger("agentwatch")
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 #: The largest request body accepted (no route takes one; this only bounds what is read).
 MAX_BODY_BYTES = 64 * 1024
+#: The request line plus headers. h11 refuses larger *incomplete* heads (400); a complete
+#: one that arrived in a single read is refused here (431).
+MAX_HEADER_BYTES = 16 * 1024
 
 
 @dataclass
@@ -68,16 +71,22 @@ class WebGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        open_route = scope["path"] in OPEN_PATHS
         try:
             config = self.watcher.current()
-        except WebConfigUnavailable:
-            await _plain(send, 500, b"Internal Server Error\n")
-            return
+        except WebConfigUnavailable:  # logged by the watcher; health keeps answering
+            if not open_route:
+                await _plain(send, 500, b"Internal Server Error\n")
+                return
+            config = self.watcher.last_good
         send = _with_headers(send, config.headers)
+        if _head_size(scope) > MAX_HEADER_BYTES:
+            await _plain(send, 431, b"Request Header Fields Too Large\n")
+            return
         if _declared_length(scope) > MAX_BODY_BYTES:
             await _plain(send, 413, b"Request body too large\n")
             return
-        if scope["path"] in OPEN_PATHS:
+        if open_route:
             await self.app(scope, receive, send)
             return
         if not self._allowed_by_rate_limit(config):
@@ -127,6 +136,11 @@ class WebGuard:
         return await anyio.to_thread.run_sync(
             lambda: self.cache.verify(users, user, password), limiter=self._auth_limiter
         )
+
+
+def _head_size(scope: Scope) -> int:
+    size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+    return size + sum(len(k) + len(v) + 4 for k, v in scope["headers"])
 
 
 def _declared_length(scope: Scope) -> int:

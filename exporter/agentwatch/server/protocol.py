@@ -289,9 +289,9 @@ def protocol_factory(
         if watcher.tls_enabled:
             try:
                 web = watcher.current()
-            except WebConfigUnavailable:
-                web = None
-            if web is not None and web.tls is not None:
+            except WebConfigUnavailable:  # protected routes answer 500; health still works
+                web = watcher.last_good
+            if web.tls is not None:
                 context = web.ssl_context
                 sans = web.tls.client_allowed_sans
         app = GuardedH11Protocol(
@@ -300,7 +300,7 @@ def protocol_factory(
         if not watcher.tls_enabled:
             return app
         loop = _loop or asyncio.get_running_loop()
-        if context is None:  # invalid web config: fail closed, no certificate to offer
+        if context is None:  # pragma: no cover - a TLS config always has a context
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         return _GuardedTLSProtocol(loop, app, context, guard, limits.handshake_timeout)
 

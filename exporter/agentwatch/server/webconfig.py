@@ -553,8 +553,9 @@ class WebConfigWatcher:
 
     `current()` costs a few `stat` calls; it reloads only when a watched file's mtime, size or
     inode changed (or after `request_reload()`, wired to SIGHUP). A change that does not parse
-    fails closed: `current()` raises `WebConfigUnavailable` (protected routes answer 500 and
-    TLS handshakes fail) until the file is fixed, and the error is logged once per change.
+    fails closed: `current()` raises `WebConfigUnavailable` (protected routes answer 500; TLS
+    keeps the last good certificate so /healthz still answers) until the file is fixed, and
+    the error is logged once per change.
     Turning TLS on or off needs a restart (the listener's mode is fixed), as in the toolkit.
 
     Thread-safe: the event loop and worker threads may call it.
@@ -579,6 +580,12 @@ class WebConfigWatcher:
     def _files_of(config: WebConfig) -> tuple[Path, ...]:
         assert config.path is not None
         return (config.path, *(config.tls.files() if config.tls else ()))
+
+    @property
+    def last_good(self) -> WebConfig:
+        """The configuration last loaded successfully (its TLS context keeps handshakes
+        working while a broken file refuses every protected request)."""
+        return self._config
 
     def request_reload(self) -> None:
         """Re-read the file on the next `current()` even if nothing seems to have changed."""
