@@ -210,12 +210,12 @@ def _handshake(server: AgentwatchServer, pki: PKI, cert: Path | None, key: Path 
     context = ssl.create_default_context(cafile=str(pki.ca))
     if cert is not None and key is not None:
         context.load_cert_chain(str(cert), str(key))
-    with socket.create_connection((server.host, server.port), timeout=10) as raw:
-        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-            tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            answer = tls.recv(100)
-            if not answer.startswith(b"HTTP/1.1 200"):
-                raise ConnectionError(f"refused after the handshake: {answer!r}")
+    raw = socket.create_connection((server.host, server.port), timeout=10)
+    with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = tls.recv(100)
+        if not answer.startswith(b"HTTP/1.1 200"):
+            raise ConnectionError(f"refused after the handshake: {answer!r}")
 
 
 def test_mutual_tls_accepts_a_client_certificate_from_the_ca(
