@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -165,3 +166,44 @@ def test_serve_never_prints_the_store_password(tmp_path: Path) -> None:
     assert "hunter2" not in text
     assert "agentwatch:***@" in text
     assert process.returncode == 0
+
+
+@pytest.mark.slow
+def test_sighup_makes_serve_reread_its_web_config(tmp_path: Path) -> None:
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
+    web = tmp_path / "web.yml"
+    web.write_text(f"basic_auth_users:\n  alice: '{hashed}'\n")
+    stamp = web.stat()
+    port = free_port()
+    store = f"sqlite:///{tmp_path / 'telemetry.db'}"
+    subprocess.run(
+        [*agentwatch_command(), "init", "--store", store, "--config", str(tmp_path / "c.yaml")],
+        check=True, capture_output=True, env={**os.environ, "AGENTWATCH_HOME": str(tmp_path)},
+    )  # fmt: skip
+    argv = [*agentwatch_command(), "serve", "--store", store, "--port", str(port),
+            "--web.config.file", str(web)]  # fmt: skip
+    env = {**os.environ, "AGENTWATCH_HOME": str(tmp_path)}
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        wait_until(
+            lambda: requests.get(url, auth=("alice", "pw"), timeout=2).ok,
+            timeout=30,
+            what="agentwatch serve",
+        )
+        # Same size, same modification time: only SIGHUP can tell serve to look again.
+        web.write_text(f"basic_auth_users:\n  carol: '{hashed}'\n")
+        os.utime(web, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+        assert requests.get(url, auth=("carol", "pw"), timeout=10).status_code == 401
+        process.send_signal(signal.SIGHUP)
+        wait_until(
+            lambda: requests.get(url, auth=("carol", "pw"), timeout=2).ok,
+            timeout=10,
+            what="the reloaded web config",
+        )
+        assert requests.get(url, auth=("alice", "pw"), timeout=10).status_code == 401
+        assert process.poll() is None, "SIGHUP does not stop serve"
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    assert "reloaded" in output.decode()

@@ -230,6 +230,35 @@ def test_a_client_hanging_up_mid_request_is_not_a_store_failure(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+def test_a_client_that_stops_reading_its_answer_is_dropped(
+    sqlite_store: Store, sqlite_url: str, records: Records
+) -> None:
+    builder = RollupBuilder(CardinalityGuard(1000))
+    runs = [
+        ExecutionFinished(records.execution("big", 1_000.0 + i, attributes={"blob": "y" * 8000}))
+        for i in range(1000)
+    ]
+    sqlite_store.write_batch(builder.build(runs))
+    server = _serve(sqlite_url, ConnectionLimits(write_timeout=0.5))
+    try:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((server.host, server.port))
+        with sock:  # ask for ~8 MB and read none of it
+            sock.sendall(b"GET /api/v1/executions?limit=1000 HTTP/1.1\r\nHost: x\r\n\r\n")
+            deadline = time.monotonic() + 10
+            while not len(server.http.guard) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert len(server.http.guard) == 1, "the server took the connection"
+            deadline = time.monotonic() + 20
+            while len(server.http.guard) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert len(server.http.guard) == 0, "the stalled reader was dropped"
+        assert requests.get(server.url + "/healthz", timeout=10).status_code == 200
+    finally:
+        server.shutdown()
+
+
 def test_oversized_heads_and_request_bodies_are_refused(served: AgentwatchServer) -> None:
     huge = requests.get(served.url + "/metrics", headers={"X-Big": "a" * 40_000}, timeout=10)
     assert huge.status_code in (400, 431)
