@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import ssl
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -306,3 +307,32 @@ def test_start_http_server_takes_the_same_web_config(pki: PKI, tmp_path: Path) -
             requests.get(endpoint.url.replace("https", "http") + "/metrics", timeout=10)
     finally:
         endpoint.shutdown()
+
+
+def test_a_password_spray_never_delays_a_scraper_whose_password_is_cached(
+    store_url: str, tmp_path: Path
+) -> None:
+    slow_hash = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(11)).decode()
+    server = _start(store_url, _web(tmp_path, f"basic_auth_users:\n  prometheus: '{slow_hash}'\n"))
+    url = server.url + "/metrics"
+    try:
+        assert requests.get(url, auth=("prometheus", PASSWORD), timeout=30).status_code == 200
+        codes: list[int] = []
+
+        def guess(i: int) -> None:
+            reply = requests.get(url, auth=("prometheus", f"guess-{i}"), timeout=60)
+            codes.append(reply.status_code)
+
+        spray = [threading.Thread(target=guess, args=(i,)) for i in range(40)]
+        for thread in spray:
+            thread.start()
+        for _ in range(5):  # meanwhile the real scraper, its password cached, gets through
+            reply = requests.get(url, auth=("prometheus", PASSWORD), timeout=10)
+            assert reply.status_code == 200
+        for thread in spray:
+            thread.join(timeout=120)
+        assert set(codes) <= {401, 503} and len(codes) == 40
+        assert 503 in codes, "guesses beyond the bcrypt queue are turned away at once"
+        assert _guard(server).cache.bcrypt_checks <= 1 + 40
+    finally:
+        server.shutdown()

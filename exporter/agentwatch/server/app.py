@@ -34,6 +34,8 @@ logger = logging.getLogger("agentwatch")
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 #: The largest request body accepted (no route takes one; this only bounds what is read).
 MAX_BODY_BYTES = 64 * 1024
+#: Uncached password checks allowed to wait for bcrypt; more are answered 503 at once.
+MAX_AUTH_WAITING = 16
 #: The request line plus headers. h11 refuses larger *incomplete* heads (400); a complete
 #: one that arrived in a single read is refused here (431).
 MAX_HEADER_BYTES = 16 * 1024
@@ -66,6 +68,7 @@ class WebGuard:
         self.stats = GuardStats()
         self._bucket: TokenBucket | None = None
         self._auth_limiter = anyio.CapacityLimiter(1)
+        self._auth_waiting = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -93,7 +96,12 @@ class WebGuard:
             self.stats.rate_limited += 1
             await _plain(send, 429, b"Too Many Requests\n")
             return
-        if config.users and not await self._authenticated(scope, config):
+        verdict = await self._authenticated(scope, config) if config.users else True
+        if verdict is None:  # too many uncached checks queued (a password spray)
+            self.stats.rejected_busy += 1
+            await _plain(send, 503, b"Busy, retry shortly\n", [(b"retry-after", b"1")])
+            return
+        if not verdict:
             self.stats.unauthorized += 1
             await _plain(
                 send, 401, b"Unauthorized\n", [(b"www-authenticate", b'Basic realm="agentwatch"')]
@@ -119,7 +127,13 @@ class WebGuard:
             bucket = self._bucket = TokenBucket(limit.interval, limit.burst)
         return bucket.allow()
 
-    async def _authenticated(self, scope: Scope, config: WebConfig) -> bool:
+    async def _authenticated(self, scope: Scope, config: WebConfig) -> bool | None:
+        """True/False for the request's credentials; None when bcrypt is saturated.
+
+        Cached verdicts answer on the event loop; a miss waits for the single bcrypt thread,
+        and at most `MAX_AUTH_WAITING` misses may wait, so a spray of guesses costs one core
+        at most and never delays a scraper whose password is already cached.
+        """
         header = None
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -132,10 +146,16 @@ class WebGuard:
         cached = self.cache.cached(config.users, user, password)
         if cached is not None:
             return cached
+        if self._auth_waiting >= MAX_AUTH_WAITING:
+            return None
         users = config.users
-        return await anyio.to_thread.run_sync(
-            lambda: self.cache.verify(users, user, password), limiter=self._auth_limiter
-        )
+        self._auth_waiting += 1
+        try:
+            return await anyio.to_thread.run_sync(
+                lambda: self.cache.verify(users, user, password), limiter=self._auth_limiter
+            )
+        finally:
+            self._auth_waiting -= 1
 
 
 def _head_size(scope: Scope) -> int:
