@@ -11,7 +11,6 @@ on. Every call is blocking: the HTTP layer runs it in a worker thread, never on 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import inspect
 import logging
 import threading
@@ -19,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
+from agentwatch.redaction import mask_url, redactor_for
 from agentwatch.store import open_store
 from agentwatch.store.base import Store
 
@@ -27,28 +27,14 @@ logger = logging.getLogger("agentwatch")
 T = TypeVar("T")
 
 
-def mask_url(url: str) -> str:
-    """The store URL with its password replaced by `***`, for logs and startup lines.
-
-    Uses `agentwatch.redaction.mask_url` when this release has it, otherwise the masking
-    `agentwatch config show` uses.
-    """
-    redaction = importlib.import_module("agentwatch.redaction")
-    shared: Callable[[str], str] | None = getattr(redaction, "mask_url", None)
-    if shared is not None:
-        return shared(url)
-    from agentwatch.cli._render import redact_url
-
-    return redact_url(url)
-
-
 def scrub(text: str, url: str) -> str:
-    """`text` (a driver's error message) with the URL's password masked wherever it appears."""
+    """`text` (a driver's error message) with the URL's password masked wherever it appears,
+    and every other secret shape the redaction table knows."""
     try:
         password = urlsplit(url).password
     except ValueError:
         password = None
-    masked = text.replace(url, mask_url(url))
+    masked = redactor_for(()).redact_text(text.replace(url, mask_url(url)), 2000)
     if password:
         for secret in {password, unquote(password)}:
             if secret:

@@ -105,8 +105,13 @@ class AgentwatchServer:
         self.close()
 
     def close(self) -> None:
+        """Close the socket and the store connections (after `shutdown`, or if never run)."""
         self.http.close()
         self.lanes.close()
+
+    def server_close(self) -> None:
+        """The name `http.server` used; kept for code written against the old server."""
+        self.close()
 
 
 def _openapi_route() -> Route:
