@@ -46,7 +46,13 @@ class MetricsEndpoint:
 
     @property
     def server_address(self) -> tuple[str, int]:
+        """`(host, port)`, as on prometheus_client's server."""
         return self.http.host, self.http.port
+
+    @property
+    def server_port(self) -> int:
+        """The port, as on prometheus_client's server."""
+        return self.http.port
 
     def shutdown(self) -> None:
         """Stop serving and close the socket."""
