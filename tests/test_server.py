@@ -9,22 +9,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import Exemplar
-from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
 import agentwatch
 from agentwatch.config import Budget, Settings
 from agentwatch.errors import StoreError
-from agentwatch.server import AgentwatchServer, make_server, rollup_families, serve_in_thread
+from agentwatch.server import AgentwatchServer, make_server, serve_in_thread
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC).timestamp()
 
@@ -293,33 +289,3 @@ def test_the_store_password_never_reaches_the_log(caplog: pytest.LogCaptureFixtu
     assert "hunter2" not in caplog.text
     assert "***" in caplog.text
     assert "hunter2" not in server.access.masked_url
-
-
-def test_a_bucket_exemplar_from_the_store_is_exposed_on_its_bucket() -> None:
-    @dataclass(frozen=True)
-    class Row:
-        sample: str
-        labels: dict[str, str]
-        value: float
-        exemplar: Any = None
-
-    exemplar = Exemplar({"execution_id": "exec_42"}, 0.7, 1_700_000_000.0)
-    labels = {"agent": "a", "model": "m", "provider": "p"}
-    rows = [
-        Row("agentwatch_llm_request_duration_seconds_bucket", {**labels, "le": "1.0"}, 1.0,
-            exemplar),
-        Row("agentwatch_llm_request_duration_seconds_bucket", {**labels, "le": "+Inf"}, 1.0),
-        Row("agentwatch_llm_request_duration_seconds_sum", labels, 0.7),
-    ]  # fmt: skip
-    registry = CollectorRegistry()
-
-    class Fixed:
-        def collect(self) -> Any:
-            return rollup_families(rows)  # type: ignore[arg-type]
-
-    registry.register(Fixed())  # type: ignore[arg-type]
-    text = openmetrics.generate_latest(registry).decode()
-    line = next(x for x in text.splitlines() if 'le="1.0"' in x)
-    assert '# {execution_id="exec_42"} 0.7 1700000000' in line
-    others = [x for x in text.splitlines() if "_bucket" in x and 'le="1.0"' not in x]
-    assert not any("#" in x for x in others), "only the observed bucket carries it"
