@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,29 +63,39 @@ def serve(
         port=port,
         web_config_file=None if web_config_file is None else str(web_config_file),
     )
-    configure_logging(settings.log_format)
-    run_server(make_server(settings))
+    with serve_logging(settings.log_format):
+        run_server(make_server(settings))
 
 
-def configure_logging(log_format: str = "text") -> None:
-    """Send agentwatch's log lines (store outages, web config reloads) to stderr.
+@contextlib.contextmanager
+def serve_logging(log_format: str = "text") -> Iterator[None]:
+    """Send agentwatch's log lines (store outages, web config reloads) to stderr meanwhile.
 
     `text`: one line with the time and level; `json`: the JSON lines of `log_format: json`.
+    The previous logging state is restored afterwards (tests run commands in one process).
     """
     log = logging.getLogger("agentwatch")
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    saved = (list(log.handlers), log.propagate, log.level, uvicorn_log.level)
     if log_format == "json":
         from agentwatch.logs import use_log_format
 
         use_log_format("json")
-    elif not any(getattr(h, "_agentwatch_serve", False) for h in log.handlers):
+    else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        handler._agentwatch_serve = True  # type: ignore[attr-defined]
         log.addHandler(handler)
         log.propagate = False
     log.setLevel(logging.INFO)
     # uvicorn warns once per malformed request; anyone can send those, so keep only errors.
-    logging.getLogger("uvicorn.error").setLevel(logging.ERROR)
+    uvicorn_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.handlers[:] = saved[0]
+        log.propagate = saved[1]
+        log.setLevel(saved[2])
+        uvicorn_log.setLevel(saved[3])
 
 
 def run_server(server: AgentwatchServer) -> None:
