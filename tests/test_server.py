@@ -21,13 +21,19 @@ import agentwatch
 from agentwatch.config import Budget, Settings
 from agentwatch.errors import StoreError
 from agentwatch.server import AgentwatchServer, make_server, serve_in_thread
+from agentwatch.store import open_store
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC).timestamp()
 
 
 @pytest.fixture
 def store_url(backend_url: str) -> Iterator[str]:
-    """A fresh store on each backend (SQLite file, throw-away PostgreSQL schema)."""
+    """A fresh, initialised store on each backend (SQLite file, throw-away PostgreSQL schema).
+
+    Initialised as `agentwatch init` would: serve only reads stores that exist.
+    """
+    with open_store(backend_url) as store:
+        store.migrate()
     agentwatch.configure(store_url=backend_url)
     yield backend_url
     agentwatch.close()
@@ -289,3 +295,28 @@ def test_the_store_password_never_reaches_the_log(caplog: pytest.LogCaptureFixtu
     assert "hunter2" not in caplog.text
     assert "***" in caplog.text
     assert "hunter2" not in server.access.masked_url
+
+
+def test_a_mistyped_or_foreign_sqlite_path_is_refused_not_created(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sqlite3
+
+    missing = tmp_path / "typo" / "telemetry.db"
+    foreign = tmp_path / "app.db"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    before = foreign.read_bytes()
+    for path in (missing, foreign):
+        server = _serve(Settings(store_url=f"sqlite:///{path}"))
+        try:
+            with caplog.at_level(logging.WARNING, logger="agentwatch"):
+                ready = requests.get(server.url + "/readyz", timeout=10)
+            assert (ready.status_code, ready.text) == (503, "not ready\n")
+            text = requests.get(server.url + "/metrics", timeout=10).text
+            assert _value(text, "agentwatch_store_up") == 0
+        finally:
+            server.shutdown()
+    assert not missing.exists() and not missing.parent.exists(), "serve never creates a store"
+    assert foreign.read_bytes() == before, "serve never adds its tables to a foreign file"
+    assert "StoreNotFound" in caplog.text and "IncompatibleStore" in caplog.text

@@ -11,7 +11,6 @@ on. Every call is blocking: the HTTP layer runs it in a worker thread, never on 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import threading
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from agentwatch.redaction import mask_url, redactor_for
-from agentwatch.store import open_store
+from agentwatch.store import open_store, schema
 from agentwatch.store.base import Store
 
 logger = logging.getLogger("agentwatch")
@@ -45,15 +44,17 @@ def scrub(text: str, url: str) -> str:
 def _open_reader(url: str) -> Store:
     """Open an existing store for reading; never create one.
 
-    `open_store(url, create=False)` refuses a missing or foreign store (StoreNotFound,
-    IncompatibleStore). Releases whose `open_store` has no `create` flag open and migrate,
-    as `serve` always did.
+    A missing store or a foreign / newer database is refused (`StoreNotFound`,
+    `IncompatibleStore`: /readyz answers 503 and the reason is logged once). A store of an
+    older schema is upgraded first, as every reading command does.
     """
-    if "create" in inspect.signature(open_store).parameters:
-        store: Store = open_store(url, create=False)  # type: ignore[call-arg,unused-ignore]
-        return store
-    store = open_store(url)
-    store.migrate()
+    store = open_store(url, create=False)
+    try:
+        if set(store.schema_versions()) != {m.version for m in schema.MIGRATIONS}:
+            store.migrate()
+    except BaseException:
+        store.close()
+        raise
     return store
 
 
