@@ -97,7 +97,7 @@ def test_cursor_pages_walk_every_run_once_in_order(api: AgentwatchServer, filled
         cursor = body["next_cursor"]
         if cursor is None:
             break
-    expected = [e["id"] for e in filled.get_executions(limit=None)]
+    expected = [e.id for e in filled.executions(limit=None)]
     assert seen == expected and len(seen) == 25
     assert pages == 4
 
@@ -122,6 +122,7 @@ def test_one_execution_comes_with_its_events(api: AgentwatchServer) -> None:
     assert {k: detail[k] for k in EXECUTION_FIELDS} == first
     assert [e["kind"] for e in detail["events"]] == ["llm_call", "tool_call"]
     assert tuple(detail["events"][0]) == EVENT_FIELDS
+    assert detail["events"][0]["execution_id"] == first["id"]
     assert detail["events"][0]["offset_seconds"] == pytest.approx(0.1)
     assert detail["child_ids"] == []
     missing = _get(api, "/api/v1/executions/exec_nope")
@@ -130,13 +131,14 @@ def test_one_execution_comes_with_its_events(api: AgentwatchServer) -> None:
 
 def test_stats_agents_models_and_budgets(api: AgentwatchServer) -> None:
     stats = _get(api, "/api/v1/stats", agent="planner").json()
-    assert stats["total_executions"] == 13
+    assert stats["runs"] == 13 and stats["failed_runs"] == 3
     agents = _get(api, "/api/v1/agents").json()
     assert {a["agent"]: a["runs"] for a in agents["agents"]} == {"planner": 13, "writer": 12}
+    assert {a["agent"]: a["llm_calls"] for a in agents["agents"]} == {"planner": 13, "writer": 12}
     assert agents["truncated"] is False
     assert _get(api, "/api/v1/agents", limit=1).json()["truncated"] is True
     models = _get(api, "/api/v1/models").json()["models"]
-    assert models[0]["model"] == "gpt-4o-mini" and models[0]["llm_calls"] == 25
+    assert models[0]["model"] == "gpt-4o-mini" and models[0]["calls"] == 25
     budgets = _get(api, "/api/v1/budgets").json()["budgets"]
     assert budgets[0]["name"] == "monthly"
     assert budgets[0]["period_start"] == "2026-11-01T00:00:00.000+00:00"

@@ -31,15 +31,10 @@ from starlette.routing import Route
 from agentwatch import contract
 from agentwatch.budgets import BudgetStatus, evaluate_budgets
 from agentwatch.config import Budget
-from agentwatch.server.records import (
-    event_record,
-    execution_record,
-    iso_utc,
-    json_safe,
-    legacy_execution,
-)
+from agentwatch.server.records import execution_record, json_safe
 from agentwatch.server.render import Lane, json_response
 from agentwatch.store.base import Store
+from agentwatch.store.rows import ExecutionFilter, iso_utc
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
@@ -146,15 +141,12 @@ def _executions_page(ctx: ApiContext, request: Request) -> Callable[[Store], Any
     agent = params.get("agent")
 
     def read(store: Store) -> dict[str, Any]:
-        rows = store.get_executions(
-            agent_name=agent, status=status, since=since, until=until, limit=limit + 1,
-            before=before,
-        )  # fmt: skip
+        flt = ExecutionFilter(agent=agent, status=status, since=since, until=until)
+        rows = store.executions(flt, limit=limit + 1, before=before)
         page = rows[:limit]
         next_cursor = None
         if len(rows) > limit and page:
-            last = page[-1]
-            next_cursor = encode_cursor(float(last["started_at"]), str(last["id"]))
+            next_cursor = encode_cursor(page[-1].started_at, page[-1].id)
         return {"executions": [execution_record(r) for r in page], "next_cursor": next_cursor}
 
     return read
@@ -162,14 +154,8 @@ def _executions_page(ctx: ApiContext, request: Request) -> Callable[[Store], Any
 
 def _execution_detail(execution_id: str) -> Callable[[Store], Any]:
     def read(store: Store) -> dict[str, Any] | None:
-        row = store.get_execution(execution_id)
-        if row is None:
-            return None
-        return {
-            **execution_record(row),
-            "events": [event_record(e) for e in row.get("events") or ()],
-            "child_ids": list(row.get("children") or ()),
-        }
+        detail = store.execution(execution_id)
+        return None if detail is None else detail.to_record()
 
     return read
 
@@ -178,7 +164,7 @@ def _stats(ctx: ApiContext, request: Request) -> Callable[[Store], Any]:
     params = _params(request, ("agent", "since", "until"))
     since, until = _window(params, ctx.clock())
     agent = params.get("agent")
-    return lambda store: store.get_summary_stats(agent_name=agent, since=since, until=until)
+    return lambda store: store.summary(agent=agent, since=since, until=until).to_record()
 
 
 def _budget_json(status: BudgetStatus, *, iso: bool) -> dict[str, Any]:
@@ -211,13 +197,8 @@ def _agents(ctx: ApiContext, request: Request) -> Callable[[Store], Any]:
     limit = _limit(params)
 
     def read(store: Store) -> dict[str, Any]:
-        rows = store.agent_summaries(since=since, until=until, limit=limit + 1)
-        agents = [
-            {**{k: v for k, v in r.items() if k != "last_started_at"},
-             "last_started_at": iso_utc(r["last_started_at"])}
-            for r in rows[:limit]
-        ]  # fmt: skip
-        return {"agents": agents, "truncated": len(rows) > limit}
+        rows = store.agents(since=since, until=until, limit=limit + 1)
+        return {"agents": [r.to_record() for r in rows[:limit]], "truncated": len(rows) > limit}
 
     return read
 
@@ -229,19 +210,8 @@ def _models(ctx: ApiContext, request: Request) -> Callable[[Store], Any]:
     agent = params.get("agent")
 
     def read(store: Store) -> dict[str, Any]:
-        rows = store.cost_breakdown(
-            ["model", "provider"], since=since, until=until, agent_name=agent
-        )
-        models = [
-            {
-                "model": r["model"],
-                "provider": r["provider"],
-                "llm_calls": r["calls"],
-                "tokens": r["tokens"],
-                "cost_usd": r["cost"],
-            }
-            for r in rows[:limit]
-        ]
+        rows = store.costs(["model", "provider"], since=since, until=until, agent=agent)
+        models = [r.to_record() for r in rows[:limit]]
         return {"models": models, "truncated": len(rows) > limit}
 
     return read
@@ -259,7 +229,7 @@ def _legacy_executions(ctx: ApiContext, request: Request) -> Callable[[Store], A
         rows = store.get_executions(
             agent_name=agent, status=status, since=since, until=until, limit=limit
         )
-        return {"executions": [legacy_execution(r) for r in rows]}
+        return {"executions": rows}
 
     return read
 
@@ -310,8 +280,7 @@ def api_routes(ctx: ApiContext) -> list[Route]:
         execution_id = request.path_params["execution_id"]
 
         def read(store: Store) -> Any:
-            row = store.get_execution(execution_id)
-            return None if row is None else legacy_execution(row)
+            return store.get_execution(execution_id)
 
         return read
 

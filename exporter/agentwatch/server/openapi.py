@@ -48,7 +48,10 @@ _EXECUTION = {
         "duration_seconds": _nullable("number", "Wall-clock duration in seconds."),
         "error_type": _nullable("string", "Exception class of a failed run."),
         "error_message": _nullable("string", "Exception message (redacted)."),
-        "cost_usd": _nullable("number", "Spend of the run's LLM calls; null = unpriced."),
+        "cost_usd": _nullable(
+            "number", "Known spend of the run's LLM calls; null when none of them was priced."
+        ),
+        "unpriced_calls": _field("integer", "LLM calls whose price is unknown."),
         "input_tokens": _field("integer", "Input (prompt) tokens."),
         "output_tokens": _field("integer", "Output (completion) tokens."),
         "cached_tokens": _field("integer", "Cached input tokens."),
@@ -72,7 +75,9 @@ _EVENT = {
     "description": "One LLM or tool call of a run, in timeline order.",
     "required": list(EVENT_FIELDS),
     "properties": {
-        "id": _field("string", "Event ID."),
+        "id": _field("integer", "Event ID."),
+        "execution_id": _nullable("string", "The run it belongs to (null: outside any run)."),
+        "agent": _field("string", "Agent label of the call."),
         "seq": _field("integer", "Position in the run's timeline."),
         "kind": _field("string", "`llm_call` or `tool_call`."),
         "name": _nullable("string", "Call or tool name."),
@@ -97,23 +102,28 @@ _EVENT = {
 _STATS = {
     "type": "object",
     "description": (
-        "Summary over the filter: counts of agent runs, success rate, duration percentiles "
-        "and totals. New keys may be added."
+        "Summary over the filter: runs (agent executions) by their agent and start time, and "
+        "every LLM and tool call by its own agent label, as the metrics count them. New keys "
+        "may be added."
     ),
-    "additionalProperties": {"nullable": True},
     "properties": {
-        "total_executions": _field("integer", "Agent runs."),
-        "completed": _field("integer", "Completed agent runs."),
-        "failed": _field("integer", "Failed agent runs."),
-        "success_rate": _field("number", "completed / total_executions (0 when none)."),
-        "avg_duration": _nullable("number", "Mean agent-run duration, seconds."),
-        "p50_duration": _nullable("number", "Median agent-run duration, seconds."),
-        "p95_duration": _nullable("number", "95th percentile duration, seconds."),
-        "p99_duration": _nullable("number", "99th percentile duration, seconds."),
-        "total_cost": _field("number", "Cost in USD of every matching row."),
-        "total_tokens": _field("integer", "Input plus output tokens."),
+        "runs": _field("integer", "Runs (nested ones included)."),
+        "top_level_runs": _field("integer", "Runs not nested in another execution."),
+        "nested_runs": _field("integer", "Runs started inside another execution."),
+        "completed_runs": _field("integer", "Completed runs."),
+        "failed_runs": _field("integer", "Failed runs."),
+        "success_rate": _field("number", "completed_runs / runs (0 when none)."),
+        "avg_duration_seconds": _nullable("number", "Mean run duration."),
+        "p50_duration_seconds": _nullable("number", "Median run duration."),
+        "p95_duration_seconds": _nullable("number", "95th percentile run duration."),
+        "p99_duration_seconds": _nullable("number", "99th percentile run duration."),
         "llm_calls": _field("integer", "LLM calls."),
+        "unpriced_calls": _field("integer", "LLM calls whose price is unknown."),
         "tool_calls": _field("integer", "Tool calls."),
+        "input_tokens": _field("integer", "Input tokens."),
+        "output_tokens": _field("integer", "Output tokens."),
+        "total_tokens": _field("integer", "Input plus output tokens."),
+        "cost_usd": _nullable("number", "Known spend, USD; null when no call was priced."),
     },
 }
 
@@ -144,15 +154,16 @@ _AGENT = {
     "type": "object",
     "properties": {
         "agent": _field("string", "Agent name."),
-        "runs": _field("integer", "Agent runs."),
-        "completed": _field("integer", "Completed agent runs."),
-        "failed": _field("integer", "Failed agent runs."),
-        "cost_usd": _field("number", "Spend, USD (tool rows of the agent included)."),
+        "runs": _field("integer", "Runs."),
+        "completed_runs": _field("integer", "Completed runs."),
+        "failed_runs": _field("integer", "Failed runs."),
+        "last_started_at": _nullable("string", "Latest run start, ISO-8601.", format="date-time"),
+        "llm_calls": _field("integer", "LLM calls billed to the agent."),
+        "unpriced_calls": _field("integer", "LLM calls whose price is unknown."),
+        "tool_calls": _field("integer", "Tool calls."),
         "input_tokens": _field("integer", "Input tokens."),
         "output_tokens": _field("integer", "Output tokens."),
-        "llm_calls": _field("integer", "LLM calls."),
-        "tool_calls": _field("integer", "Tool calls."),
-        "last_started_at": _nullable("string", "Latest run start, ISO-8601.", format="date-time"),
+        "cost_usd": _nullable("number", "Known spend, USD; null when no call was priced."),
     },
 }
 
@@ -161,9 +172,10 @@ _MODEL = {
     "properties": {
         "model": _nullable("string", "Model name."),
         "provider": _nullable("string", "Provider."),
-        "llm_calls": _field("integer", "LLM calls."),
+        "calls": _field("integer", "LLM calls."),
+        "unpriced_calls": _field("integer", "LLM calls whose price is unknown."),
         "tokens": _field("integer", "Input plus output tokens."),
-        "cost_usd": _field("number", "Spend, USD."),
+        "cost_usd": _nullable("number", "Known spend, USD; null when no call was priced."),
     },
 }
 
