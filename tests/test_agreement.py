@@ -157,17 +157,22 @@ def test_every_reader_counts_the_same_runs(
     server = make_server(Settings(store_url=recorded.url), port=0)
     serve_in_thread(server)
     try:
-        query = {"limit": "10000", **kwargs}
-        api = requests.get(server.url + "/api/executions", params=query, timeout=10).json()
-        assert len(api["executions"]) == expected
+        listed_by_api: list[str] = []
+        query: dict[str, str] = {"limit": "1000", **kwargs}
+        while True:  # the API pages with a cursor (at most 1,000 runs a page)
+            page = requests.get(server.url + "/api/v1/executions", params=query, timeout=10)
+            body = page.json()
+            listed_by_api.extend(r["id"] for r in body["executions"])
+            if body["next_cursor"] is None:
+                break
+            query["cursor"] = body["next_cursor"]
+        assert len(listed_by_api) == expected
         agent = {"agent": kwargs["agent"]} if "agent" in kwargs else {}
-        api_stats = requests.get(server.url + "/api/stats", params=agent, timeout=10).json()
-        key = "failed" if labels.get("status") == "failed" else "total_executions"
+        api_stats = requests.get(server.url + "/api/v1/stats", params=agent, timeout=10).json()
+        key = "failed_runs" if labels.get("status") == "failed" else "runs"
         assert api_stats[key] == expected
     finally:
         server.shutdown()
-        server.server_close()
-        server.access.close()
 
 
 def test_the_demo_line_counts_runs_as_stats_does(recorded: Recorded) -> None:

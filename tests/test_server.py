@@ -6,10 +6,12 @@ these tests cover the whole path a user's records take to a scrape.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -17,32 +19,37 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import agentwatch
 from agentwatch.config import Budget, Settings
-from agentwatch.server import AgentwatchHTTPServer, make_server, serve_in_thread
+from agentwatch.errors import StoreError
+from agentwatch.server import AgentwatchServer, make_server, serve_in_thread
+from agentwatch.store import open_store
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC).timestamp()
 
 
 @pytest.fixture
 def store_url(backend_url: str) -> Iterator[str]:
-    """A fresh store on each backend (SQLite file, throw-away PostgreSQL schema)."""
+    """A fresh, initialised store on each backend (SQLite file, throw-away PostgreSQL schema).
+
+    Initialised as `agentwatch init` would: serve only reads stores that exist.
+    """
+    with open_store(backend_url) as store:
+        store.migrate()
     agentwatch.configure(store_url=backend_url)
     yield backend_url
     agentwatch.close()
 
 
-def _serve(settings: Settings, clock: float | None = None) -> AgentwatchHTTPServer:
+def _serve(settings: Settings, clock: float | None = None) -> AgentwatchServer:
     server = make_server(settings, port=0, clock=(lambda: clock) if clock else time.time)
     serve_in_thread(server)
     return server
 
 
 @pytest.fixture
-def served(store_url: str) -> Iterator[AgentwatchHTTPServer]:
+def served(store_url: str) -> Iterator[AgentwatchServer]:
     server = _serve(Settings(store_url=store_url))
     yield server
     server.shutdown()
-    server.server_close()
-    server.access.close()
 
 
 def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -76,7 +83,7 @@ def _record_workload() -> None:
     assert agentwatch.flush(timeout=10)
 
 
-def test_metrics_are_served_from_the_store_rollups(served: AgentwatchHTTPServer) -> None:
+def test_metrics_are_served_from_the_store_rollups(served: AgentwatchServer) -> None:
     _record_workload()
     text = requests.get(served.url + "/metrics", timeout=5).text
 
@@ -103,7 +110,7 @@ def test_metrics_are_served_from_the_store_rollups(served: AgentwatchHTTPServer)
     assert _value(text, "agentwatch_store_up") == 1
 
 
-def test_histograms_are_complete_and_cumulative(served: AgentwatchHTTPServer) -> None:
+def test_histograms_are_complete_and_cumulative(served: AgentwatchServer) -> None:
     _record_workload()
     text = requests.get(served.url + "/metrics", timeout=5).text
     family = next(
@@ -126,8 +133,6 @@ def test_counters_survive_a_server_restart_and_a_prune(store_url: str) -> None:
     first = _serve(Settings(store_url=store_url))
     before = requests.get(first.url + "/metrics", timeout=5).text
     first.shutdown()
-    first.server_close()
-    first.access.close()
 
     deleted = agentwatch.EventStore(store_url).delete_old_executions(older_than=time.time() + 60)
     assert deleted == 3
@@ -136,8 +141,6 @@ def test_counters_survive_a_server_restart_and_a_prune(store_url: str) -> None:
         after = requests.get(second.url + "/metrics", timeout=5).text
     finally:
         second.shutdown()
-        second.server_close()
-        second.access.close()
     for name in ("agentwatch_executions_total", "agentwatch_llm_cost_usd_total"):
         assert {k: v for k, v in _samples(before).items() if k[0] == name} == {
             k: v for k, v in _samples(after).items() if k[0] == name
@@ -161,8 +164,6 @@ def test_budget_gauges_count_only_spend_inside_the_current_period(store_url: str
         api = requests.get(server.url + "/api/budgets", timeout=5).json()
     finally:
         server.shutdown()
-        server.server_close()
-        server.access.close()
 
     assert _value(text, "agentwatch_budget_spend_usd", budget="daily", period="day") == 3.5
     assert _value(text, "agentwatch_budget_limit_usd", budget="daily", period="day") == 4.0
@@ -182,7 +183,7 @@ def test_budget_gauges_count_only_spend_inside_the_current_period(store_url: str
     assert daily["used_ratio"] == pytest.approx(3.5 / 4.0)
 
 
-def test_openmetrics_is_negotiated_and_carries_eof(served: AgentwatchHTTPServer) -> None:
+def test_openmetrics_is_negotiated_and_carries_eof(served: AgentwatchServer) -> None:
     _record_workload()
     response = requests.get(
         served.url + "/metrics",
@@ -207,14 +208,13 @@ def test_unreachable_store_reports_down_and_not_ready(tmp_path: Path) -> None:
         assert requests.get(server.url + "/api/stats", timeout=10).status_code == 503
     finally:
         server.shutdown()
-        server.server_close()
 
 
-def test_ready_once_the_store_answers(served: AgentwatchHTTPServer) -> None:
+def test_ready_once_the_store_answers(served: AgentwatchServer) -> None:
     assert requests.get(served.url + "/readyz", timeout=5).status_code == 200
 
 
-def test_json_api_lists_and_fetches_executions(served: AgentwatchHTTPServer) -> None:
+def test_json_api_lists_and_fetches_executions(served: AgentwatchServer) -> None:
     _record_workload()
     listing = requests.get(served.url + "/api/executions?status=failed", timeout=5).json()
     assert [e["status"] for e in listing["executions"]] == ["failed"]
@@ -227,13 +227,24 @@ def test_json_api_lists_and_fetches_executions(served: AgentwatchHTTPServer) -> 
     assert requests.get(served.url + "/api/executions/exec_nope", timeout=5).status_code == 404
 
 
+@pytest.mark.parametrize("route", ["/api/v1/executions", "/api/executions"])
 @pytest.mark.parametrize(
-    "query", ["limit=0", "limit=abc", "since=yesterday", "status=exploded", "since=nan"]
+    "query",
+    [
+        "limit=0",
+        "limit=abc",
+        "limit=1001",
+        "since=fortnight",
+        "status=exploded",
+        "since=nan",
+        "since=1h&until=2h",
+        "since=" + "9" * 400,
+    ],
 )
 def test_bad_query_parameters_get_a_400_with_a_reason(
-    served: AgentwatchHTTPServer, query: str
+    served: AgentwatchServer, route: str, query: str
 ) -> None:
-    response = requests.get(served.url + "/api/executions?" + query, timeout=5)
+    response = requests.get(served.url + route + "?" + query, timeout=5)
     assert response.status_code == 400
     assert response.json()["error"]
 
@@ -241,6 +252,71 @@ def test_bad_query_parameters_get_a_400_with_a_reason(
 def test_server_binds_to_localhost_by_default(store_url: str) -> None:
     server = make_server(Settings(store_url=store_url), port=0)
     try:
-        assert server.server_address[0] == "127.0.0.1"
+        assert server.host == "127.0.0.1"
     finally:
-        server.server_close()
+        server.close()
+
+
+class _Refused(StoreError):
+    """What the store layer raises for a foreign or missing store (StoreNotFound & co)."""
+
+
+def _refusing_opener(url: str) -> Any:
+    raise _Refused(f"no agentwatch store at {url}")
+
+
+def test_a_refused_store_is_not_ready_and_readyz_reveals_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'foreign.db'}"
+    server = make_server(Settings(store_url=url), port=0, opener=_refusing_opener)
+    server.start()
+    try:
+        ready = requests.get(server.url + "/readyz", timeout=5)
+        assert ready.status_code == 503
+        assert ready.text == "not ready\n"
+        assert requests.get(server.url + "/healthz", timeout=5).text == "ok\n"
+        text = requests.get(server.url + "/metrics", timeout=5).text
+        assert _value(text, "agentwatch_store_up") == 0
+        api = requests.get(server.url + "/api/v1/executions", timeout=5)
+        assert api.status_code == 503 and api.json() == {"error": "store unavailable"}
+    finally:
+        server.shutdown()
+
+
+def test_the_store_password_never_reaches_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    url = "postgresql://agentwatch:hunter2-secret@127.0.0.1:1/none?connect_timeout=2"
+    server = _serve(Settings(store_url=url))
+    try:
+        with caplog.at_level(logging.INFO, logger="agentwatch"):
+            assert requests.get(server.url + "/readyz", timeout=10).status_code == 503
+            requests.get(server.url + "/metrics", timeout=10)
+    finally:
+        server.shutdown()
+    assert "unavailable" in caplog.text
+    assert "hunter2" not in caplog.text
+    assert "***" in caplog.text
+    assert "hunter2" not in server.access.masked_url
+
+
+def test_a_mistyped_or_foreign_sqlite_path_is_refused_not_created(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sqlite3
+
+    missing = tmp_path / "typo" / "telemetry.db"
+    foreign = tmp_path / "app.db"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    before = foreign.read_bytes()
+    for path in (missing, foreign):
+        server = _serve(Settings(store_url=f"sqlite:///{path}"))
+        try:
+            with caplog.at_level(logging.WARNING, logger="agentwatch"):
+                ready = requests.get(server.url + "/readyz", timeout=10)
+            assert (ready.status_code, ready.text) == (503, "not ready\n")
+            text = requests.get(server.url + "/metrics", timeout=10).text
+            assert _value(text, "agentwatch_store_up") == 0
+        finally:
+            server.shutdown()
+    assert not missing.exists() and not missing.parent.exists(), "serve never creates a store"
+    assert foreign.read_bytes() == before, "serve never adds its tables to a foreign file"
+    assert "StoreNotFound" in caplog.text and "IncompatibleStore" in caplog.text

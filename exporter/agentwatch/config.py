@@ -85,6 +85,7 @@ class Settings:
     budgets: tuple[Budget, ...] = ()
     otel: bool = False
     log_format: LogFormat = "text"
+    web_config_file: str | None = None
     source: str = "defaults"
 
 
@@ -101,10 +102,15 @@ ENV_VARS: dict[str, str] = {
     "AGENTWATCH_MAX_LABEL_SETS": "max_label_sets",
     "AGENTWATCH_OTEL": "otel",
     "AGENTWATCH_LOG_FORMAT": "log_format",
+    "AGENTWATCH_WEB_CONFIG_FILE": "web_config_file",
 }
 
 #: CLI flags whose name differs from the setting they override (for error messages).
-_FLAG_NAMES = {"store_url": "--store", "config_path": "--config"}
+_FLAG_NAMES = {
+    "store_url": "--store",
+    "config_path": "--config",
+    "web_config_file": "--web.config.file",
+}
 
 _FILE_KEYS = frozenset(
     {
@@ -124,6 +130,7 @@ _FILE_KEYS = frozenset(
         "budgets",
         "otel",
         "log_format",
+        "web_config_file",
     }
 )
 
@@ -265,7 +272,18 @@ def _coerce(key: str, value: Any, where: str) -> Any:
     if key == "host":
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a host name or address")
-        return value
+        text = value.strip()
+        if not text:
+            raise ConfigError(
+                f"{where}: empty host would listen on every interface; use 127.0.0.1 (this "
+                "machine only) or 0.0.0.0 (every interface) explicitly"
+            )
+        return text
+    if key == "web_config_file":
+        text = os.fspath(value) if isinstance(value, os.PathLike) else value
+        if not isinstance(text, str) or not text.strip():
+            raise ConfigError(f"{where}: expected the path of a web configuration file")
+        return str(Path(text.strip()).expanduser())
     if key == "redact_patterns":
         if not isinstance(value, list | tuple) or not all(isinstance(p, str) for p in value):
             raise ConfigError(f"{where}: expected a list of regular expressions")
@@ -401,6 +419,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
         if key not in _FILE_KEYS:
             raise ConfigError(f"{path}: unknown key {key!r}")
         values[key] = _coerce(key, value, f"{path}: {key}")
+    web = values.get("web_config_file")
+    if web is not None and not Path(web).is_absolute():  # relative to the config file
+        values["web_config_file"] = str(path.parent / web)
     return values
 
 

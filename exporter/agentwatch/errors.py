@@ -55,3 +55,8 @@ class UnsupportedStoreURL(ConfigError):
 
 class ServeError(AgentwatchError):
     """An HTTP server cannot start: the port is taken or the address does not resolve."""
+
+
+class WebConfigError(ConfigError):
+    """The web configuration file (TLS, basic auth, headers) is invalid or asks for what
+    agentwatch cannot honour. The message is one line naming the file and the key."""

@@ -26,7 +26,6 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-import prometheus_client
 from prometheus_client import CollectorRegistry
 
 from agentwatch.config import Settings, load_settings
@@ -476,17 +475,30 @@ def start_http_server(
     registry: CollectorRegistry | None = None,
     *,
     strict: bool = False,
+    web_config_file: str | os.PathLike[str] | None = None,
 ) -> Any:
     """Serve this process' metrics on `http://addr:port/metrics` from a daemon thread.
 
-    Binds 127.0.0.1 unless told otherwise. Returns prometheus_client's (server, thread).
+    Binds 127.0.0.1 unless told otherwise. `web_config_file` (default: the
+    `web_config_file` setting, i.e. `AGENTWATCH_WEB_CONFIG_FILE` or the config file) is the
+    exporter-toolkit web configuration `agentwatch serve --web.config.file` reads: TLS, basic
+    auth and headers, re-read when it changes. `/healthz` and `/readyz` answer without
+    credentials. Idle and slow connections are closed after a timeout.
+
+    Returns a `MetricsEndpoint` (`.url`, `.shutdown()`); it unpacks as `(server, thread)`
+    like prometheus_client's return value.
 
     In a forked or multi-process worker this warns (`ForkedWorkerWarning`): each worker would
     expose its own counters and Prometheus would see them jump between scrapes. Run
     `agentwatch serve` over the shared store instead.
 
+    Example:
+        >>> endpoint = agentwatch.start_http_server(9747, web_config_file="web.yml")
+
     Raises:
         MultiProcessMetricsError: `strict=True` and this process is a worker.
+        WebConfigError: the web configuration file is invalid.
+        ServeError: the port is taken or the address does not resolve.
     """
     reason = worker_reason()
     if reason is not None:
@@ -499,5 +511,11 @@ def start_http_server(
             raise MultiProcessMetricsError(message)
         warnings.warn(message, ForkedWorkerWarning, stacklevel=2)
         logger.warning(message)
-    target = registry if registry is not None else get_runtime().metrics.registry
-    return prometheus_client.start_http_server(port, addr=addr, registry=target)
+    runtime = get_runtime()
+    target = registry if registry is not None else runtime.metrics.registry
+    web = web_config_file if web_config_file is not None else runtime.settings.web_config_file
+    from agentwatch.server.metrics_endpoint import start_endpoint
+
+    return start_endpoint(
+        target, port, addr=addr, web_config_file=None if web is None else Path(web)
+    )

@@ -377,16 +377,38 @@ def start_agentwatch_serve(
     config: Path | None = None,
     port: int | None = None,
     timeout: float = 30.0,
+    web_config: Path | None = None,
+    ca: Path | None = None,
+    client_cert: tuple[Path, Path] | None = None,
 ) -> Iterator[RunningProcess]:
-    """Run `agentwatch serve --store URL [--config FILE] --port P`; yield once /metrics answers."""
+    """Run `agentwatch serve --store URL [--config FILE] --port P`; yield once it answers.
+
+    With `web_config` (`--web.config.file`), readiness is probed on the open `/healthz`, over
+    HTTPS trusting `ca` when one is given (presenting `client_cert`, a (cert, key) pair, when
+    the server requires one); otherwise on `/metrics`.
+    """
     port = port or free_port()
     argv = [*agentwatch_command(), "serve", "--store", store_url, "--port", str(port)]
     if config is not None:
         argv += ["--config", str(config)]
+    if web_config is not None:
+        argv += ["--web.config.file", str(web_config)]
     env = {"AGENTWATCH_HOME": str(workdir / "home"), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     proc = _spawn(RunningProcess, "agentwatch-serve", argv, port, workdir, env=env)
     try:
-        proc.wait_ready("/metrics", timeout=timeout)
+        if ca is not None:
+            url = f"https://127.0.0.1:{port}/healthz"
+
+            def probe() -> bool:
+                if not proc.alive():
+                    raise AssertionError(f"agentwatch serve exited:\n{proc.log()}")
+                cert = None if client_cert is None else (str(client_cert[0]), str(client_cert[1]))
+                reply = requests.get(url, verify=str(ca), cert=cert, timeout=2)
+                return reply.status_code == 200
+
+            wait_until(probe, timeout=timeout, what=f"agentwatch serve at {url}", log=proc.log)
+        else:
+            proc.wait_ready("/healthz" if web_config is not None else "/metrics", timeout=timeout)
         yield proc
     finally:
         proc.stop()

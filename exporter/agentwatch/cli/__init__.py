@@ -113,13 +113,14 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from agentwatch.cli import config_show, demo, init, monitor, serve
+    from agentwatch.cli import config_show, demo, init, monitor, serve, web
 
     cli.add_command(init.init)
     cli.add_command(monitor.monitor)
     cli.add_command(serve.serve)
     cli.add_command(demo.demo)
     cli.add_command(config_show.config_group, name="config")
+    cli.add_command(web.web)
 
 
 _register()

@@ -73,6 +73,7 @@ def demo(
     )
     if server is None:
         return
-    from agentwatch.cli.serve import run_server
+    from agentwatch.cli.serve import run_server, serve_logging
 
-    run_server(server)
+    with serve_logging(settings.log_format):
+        run_server(server)

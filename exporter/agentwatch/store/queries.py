@@ -27,6 +27,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agentwatch.store.rows import (
+    AgentRow,
     CostRow,
     EventRow,
     ExecutionDetail,
@@ -205,10 +206,22 @@ class StoreQueries(ABC):
 
     # -- typed queries -------------------------------------------------------------------
     def executions(
-        self, flt: ExecutionFilter | None = None, *, limit: int | None = 100, offset: int = 0
+        self,
+        flt: ExecutionFilter | None = None,
+        *,
+        limit: int | None = 100,
+        offset: int = 0,
+        before: tuple[float, str] | None = None,
     ) -> list[ExecutionRow]:
-        """Executions matching `flt` (default: every run), newest first; `limit=None` for all."""
+        """Executions matching `flt` (default: every run), newest first; `limit=None` for all.
+
+        `before` is a keyset cursor: only rows after `(started_at, id)` in this order, so a
+        page costs the same however deep it is (the JSON API's `cursor`).
+        """
         where, params = _filter_where(flt or ExecutionFilter())
+        if before is not None:
+            where = _and(where, "(started_at < ? OR (started_at = ? AND id < ?))")
+            params.extend([before[0], before[0], before[1]])
         sql = f"{_EXEC_SELECT}{where} ORDER BY started_at DESC, id DESC"
         if limit is not None:
             sql += " LIMIT ?"
@@ -394,6 +407,56 @@ class StoreQueries(ABC):
                 )
             )
         return result
+
+    def agents(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 1000,
+    ) -> list[AgentRow]:
+        """Agents with at least one run in the window: run counts, last start, call totals.
+
+        Runs are counted as `summary()` counts them (agent executions by their agent and
+        start time); calls, tokens and cost as `costs(["agent"])` does (every call by its own
+        agent label). Highest spend first, then by name; at most `limit` agents.
+        """
+        where, params = _where(None, None, since, until, "agent")
+        sql = (
+            "SELECT agent, COUNT(*), "
+            "COALESCE(SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0), "
+            f"MAX(started_at) FROM executions{where} GROUP BY agent"
+        )
+        calls_where, calls_params = _where(None, None, since, until)
+        calls_sql = (
+            f"SELECT agent, {_CALL_TOTALS.removeprefix('SELECT ')}{calls_where} GROUP BY agent"
+        )
+        with self._read() as cur:
+            cur.execute(self._sql(sql), params)
+            runs = cur.fetchall()
+            cur.execute(self._sql(calls_sql), calls_params)
+            calls = {str(r[0]): r[1:] for r in cur.fetchall()}
+        result = []
+        for agent, count, completed, failed, last in runs:
+            llm, unpriced, tools, tin, tout, cost = calls.get(str(agent), (0, 0, 0, 0, 0, 0.0))
+            result.append(
+                AgentRow(
+                    agent=str(agent),
+                    runs=int(count),
+                    completed_runs=int(completed),
+                    failed_runs=int(failed),
+                    last_started_at=None if last is None else float(last),
+                    llm_calls=int(llm),
+                    unpriced_calls=int(unpriced),
+                    tool_calls=int(tools),
+                    input_tokens=int(tin),
+                    output_tokens=int(tout),
+                    cost_usd=known_cost(float(cost), int(llm), int(unpriced)),
+                )
+            )
+        result.sort(key=lambda r: (-(r.cost_usd or 0.0), r.agent))
+        return result[:limit]
 
     def _with_tool_totals(self, rows: Sequence[Sequence[Any]]) -> list[ExecutionRow]:
         """Build rows whose totals include the calls of the tools (and tools of tools) each ran.

@@ -451,3 +451,36 @@ class CostRow:
             "tokens": self.tokens,
             "cost": self.cost_usd or 0.0,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRow:
+    """One agent's runs in a window (as `SummaryStats` counts them) and its call totals."""
+
+    agent: str
+    runs: int = 0
+    completed_runs: int = 0
+    failed_runs: int = 0
+    last_started_at: float | None = None
+    llm_calls: int = 0
+    unpriced_calls: int = 0
+    tool_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = 0.0
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON shape of an agent in `/api/v1/agents`."""
+        return {
+            "agent": self.agent,
+            "runs": self.runs,
+            "completed_runs": self.completed_runs,
+            "failed_runs": self.failed_runs,
+            "last_started_at": iso_utc(self.last_started_at),
+            "llm_calls": self.llm_calls,
+            "unpriced_calls": self.unpriced_calls,
+            "tool_calls": self.tool_calls,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_usd": finite(self.cost_usd),
+        }
