@@ -184,3 +184,27 @@ def test_bad_runs_queries_are_400_pages(served: AgentwatchServer, query: str) ->
     assert response.status_code == 400
     assert response.headers["content-type"].startswith("text/html")
     assert 'id="message"' in response.text
+
+
+def test_monitor_trace_prints_the_console_url_when_one_is_configured(
+    sqlite_url: str, records: Records, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from agentwatch.cli import cli
+
+    with open_store(sqlite_url) as store:
+        store.migrate()
+        run = records.execution("shop", 1_000.0)
+        store.write_batch(RollupBuilder(CardinalityGuard(1000)).build([ExecutionFinished(run)]))
+    monkeypatch.delenv("AGENTWATCH_EXTERNAL_URL", raising=False)
+    args = ["monitor", "trace", "--store", sqlite_url, run.id]
+    plain = CliRunner().invoke(cli, args)
+    assert plain.exit_code == 0 and "/ui/runs/" not in plain.output
+    monkeypatch.setenv("AGENTWATCH_EXTERNAL_URL", "https://aw.example.com/")
+    linked = CliRunner().invoke(cli, args)
+    assert linked.exit_code == 0, linked.output
+    assert f"console: https://aw.example.com/ui/runs/{run.id}" in linked.output
+    monkeypatch.setenv("AGENTWATCH_EXTERNAL_URL", "ftp://nope")
+    bad = CliRunner().invoke(cli, args)
+    assert bad.exit_code != 0 and "http(s) URL" in bad.output and "Traceback" not in bad.output

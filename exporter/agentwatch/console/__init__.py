@@ -9,6 +9,7 @@ Content-Security-Policy. Importing this package imports Jinja2; `import agentwat
 
 from __future__ import annotations
 
-from agentwatch.console.routes import ConsoleContext, console_routes, run_url
+from agentwatch.console.fmt import run_url
+from agentwatch.console.routes import ConsoleContext, console_routes
 
 __all__ = ["ConsoleContext", "console_routes", "run_url"]

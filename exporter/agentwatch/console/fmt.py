@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 
 def money(value: float | None) -> str:
@@ -57,3 +57,8 @@ def query(**params: object) -> str:
     """A query string from the parameters that are set (None and "" are left out)."""
     kept = {k: v for k, v in params.items() if v is not None and v != ""}
     return urlencode(kept)
+
+
+def run_url(base: str, execution_id: str) -> str:
+    """The console URL of one run under the public base URL `base` (`--web.external-url`)."""
+    return f"{base.rstrip('/')}/ui/runs/{quote(execution_id, safe='')}"

@@ -79,11 +79,6 @@ class ConsoleContext:
         return path.rstrip("/")
 
 
-def run_url(base: str, execution_id: str) -> str:
-    """The console URL of one run under the public base URL `base`."""
-    return f"{base.rstrip('/')}/ui/runs/{quote(execution_id, safe='')}"
-
-
 @functools.cache
 def _environment() -> Any:
     import jinja2
