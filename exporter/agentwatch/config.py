@@ -86,6 +86,7 @@ class Settings:
     otel: bool = False
     log_format: LogFormat = "text"
     web_config_file: str | None = None
+    external_url: str | None = None
     source: str = "defaults"
 
 
@@ -103,6 +104,7 @@ ENV_VARS: dict[str, str] = {
     "AGENTWATCH_OTEL": "otel",
     "AGENTWATCH_LOG_FORMAT": "log_format",
     "AGENTWATCH_WEB_CONFIG_FILE": "web_config_file",
+    "AGENTWATCH_EXTERNAL_URL": "external_url",
 }
 
 #: CLI flags whose name differs from the setting they override (for error messages).
@@ -110,6 +112,7 @@ _FLAG_NAMES = {
     "store_url": "--store",
     "config_path": "--config",
     "web_config_file": "--web.config.file",
+    "external_url": "--web.external-url",
 }
 
 _FILE_KEYS = frozenset(
@@ -131,6 +134,7 @@ _FILE_KEYS = frozenset(
         "otel",
         "log_format",
         "web_config_file",
+        "external_url",
     }
 )
 
@@ -252,6 +256,20 @@ def _parse_prices(raw: Any, where: str) -> dict[str, ModelPrice]:
     return prices
 
 
+def as_external_url(value: Any, where: str) -> str:
+    """The console's public base URL (`--web.external-url`): http(s), no query, no slash at
+    the end. Raises ConfigError otherwise."""
+    import re
+
+    text = value.strip() if isinstance(value, str) else ""
+    if not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", text):
+        raise ConfigError(
+            f"{where}: expected an http(s) URL without query, such as "
+            f"https://agentwatch.example.com, got {value!r}"
+        )
+    return text.rstrip("/")
+
+
 def _coerce(key: str, value: Any, where: str) -> Any:
     """Turn one raw value (from YAML, env or a flag) into the typed settings value."""
     if key == "store_url":
@@ -284,6 +302,8 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         if not isinstance(text, str) or not text.strip():
             raise ConfigError(f"{where}: expected the path of a web configuration file")
         return str(Path(text.strip()).expanduser())
+    if key == "external_url":
+        return as_external_url(value, where)
     if key == "redact_patterns":
         if not isinstance(value, list | tuple) or not all(isinstance(p, str) for p in value):
             raise ConfigError(f"{where}: expected a list of regular expressions")

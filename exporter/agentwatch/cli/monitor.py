@@ -431,6 +431,10 @@ def trace(
         echo_json(trace.to_record())
         return
     console().print(_render.trace_tree(trace))
+    if settings.external_url:
+        from agentwatch.console.fmt import run_url
+
+        click.echo(f"console: {run_url(settings.external_url, trace.execution.id)}")
 
 
 # --------------------------------------------------------------------------- cost

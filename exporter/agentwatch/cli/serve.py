@@ -41,14 +41,24 @@ if TYPE_CHECKING:
     "node_exporter and Prometheus read. Default: $AGENTWATCH_WEB_CONFIG_FILE, the config "
     "file's web_config_file, else none (plain HTTP, no auth).",
 )
+@click.option(
+    "--web.external-url",
+    "external_url",
+    default=None,
+    help="The console's public base URL, as a browser reaches it (behind a proxy, for "
+    "example https://agentwatch.example.com). Default: $AGENTWATCH_EXTERNAL_URL, the config "
+    "file's external_url, else http://<host>:<port>.",
+)
 def serve(
     store_url: str | None,
     config_path: Path | None,
     host: str | None,
     port: int | None,
     web_config_file: Path | None,
+    external_url: str | None,
 ) -> None:
-    """Expose /metrics (durable rollups and budgets), /healthz, /readyz and a JSON API.
+    """Expose /metrics (durable rollups and budgets), /healthz, /readyz, a JSON API and the
+    on-call console (/ui/).
 
     Point Prometheus at this instead of at each worker process: counters come from the
     shared store, so they never jump between scrapes and survive restarts. SIGHUP re-reads
@@ -62,6 +72,7 @@ def serve(
         host=host,
         port=port,
         web_config_file=None if web_config_file is None else str(web_config_file),
+        external_url=external_url,
     )
     with serve_logging(settings.log_format):
         run_server(make_server(settings))
@@ -106,5 +117,6 @@ def run_server(server: AgentwatchServer) -> None:
         f"agentwatch serving {server.url}/metrics{tls}{auth} (store: {server.access.masked_url})",
         err=True,
     )
+    click.echo(f"console: {server.console_url}/ui/", err=True)
     sys.stderr.flush()
     server.serve_forever()

@@ -1,7 +1,8 @@
 """`agentwatch serve`: the store-backed server, assembled from its parts.
 
 Routes: `/metrics` (Prometheus text or OpenMetrics), `/healthz`, `/readyz`, the JSON API
-(`/api/v1/...`, documented at `/api/openapi.json`) and the deprecated `/api/...` routes.
+(`/api/v1/...`, documented at `/api/openapi.json`), the deprecated `/api/...` routes and the
+on-call console (`/ui/...`, docs/console.md).
 Binds 127.0.0.1 unless told otherwise; the web configuration file adds TLS and basic auth.
 """
 
@@ -43,6 +44,7 @@ INDEX = (
     "/api/v1/agents",
     "/api/v1/models",
     "/api/openapi.json",
+    "/ui/",
 )
 
 
@@ -65,7 +67,9 @@ class AgentwatchServer:
         lanes: StoreLanes,
         registry: CollectorRegistry,
         watcher: WebConfigWatcher,
+        external_url: str | None = None,
     ) -> None:
+        self.external_url = external_url
         self.http = http
         self.lanes = lanes
         self.registry = registry
@@ -74,6 +78,11 @@ class AgentwatchServer:
     @property
     def url(self) -> str:
         return self.http.url
+
+    @property
+    def console_url(self) -> str:
+        """The console's base URL: `--web.external-url`, else the address served."""
+        return self.external_url or self.http.url
 
     @property
     def host(self) -> str:
@@ -154,6 +163,7 @@ def make_server(
     web_config_file: Path | None = None,
     limits: ConnectionLimits | None = None,
     opener: Callable[[str], Store] | None = None,
+    external_url: str | None = None,
 ) -> AgentwatchServer:
     """Build (bind, but do not start) the server for `settings`; port 0 picks a free port.
 
@@ -164,6 +174,8 @@ def make_server(
         web_config_file: overrides `settings.web_config_file`.
         limits: connection timeouts and caps (tests shorten them).
         opener: how to open the store (tests inject failures).
+        external_url: the console's public base URL (`--web.external-url`); overrides
+            `settings.external_url`. Links in console pages start with its path.
 
     Raises:
         WebConfigError: the web configuration file is invalid (checked before binding).
@@ -179,15 +191,20 @@ def make_server(
     registry.register(StoreCollector(lanes.metrics, settings.budgets, clock))
     metrics_lane = Lane(lanes.metrics, threads=2, max_waiting=16)
     api_lane = Lane(lanes.api, threads=2, max_waiting=32)
+    from agentwatch.console import ConsoleContext, console_routes
+
+    console_lane = Lane(lanes.api, threads=2, max_waiting=32)
+    public = external_url if external_url is not None else settings.external_url
     routes = [
         *metrics_routes(registry, metrics_lane),
         *api_routes(ApiContext(api_lane, settings.budgets, clock)),
         _openapi_route(),
+        *console_routes(ConsoleContext(console_lane, settings.budgets, clock, public)),
     ]
     app = build_app(routes, watcher, index=INDEX)
     http = HTTPServer(app, sock, watcher, limits)
     warn_if_exposed(address, watcher)
-    return AgentwatchServer(http, lanes, registry, watcher)
+    return AgentwatchServer(http, lanes, registry, watcher, public)
 
 
 def serve_in_thread(server: AgentwatchServer) -> threading.Thread:

@@ -56,6 +56,8 @@ class PostgresStore(Store):
 
     backend = "postgresql"
     _NO_LIMIT = "ALL"
+    _FLOOR = "FLOOR({})"
+    _BINARY = ' COLLATE "C"'
 
     def __init__(self, url: str, *, connect_timeout: int = 5) -> None:
         self._pg = _psycopg()

@@ -29,11 +29,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from agentwatch.store.rows import (
     AgentRow,
     CostRow,
+    ErrorCount,
     EventRow,
     ExecutionDetail,
     ExecutionFilter,
     ExecutionRow,
+    RunSearch,
     SummaryStats,
+    TrendPoint,
     known_cost,
 )
 
@@ -183,6 +186,10 @@ class StoreQueries(ABC):
     """Every read query of the store; mixed into `Store`, which supplies the hooks below."""
 
     _NO_LIMIT: str
+    #: SQL for the largest integer not above `{}` (for a non-negative number).
+    _FLOOR = "CAST({} AS INTEGER)"
+    #: Appended to `id` in comparisons so they follow code-point order.
+    _BINARY = ""
 
     @abstractmethod
     def _sql(self, sql: str) -> str:
@@ -457,6 +464,166 @@ class StoreQueries(ABC):
             )
         result.sort(key=lambda r: (-(r.cost_usd or 0.0), r.agent))
         return result[:limit]
+
+    # -- the console's queries (bounded: each reads an index range or one run) ----------
+    def ids_starting_with(self, prefix: str, *, limit: int = 2) -> list[str]:
+        """Ids of executions (any kind) that start with `prefix`, in id order, at most `limit`.
+
+        A range on the primary key (`prefix <= id < prefix + U+10FFFF`), so it costs an
+        index seek; `prefix` is text, never a pattern.
+        """
+        if not prefix:
+            return []
+        column = f"id{self._BINARY}"
+        sql = (
+            f"SELECT id FROM executions WHERE {column} >= ? AND {column} < ? "
+            "AND substr(id, 1, ?) = ? ORDER BY id LIMIT ?"
+        )
+        params = [prefix, prefix + "\U0010ffff", len(prefix), prefix, int(limit)]
+        with self._read() as cur:
+            cur.execute(self._sql(sql), params)
+            return [str(row[0]) for row in cur.fetchall()]
+
+    def search_runs(
+        self,
+        search: RunSearch,
+        *,
+        limit: int = 50,
+        after: tuple[float, str] | None = None,
+    ) -> list[ExecutionRow]:
+        """Executions matching `search`, in its order (highest first, then id descending).
+
+        `after` is a keyset cursor `(sort value, id)` of the last row of the previous page;
+        the sort value is the start time, the duration, or the run's own spend (missing
+        durations and unpriced spends sort as -1).
+        """
+        where, params = _where(search.agent, search.status, search.since, search.until, search.kind)
+        if search.model is not None:
+            where = _and(
+                where,
+                "EXISTS (SELECT 1 FROM events m WHERE m.execution_id = executions.id "
+                "AND m.model = ?)",
+            )
+            params.append(search.model)
+        if search.error_type is not None:
+            where = _and(where, "error_type = ?")
+            params.append(search.error_type)
+        if search.text:
+            escaped = search.text.lower().replace("!", "!!").replace("%", "!%")
+            pattern = "%" + escaped.replace("_", "!_") + "%"
+            where = _and(
+                where,
+                "(LOWER(COALESCE(error_message, '')) LIKE ? ESCAPE '!' "
+                "OR LOWER(COALESCE(error_type, '')) LIKE ? ESCAPE '!')",
+            )
+            params.extend([pattern, pattern])
+        if search.min_cost is not None:
+            where = _and(where, "cost_usd >= ?")
+            params.append(search.min_cost)
+        if search.min_duration is not None:
+            where = _and(where, "duration >= ?")
+            params.append(search.min_duration)
+        column = {
+            "started": "started_at",
+            "duration": "COALESCE(duration, -1)",
+            "cost": "COALESCE(cost_usd, -1)",
+        }[search.sort]
+        if after is not None:
+            where = _and(where, f"({column} < ? OR ({column} = ? AND id < ?))")
+            params.extend([after[0], after[0], after[1]])
+        sql = f"{_EXEC_SELECT}{where} ORDER BY {column} DESC, id DESC LIMIT ?"
+        params.append(int(limit))
+        with self._read() as cur:
+            cur.execute(self._sql(sql), params)
+            rows = cur.fetchall()
+        return self._with_tool_totals(rows)
+
+    def run_trend(
+        self, *, since: float, until: float, step: float, agent: str | None = None
+    ) -> list[TrendPoint]:
+        """Runs per `step`-second bucket of `[since, until)`: count, failed, durations.
+
+        Only buckets with runs are returned (`start` is the bucket's start time).
+        """
+        bucket = self._FLOOR.format("(started_at - ?) / ?")
+        where, params = _where(agent, None, since, until, "agent")
+        sql = (
+            f"SELECT {bucket}, COUNT(*), "
+            "COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0), "
+            f"COALESCE(SUM(cost_usd), 0), AVG(duration), MAX(duration) FROM executions{where} "
+            "GROUP BY 1 ORDER BY 1"
+        )
+        return self._trend(sql, [since, step, *params], since, step)
+
+    def call_trend(
+        self,
+        *,
+        since: float,
+        until: float,
+        step: float,
+        agent: str | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+    ) -> list[TrendPoint]:
+        """LLM calls per `step`-second bucket of `[since, until)`: count, failures, spend,
+        latency; optionally only those of `agent`, `model` and/or `provider`."""
+        bucket = self._FLOOR.format("(started_at - ?) / ?")
+        where, params = _where(agent, None, since, until)
+        where = _and(where, _IS_LLM)
+        for column, value in (("model", model), ("provider", provider)):
+            if value is not None:
+                where = _and(where, f"{column} = ?")
+                params.append(value)
+        sql = (
+            f"SELECT {bucket}, COUNT(*), "
+            "COALESCE(SUM(CASE WHEN status <> 'success' THEN 1 ELSE 0 END), 0), "
+            f"COALESCE(SUM(cost_usd), 0), AVG(duration), MAX(duration) FROM events{where} "
+            "GROUP BY 1 ORDER BY 1"
+        )
+        return self._trend(sql, [since, step, *params], since, step)
+
+    def _trend(self, sql: str, params: list[Any], since: float, step: float) -> list[TrendPoint]:
+        with self._read() as cur:
+            cur.execute(self._sql(sql), params)
+            rows = cur.fetchall()
+        return [
+            TrendPoint(
+                start=since + int(b) * step,
+                count=int(n),
+                failed=int(failed),
+                cost_usd=float(cost),
+                avg_duration=None if avg is None else float(avg),
+                max_duration=None if top is None else float(top),
+            )
+            for b, n, failed, cost, avg, top in rows
+        ]
+
+    def top_errors(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        agent: str | None = None,
+        model: str | None = None,
+        limit: int = 5,
+    ) -> list[ErrorCount]:
+        """The most frequent error classes: of failed runs, or of failed LLM calls to `model`."""
+        if model is None:
+            where, params = _where(agent, "failed", since, until, "agent")
+            table = "executions"
+        else:
+            where, params = _where(agent, None, since, until)
+            where = _and(where, f"{_IS_LLM} AND status <> 'success' AND model = ?")
+            params.append(model)
+            table = "events"
+        sql = (
+            f"SELECT error_type, COUNT(*) FROM {table}{where} "
+            "GROUP BY error_type ORDER BY 2 DESC, 1 LIMIT ?"
+        )
+        with self._read() as cur:
+            cur.execute(self._sql(sql), [*params, int(limit)])
+            rows = cur.fetchall()
+        return [ErrorCount(None if e is None else str(e), int(n)) for e, n in rows]
 
     def _with_tool_totals(self, rows: Sequence[Sequence[Any]]) -> list[ExecutionRow]:
         """Build rows whose totals include the calls of the tools (and tools of tools) each ran.

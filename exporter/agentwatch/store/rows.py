@@ -484,3 +484,58 @@ class AgentRow:
             "output_tokens": self.output_tokens,
             "cost_usd": finite(self.cost_usd),
         }
+
+
+#: Orders `StoreQueries.search_runs` accepts: newest first, slowest first, most expensive first.
+RUN_SORTS: tuple[str, ...] = ("started", "duration", "cost")
+
+
+@dataclass(frozen=True, slots=True)
+class RunSearch:
+    """The console's runs list filter: `ExecutionFilter` plus model, error and thresholds.
+
+    Attributes:
+        model: runs that made at least one LLM call to this model themselves.
+        error_type: runs that failed with this error class.
+        text: case-insensitive text contained in the error message or error class.
+        min_cost: runs whose own spend is at least this (USD; unpriced runs never match).
+        min_duration: runs that lasted at least this many seconds.
+        sort: one of `RUN_SORTS`.
+    """
+
+    agent: str | None = None
+    status: str | None = None
+    since: float | None = None
+    until: float | None = None
+    model: str | None = None
+    error_type: str | None = None
+    text: str | None = None
+    min_cost: float | None = None
+    min_duration: float | None = None
+    sort: str = "started"
+    kind: str | None = "agent"
+
+    def __post_init__(self) -> None:
+        ExecutionFilter(status=self.status, kind=self.kind)  # the same checks
+        if self.sort not in RUN_SORTS:
+            raise ValueError(f"sort must be one of {', '.join(RUN_SORTS)}, not {self.sort!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class TrendPoint:
+    """One time bucket of a trend: runs (or LLM calls), failures, spend and durations."""
+
+    start: float
+    count: int = 0
+    failed: int = 0
+    cost_usd: float = 0.0
+    avg_duration: float | None = None
+    max_duration: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCount:
+    """How often one error class occurred in a window."""
+
+    error_type: str | None
+    count: int
