@@ -426,3 +426,40 @@ def pg_schema(base_url: str, schema: str, action: str) -> bool:
         if action == "create":
             conn.execute(f'CREATE SCHEMA "{schema}"')
     return True
+
+
+# -- profiles ------------------------------------------------------------------------------
+
+
+def _where(key: tuple[str, int, str]) -> str:
+    path, line, name = key
+    if path == "~":  # a builtin: the name says it all ("<method 'execute' of ...>")
+        return name
+    marker = "agentwatch/"
+    short = path[path.rindex(marker) + len(marker) :] if marker in path else Path(path).name
+    return f"{short}:{line} {name}"
+
+
+def profile_report(profile: Any, top: int, per: int = 1, unit: str = "ms") -> list[str]:
+    """Top entries of a cProfile: by own time, then agentwatch's own functions by cumulative
+    time (which query or step a cost belongs to). Times are divided by `per` (e.g. runs)."""
+    import pstats
+
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    scale = {"ms": 1e3, "µs": 1e6}[unit] / per
+    total = sum(entry[2] for entry in stats.values())
+    lines = [f"  own time {total * scale:,.1f} {unit} in all (cProfile; its overhead included)"]
+    lines.append(f"  {'own':>9} {'cumul.':>9} {'calls':>9}  function (by own time)")
+    by_own = sorted(stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]
+    for key, (_, calls, own, cumulative, _) in by_own:
+        lines.append(
+            f"  {own * scale:9.2f} {cumulative * scale:9.2f} {calls / per:9.4g}  {_where(key)}"
+        )
+    ours = [kv for kv in stats.items() if "agentwatch/" in kv[0][0]]
+    ours.sort(key=lambda kv: kv[1][3], reverse=True)
+    lines.append(f"  {'own':>9} {'cumul.':>9} {'calls':>9}  agentwatch function (by cumulative)")
+    for key, (_, calls, own, cumulative, _) in ours[:top]:
+        lines.append(
+            f"  {own * scale:9.2f} {cumulative * scale:9.2f} {calls / per:9.4g}  {_where(key)}"
+        )
+    return lines

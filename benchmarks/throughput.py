@@ -183,9 +183,6 @@ def w_writer(url: str, agents: int, models: int, runs: int, seed: int) -> dict[s
 def w_profile(url: str, agents: int, models: int, runs: int, seed: int, top: int) -> str:
     """cProfile of the end-to-end path: the caller's thread and the writer thread apart."""
     import cProfile
-    import io
-    import pstats
-    import re
     import threading
 
     import agentwatch
@@ -208,18 +205,11 @@ def w_profile(url: str, agents: int, models: int, runs: int, seed: int, top: int
     threading.setprofile(None)  # type: ignore[arg-type]
     agentwatch.close()
 
-    def top_entries(title: str, profile: cProfile.Profile) -> list[str]:
-        out = io.StringIO()
-        stats = pstats.Stats(profile, stream=out)
-        total = sum(entry[2] for entry in stats.stats.values())  # type: ignore[attr-defined]
-        stats.sort_stats("tottime").print_stats(top)
-        lines = [f"{title}: {total * 1e6 / runs:.1f} µs per run (cProfile, overhead included)"]
-        lines += [ln for ln in out.getvalue().splitlines() if re.match(r"\s+(ncalls|\d)", ln)]
-        return lines
-
-    lines = top_entries("caller thread (capture, metrics, enqueue)", caller)
+    lines = [f"caller thread (capture, metrics, enqueue), per run of {runs:,}:"]
+    lines += cmp.profile_report(caller, top, per=runs, unit="µs")
     for n, profile in enumerate(threads):
-        lines += ["", *top_entries(f"thread {n + 1} (the writer)", profile)]
+        lines += ["", f"thread {n + 1} (the writer), per run:"]
+        lines += cmp.profile_report(profile, top, per=runs, unit="µs")
     return "\n".join(lines)
 
 
