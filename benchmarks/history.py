@@ -104,7 +104,13 @@ def w_hello() -> dict[str, Any]:
 
 
 def w_fingerprint() -> str:
-    """Hash of the schema this version creates (tables, indexes, recorded versions)."""
+    """Hash of the schema this version creates and of the code that fills it.
+
+    Two versions with the same fingerprint read one shared store. A change to the tables,
+    the rollup builder or the batch write gives a new fingerprint, so a version whose writer
+    stores something else never reads a store it did not write (`--separate-stores` forces
+    one store per version anyway).
+    """
     import sqlite3
 
     from agentwatch.store import open_store
@@ -120,7 +126,14 @@ def w_fingerprint() -> str:
         ).fetchall()
         versions = conn.execute("SELECT version FROM schema_version ORDER BY 1").fetchall()
         conn.close()
-    text = json.dumps([rows, versions])
+    # What the writer puts in those tables: the rollup builder and the store's batch write.
+    import inspect
+
+    from agentwatch import rollups
+    from agentwatch.store.sqlite import SQLiteStore
+
+    writes = inspect.getsource(rollups) + inspect.getsource(SQLiteStore.write_batch)
+    text = json.dumps([rows, versions, writes])
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
@@ -404,6 +417,9 @@ class HistoryStores:
     def ensure(self, worker: cmp.Worker) -> dict[str, Any]:
         """URL and build facts of the store `worker`'s version reads; builds it if needed."""
         fingerprint = worker.call("fingerprint")
+        if self.args.separate_stores:
+            where = str(worker.version.exporter).encode()
+            fingerprint += "-" + hashlib.sha256(where).hexdigest()[:6]
         key = f"{self.params}-{self.day}-{fingerprint}"
         lock_path = self.cache / f"history-{key}.lock"
         with open(lock_path, "w") as lock:
@@ -618,6 +634,36 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Exact figures of `monitor stats --json` (percentiles may be approximate by design).
+_EXACT = (
+    "total_executions",
+    "completed",
+    "failed",
+    "total_cost",
+    "input_tokens",
+    "output_tokens",
+    "llm_calls",
+    "tool_calls",
+)
+
+
+def _stats_totals(version: cmp.Version, env: dict[str, str], url: str) -> dict[str, float]:
+    """The exact totals `monitor stats --json` of `version` prints (those it has)."""
+    done = subprocess.run(
+        cmp.cli_argv(version, "monitor", "stats", "--json", "--store", url),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    try:
+        printed = json.loads(done.stdout)
+    except ValueError:
+        return {}
+    found = printed.get("stats", printed) if isinstance(printed, dict) else {}
+    return {k: float(found[k]) for k in _EXACT if isinstance(found.get(k), int | float)}
+
+
 _PERIODS = {"day": "daily", "week": "weekly", "month": "monthly"}
 
 
@@ -809,6 +855,17 @@ def measure_all(
         agree = cmp.Row("budget spends agree between versions", "text")
         agree.cells[versions[1].label] = "yes" if not differ else "NO: " + ", ".join(differ)
         rows.append(agree)
+        totals = {v.label: _stats_totals(v, env(v), url(v)) for v in versions}
+        a_totals, b_totals = totals[versions[0].label], totals[versions[1].label]
+        shared = sorted(set(a_totals) & set(b_totals))
+        wrong = [
+            k for k in shared if abs(a_totals[k] - b_totals[k]) > 1e-6 * max(1.0, abs(a_totals[k]))
+        ]
+        same = cmp.Row("`monitor stats --json` totals agree between versions", "text")
+        same.cells[versions[1].label] = (
+            "n/a" if not shared else "yes" if not wrong else "NO: " + ", ".join(wrong)
+        )
+        rows.append(same)
     return rows
 
 
@@ -889,6 +946,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--cache-dir", default=None, help="where built stores are kept")
     parser.add_argument("--rebuild", action="store_true", help="ignore cached stores")
+    parser.add_argument(
+        "--separate-stores",
+        action="store_true",
+        help="one store per version even when their schema and writer agree",
+    )
     parser.add_argument(
         "--build-only", action="store_true", help="build (or find) the stores, measure nothing"
     )

@@ -174,6 +174,7 @@ def test_history_benchmark_measures_two_checkouts_on_one_cached_store(tmp_path: 
         if "series" not in what:
             assert gain.endswith("×"), (what, gain)
     assert rows["budget spends agree between versions"][1] == "yes"
+    assert rows["`monitor stats --json` totals agree between versions"][1] == "yes"
 
 
 @pytest.mark.slow
