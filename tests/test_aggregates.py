@@ -98,8 +98,7 @@ def assert_tables_match_rows(store: Store) -> None:
         for table in aggregates.TABLES:
             cur.execute(f"SELECT * FROM {table}")
             stored[table] = sorted(tuple(r) for r in cur.fetchall())
-    runs, durations, calls, calls_total = expected.rows()
-    for table, rows in zip(aggregates.TABLES, (runs, durations, calls, calls_total), strict=True):
+    for table, rows in zip(aggregates.TABLES, expected.rows(), strict=True):
         have = [r for r in stored[table] if _nonzero(table, r)]
         assert len(have) == len(rows), table
         for got, want in zip(have, sorted(rows), strict=True):
@@ -111,7 +110,8 @@ def assert_tables_match_rows(store: Store) -> None:
 
 
 #: Position of the count that is zero only in a row pruning emptied.
-_COUNT_AT = {"agg_runs": 2, "agg_durations": 2, "agg_calls": 5, "agg_calls_total": 1}
+_COUNT_AT = {"agg_runs": 2, "agg_durations": 2, "agg_calls": 5, "agg_calls_agent": 2,
+             "agg_calls_model": 4, "agg_calls_total": 1}  # fmt: skip
 
 
 def _nonzero(table: str, row: tuple[Any, ...]) -> bool:
@@ -180,7 +180,10 @@ def check_answers(
                 for tz in zones if "date" in keys else ("UTC",):
                     out.append(store.costs(keys, since=since, until=until, tz=tz))
                 out.append(store.costs(keys, since=since, until=until, agent="coder"))
-            for scope in ({}, {"agent": "coder"}, {"model": ""}, {"provider": "openai"}):
+                out.append(store.costs(keys, since=since, until=until, agent="nobody"))
+            for scope in ({}, {"agent": "coder"}, {"model": ""}, {"provider": "openai"},
+                          {"model": None, "provider": "openai"},
+                          {"agent": "review", "model": "gpt-4o"}):  # fmt: skip
                 lo = since if since is not None else T0 - 86_400
                 hi = until if until is not None else T0 + SPAN + 86_400
                 out.append(store.spend(lo, hi, **scope))

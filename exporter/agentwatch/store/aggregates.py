@@ -19,8 +19,10 @@ Tables (hour = `floor(started_at / 3600)`, the same hour a raw-row range test gi
   missing model differs from an empty one): events counted, LLM calls, unpriced LLM calls,
   tool calls, priced events of other kinds, LLM input/output tokens, tokens of those other
   priced events, and cost;
-- `agg_calls_total (hour)`: the same totals over every agent, model and provider, so an
-  unfiltered `stats`, `cost --group-by date` or budget reads one row per hour.
+- `agg_calls_agent (hour, agent)`, `agg_calls_model (hour, key)` (model and provider) and
+  `agg_calls_total (hour)`: the same totals with fewer labels, so a query reads the narrowest
+  table that holds its group keys and filters (`calls_table`): `cost` by agent reads one row
+  per agent and hour, an unfiltered `stats` or `cost --group-by date` one row per hour.
 
 Counts and tokens are exact; costs are sums of the same floats in another order (equal to
 the raw sum within floating-point rounding, ~1e-15 relative).
@@ -62,6 +64,17 @@ HOUR_SQL = {
     ),
 }
 
+_CALL_COLUMNS = """
+        events BIGINT NOT NULL,
+        llm_calls BIGINT NOT NULL,
+        unpriced_calls BIGINT NOT NULL,
+        tool_calls BIGINT NOT NULL,
+        priced_other BIGINT NOT NULL,
+        llm_input_tokens BIGINT NOT NULL,
+        llm_output_tokens BIGINT NOT NULL,
+        other_tokens BIGINT NOT NULL,
+        cost_usd DOUBLE PRECISION NOT NULL"""
+
 DDL = (
     """
     CREATE TABLE agg_runs (
@@ -84,44 +97,50 @@ DDL = (
         PRIMARY KEY (hour, bucket)
     )
     """,
-    """
+    f"""
     CREATE TABLE agg_calls (
         hour BIGINT NOT NULL,
         key TEXT NOT NULL,
         agent TEXT NOT NULL,
         model TEXT,
         provider TEXT,
-        events BIGINT NOT NULL,
-        llm_calls BIGINT NOT NULL,
-        unpriced_calls BIGINT NOT NULL,
-        tool_calls BIGINT NOT NULL,
-        priced_other BIGINT NOT NULL,
-        llm_input_tokens BIGINT NOT NULL,
-        llm_output_tokens BIGINT NOT NULL,
-        other_tokens BIGINT NOT NULL,
-        cost_usd DOUBLE PRECISION NOT NULL,
+        {_CALL_COLUMNS},
         PRIMARY KEY (hour, key)
     )
     """,
-    # Budgets and `--agent` scope by agent over a period: one range per agent.
+    # `cost --agent A --group-by model` and budgets scoped to an agent and a model.
     "CREATE INDEX ix_agg_calls_agent ON agg_calls (agent, hour)",
-    """
+    f"""
+    CREATE TABLE agg_calls_agent (
+        hour BIGINT NOT NULL,
+        agent TEXT NOT NULL,
+        {_CALL_COLUMNS},
+        PRIMARY KEY (hour, agent)
+    )
+    """,
+    f"""
+    CREATE TABLE agg_calls_model (
+        hour BIGINT NOT NULL,
+        key TEXT NOT NULL,
+        model TEXT,
+        provider TEXT,
+        {_CALL_COLUMNS},
+        PRIMARY KEY (hour, key)
+    )
+    """,
+    f"""
     CREATE TABLE agg_calls_total (
         hour BIGINT NOT NULL PRIMARY KEY,
-        events BIGINT NOT NULL,
-        llm_calls BIGINT NOT NULL,
-        unpriced_calls BIGINT NOT NULL,
-        tool_calls BIGINT NOT NULL,
-        priced_other BIGINT NOT NULL,
-        llm_input_tokens BIGINT NOT NULL,
-        llm_output_tokens BIGINT NOT NULL,
-        other_tokens BIGINT NOT NULL,
-        cost_usd DOUBLE PRECISION NOT NULL
+        {_CALL_COLUMNS}
     )
     """,
 )
 
-TABLES = ("agg_runs", "agg_durations", "agg_calls", "agg_calls_total")
+#: In the order of `Deltas.rows`.
+TABLES = (
+    "agg_runs", "agg_durations", "agg_calls", "agg_calls_agent", "agg_calls_model",
+    "agg_calls_total",
+)  # fmt: skip
 
 _RUN_VALUES = ("runs", "top_level", "completed", "failed", "duration_sum", "duration_count")
 CALL_VALUES = (
@@ -143,12 +162,23 @@ def _upsert(table: str, keys: Sequence[str], values: Sequence[str], conflict: in
 UPSERT_RUNS = _upsert("agg_runs", ("hour", "agent"), _RUN_VALUES, 2)
 UPSERT_DURATIONS = _upsert("agg_durations", ("hour", "bucket"), ("runs",), 2)
 UPSERT_CALLS = _upsert("agg_calls", ("hour", "key", "agent", "model", "provider"), CALL_VALUES, 2)
+UPSERT_CALLS_AGENT = _upsert("agg_calls_agent", ("hour", "agent"), CALL_VALUES, 2)
+UPSERT_CALLS_MODEL = _upsert(
+    "agg_calls_model", ("hour", "key", "model", "provider"), CALL_VALUES, 2
+)
 UPSERT_CALLS_TOTAL = _upsert("agg_calls_total", ("hour",), CALL_VALUES, 1)
+#: In the order of `TABLES`.
+UPSERTS = (
+    UPSERT_RUNS, UPSERT_DURATIONS, UPSERT_CALLS, UPSERT_CALLS_AGENT, UPSERT_CALLS_MODEL,
+    UPSERT_CALLS_TOTAL,
+)  # fmt: skip
 #: Rows pruning emptied (their floating-point cost residue goes with them).
 DELETE_EMPTY = (
     "DELETE FROM agg_runs WHERE runs = 0",
     "DELETE FROM agg_durations WHERE runs = 0",
     "DELETE FROM agg_calls WHERE events = 0",
+    "DELETE FROM agg_calls_agent WHERE events = 0",
+    "DELETE FROM agg_calls_model WHERE events = 0",
     "DELETE FROM agg_calls_total WHERE events = 0",
 )
 
@@ -175,6 +205,24 @@ def bucket_value(bucket: int) -> float:
     if bucket == ZERO_BUCKET:
         return 0.0
     return float(math.exp((bucket + 0.5) * _LOG_GROWTH))
+
+
+def model_key(model: str | None, provider: str | None) -> str:
+    """The `agg_calls_model.key` of one model and provider (JSON: None differs from "")."""
+    return json.dumps([model, provider], ensure_ascii=False, separators=(",", ":"))
+
+
+def calls_table(scope: Iterable[str]) -> str:
+    """The narrowest calls table that can answer a query grouped or filtered by `scope`
+    (a subset of agent, model, provider)."""
+    needed = set(scope)
+    if not needed:
+        return "agg_calls_total"
+    if needed == {"agent"}:
+        return "agg_calls_agent"
+    if needed <= {"model", "provider"}:
+        return "agg_calls_model"
+    return "agg_calls"
 
 
 def call_key(agent: str, model: str | None, provider: str | None) -> str:
@@ -256,18 +304,29 @@ class Deltas:
         locks in one order, so they cannot deadlock on PostgreSQL)."""
         runs = [(h, a, *(sign * v for v in acc)) for (h, a), acc in sorted(self.runs.items())]
         durations = [(h, b, sign * n) for (h, b), n in sorted(self.durations.items())]
-        totals: dict[int, list[float]] = {}
         calls = []
+        by_agent: dict[tuple[int, str], list[float]] = {}
+        by_model: dict[tuple[int, str | None, str | None], list[float]] = {}
+        totals: dict[int, list[float]] = {}
         for (hour, model, provider, agent), acc in sorted(self.calls.items(), key=_call_order):
             calls.append(
                 (hour, call_key(agent, model, provider), agent, model, provider,
                  *(sign * v for v in acc))
             )  # fmt: skip
-            total = totals.setdefault(hour, [0] * 8 + [0.0])
-            for i, value in enumerate(acc):
-                total[i] += value
+            for target in (
+                by_agent.setdefault((hour, agent), [0] * 8 + [0.0]),
+                by_model.setdefault((hour, model, provider), [0] * 8 + [0.0]),
+                totals.setdefault(hour, [0] * 8 + [0.0]),
+            ):
+                for i, value in enumerate(acc):
+                    target[i] += value
+        calls_agent = [(h, a, *(sign * v for v in acc)) for (h, a), acc in sorted(by_agent.items())]
+        calls_model = sorted(
+            (h, model_key(m, p), m, p, *(sign * v for v in acc))
+            for (h, m, p), acc in by_model.items()
+        )
         calls_total = [(h, *(sign * v for v in acc)) for h, acc in sorted(totals.items())]
-        return runs, durations, calls, calls_total
+        return runs, durations, calls, calls_agent, calls_model, calls_total
 
     def __bool__(self) -> bool:
         return bool(self.runs or self.calls)

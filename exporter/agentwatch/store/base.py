@@ -319,13 +319,7 @@ class Store(StoreQueries, ABC):
         """Add (sign 1) or subtract (sign -1) `deltas` to the aggregate tables."""
         if not deltas:
             return
-        runs, durations, calls, calls_total = deltas.rows(sign)
-        for sql, rows in (
-            (aggregates.UPSERT_RUNS, runs),
-            (aggregates.UPSERT_DURATIONS, durations),
-            (aggregates.UPSERT_CALLS, calls),
-            (aggregates.UPSERT_CALLS_TOTAL, calls_total),
-        ):
+        for sql, rows in zip(aggregates.UPSERTS, deltas.rows(sign), strict=True):
             if rows:
                 cur.executemany(self._sql(sql), rows)
 
@@ -595,7 +589,7 @@ class Store(StoreQueries, ABC):
         with self._read() as cur:
             if not window.empty:
                 hours, params = window.hour_where()
-                table = "agg_calls" if scoped else "agg_calls_total"
+                table = aggregates.calls_table(c for c, v in filters if v is not None)
                 sql = f"SELECT COALESCE(SUM(cost_usd), 0) FROM {table} WHERE {hours}{scope}"
                 cur.execute(self._sql(sql), [*params, *scoped])
                 total += float(cur.fetchone()[0])

@@ -367,7 +367,7 @@ class StoreQueries(ABC):
                     params.append(agent)
                 cur.execute(self._sql(_AGG_RUNS + hours), params)
                 runs = [a + b for a, b in zip(runs, cur.fetchone(), strict=True)]
-                table = "agg_calls_total" if agent is None else "agg_calls"
+                table = aggregates.calls_table(["agent"] if agent is not None else [])
                 cur.execute(self._sql(f"{_AGG_CALLS}{table} WHERE {hours}"), params)
                 calls = [a + b for a, b in zip(calls, cur.fetchone(), strict=True)]
             for edge_since, edge_until in edges:
@@ -497,7 +497,7 @@ class StoreQueries(ABC):
         local midnight of `tz` (a zone offset of a fraction of an hour), to read raw."""
         dims = [k for k in keys if k != "date"]
         by_date = "date" in keys
-        table = "agg_calls" if dims or agent is not None else "agg_calls_total"
+        table = aggregates.calls_table([*dims, *(["agent"] if agent is not None else [])])
         hours, params = window.hour_where()
         if agent is not None:
             hours += " AND agent = ?"
