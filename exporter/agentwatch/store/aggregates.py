@@ -89,6 +89,8 @@ DDL = (
         PRIMARY KEY (hour, agent)
     )
     """,
+    # `stats --agent`: that agent's hours.
+    "CREATE INDEX ix_agg_runs_agent ON agg_runs (agent, hour)",
     """
     CREATE TABLE agg_durations (
         hour BIGINT NOT NULL,
@@ -118,6 +120,8 @@ DDL = (
         PRIMARY KEY (hour, agent)
     )
     """,
+    # A budget or `cost --agent` of one agent: its hours, not every agent's.
+    "CREATE INDEX ix_agg_calls_agent_agent ON agg_calls_agent (agent, hour)",
     f"""
     CREATE TABLE agg_calls_model (
         hour BIGINT NOT NULL,
