@@ -70,3 +70,15 @@ def test_tracing_loads_opentelemetry_when_turned_on() -> None:
     )
     assert {"agentwatch.tracing", "opentelemetry.trace"} <= modules
     assert "litellm" not in modules
+
+
+def test_the_cli_starts_without_rich_prometheus_client_or_the_writer() -> None:
+    """`agentwatch --help` (and the start of every command) imports none of the heavy
+    modules; a command imports rich when it renders and the store when it opens one."""
+    modules = _modules_after(
+        "import sys\nfrom agentwatch.cli import cli\n"
+        "try:\n    cli(['--help'])\nexcept SystemExit:\n    pass\n"
+    )
+    assert "agentwatch.cli.monitor" in modules  # every command is registered
+    for heavy in ("rich", "prometheus_client", "agentwatch.store.base", "agentwatch.rollups"):
+        assert heavy not in modules, heavy

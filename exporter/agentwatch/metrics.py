@@ -37,15 +37,14 @@ from agentwatch import contract
 from agentwatch._version import __version__
 from agentwatch.cardinality import CardinalityGuard
 from agentwatch.contract import MetricSpec
-from agentwatch.validation import repair_text
+from agentwatch.labels import MAX_LABEL_LENGTH as MAX_LABEL_LENGTH
+from agentwatch.labels import label_value as label_value
 
 if TYPE_CHECKING:
     from agentwatch.model import Event, Execution
 
 #: Label value of a missing model, provider or error class (same as the store rollups).
 UNKNOWN = "unknown"
-#: Longest label value kept; longer values are cut (model ids, tool names from user code).
-MAX_LABEL_LENGTH = 128
 
 #: Families `AgentMetrics` records on the hot path (prometheus_client objects).
 RECORDED: tuple[MetricSpec, ...] = (
@@ -89,19 +88,6 @@ class WriterStatsLike(Protocol):
     def cardinality_overflow(self) -> dict[str, int]: ...
     def internal_errors(self) -> dict[str, int]: ...
     def invalid_values(self) -> dict[str, int]: ...
-
-
-def label_value(value: object) -> str:
-    """A label value as exposed: None -> "", other values as text cut to 128 characters.
-
-    NUL and lone surrogates become U+FFFD (`validation.repair_text`): one label value that
-    cannot be encoded would fail the whole exposition. Capture already repaired (and counted)
-    them; this only keeps the exposition safe whatever reaches it.
-    """
-    if value is None:
-        return ""
-    text = value if isinstance(value, str) else str(value)
-    return repair_text(text if len(text) <= MAX_LABEL_LENGTH else text[:MAX_LABEL_LENGTH])
 
 
 def exemplar_labels(execution_id: str | None, trace_id: str | None) -> dict[str, str] | None:

@@ -46,7 +46,7 @@ from typing import Any
 
 from agentwatch import contract, validation
 from agentwatch.cardinality import CardinalityGuard
-from agentwatch.metrics import label_value
+from agentwatch.labels import label_value
 from agentwatch.model import Event, ExecutionFinished, LateEvent, WriterItem
 
 UNKNOWN = "unknown"

@@ -11,14 +11,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from rich.table import Table
-from rich.text import Text
-from rich.tree import Tree
+from typing import TYPE_CHECKING, Any
 
 from agentwatch.cli._time import format_local
 from agentwatch.store.rows import CostRow, EventRow, ExecutionDetail, ExecutionRow, SummaryStats
+
+if TYPE_CHECKING:
+    from rich.table import Table
+    from rich.text import Text
+    from rich.tree import Tree
 
 
 def money(value: float | None) -> str:
@@ -78,6 +79,8 @@ def percent(ratio: float | None) -> str:
 
 def status_text(status: str | None) -> Text:
     """Coloured status with a symbol, so it reads without colour too."""
+    from rich.text import Text
+
     if status == "completed":
         return Text("✓ COMPLETED", style="green")
     if status == "failed":
@@ -108,6 +111,8 @@ def executions_table(
     show_id: bool = True,
 ) -> Table:
     """Time, (ID,) agent, status, duration, tokens, cost: the listing and the live view."""
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left", expand=False)
     table.add_column("Time", no_wrap=True)
     if show_id:
@@ -135,6 +140,9 @@ def executions_table(
 
 def stats_table(stats: SummaryStats) -> Table:
     """Two columns of summary statistics (runs, success rate, latency percentiles, calls)."""
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column("Metric", style="bold")
     table.add_column("Value", justify="right")
@@ -168,6 +176,8 @@ _GROUP_TITLES = {"agent": "Agent", "model": "Model", "provider": "Provider", "da
 
 def cost_table(rows: Sequence[CostRow], group_by: Sequence[str]) -> Table:
     """One row per group with calls, unpriced calls, tokens and cost, and a total row."""
+    from rich.table import Table
+
     total_cost = sum(r.cost_usd or 0.0 for r in rows)
     calls = sum(r.llm_calls for r in rows)
     unpriced = sum(r.unpriced_calls for r in rows)
@@ -197,6 +207,8 @@ _EVENT_LABELS = {"llm_call": "LLM", "tool_call": "Tool", "memory": "Memory", "cu
 
 
 def _event_label(event: EventRow, origin: float) -> Text:
+    from rich.text import Text
+
     offset = event.started_at - origin
     label = Text(f"[{duration(offset)}] ", style="dim")
     kind = event.kind
@@ -253,6 +265,8 @@ def _run_summary(execution: ExecutionRow) -> str:
 
 
 def _child_label(child: ExecutionRow, offset: float) -> Text:
+    from rich.text import Text
+
     label = Text(f"[{duration(offset)}] ", style="dim")
     label.append("Agent" if child.kind != "tool" else "Tool run", style="bold")
     label.append(f" {child.agent}", style="cyan")
@@ -263,6 +277,8 @@ def _child_label(child: ExecutionRow, offset: float) -> Text:
 
 
 def _add_error(node: Tree, execution: ExecutionRow) -> None:
+    from rich.text import Text
+
     if execution.status != "failed":
         return
     error = Text("Error: ", style="bold red")
@@ -293,6 +309,9 @@ def trace_tree(trace: Trace) -> Tree:
 
     Offsets are from the root's start; nested runs show their own subtree.
     """
+    from rich.text import Text
+    from rich.tree import Tree
+
     run = trace.execution
     root_label = Text("Execution Trace: ", style="bold")
     root_label.append(run.agent, style="bold cyan")

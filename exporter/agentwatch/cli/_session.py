@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
 from agentwatch.cli._render import redact_url
 from agentwatch.config import Settings, load_settings
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from agentwatch.store.base import Store
 
 
@@ -91,6 +92,8 @@ def console(*, stderr: bool = False) -> Console:
 
     Width follows the terminal, or `COLUMNS` when output is not a terminal.
     """
+    from rich.console import Console
+
     stream = sys.stderr if stderr else sys.stdout
     width = None
     if not stream.isatty():

@@ -17,8 +17,12 @@ extra (`pip install 'agentwatch[postgres]'`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from agentwatch.errors import IncompatibleStore, StoreNotFound, UnsupportedStoreURL
-from agentwatch.store.base import RollupRow, Store, StoreUnavailable
+
+if TYPE_CHECKING:
+    from agentwatch.store.base import RollupRow, Store, StoreUnavailable
 
 __all__ = [
     "IncompatibleStore",
@@ -31,6 +35,17 @@ __all__ = [
 ]
 
 _SQLITE_PREFIX = "sqlite:///"
+#: Imported on first use: `agentwatch.store.rows` (the CLI's row types) must not pull in the
+#: writer's modules, which a command like `agentwatch --help` never needs.
+_LAZY = ("RollupRow", "Store", "StoreUnavailable")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from agentwatch.store import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def backend_for_url(url: str) -> str:

@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +31,7 @@ from agentwatch.rollups import (
     parse_labels,
     resolve_rollups,
 )
-from agentwatch.store import schema
+from agentwatch.store import aggregates, schema
 from agentwatch.store.queries import StoreQueries
 from agentwatch.store.schema import LATE_SEQ_BASE
 
@@ -72,8 +72,6 @@ class RollupRow:
     value: float
     exemplar: Exemplar | None = None
 
-
-PERCENTILES = (50, 95, 99)
 
 _INSERT_EXECUTION = (
     f"INSERT INTO executions ({', '.join(EXECUTION_COLUMNS)}) "
@@ -302,6 +300,8 @@ class Store(StoreQueries, ABC):
                     continue
                 for statement in schema.statements_for(self.backend, migration):
                     cur.execute(statement)
+                if migration.backfill:
+                    self._backfill(cur)
                 cur.execute(
                     self._sql(
                         "INSERT INTO schema_version (version, description, applied_at) "
@@ -309,6 +309,19 @@ class Store(StoreQueries, ABC):
                     ),
                     (migration.version, migration.description, time.time()),
                 )
+
+    def _backfill(self, cur: Any) -> None:
+        """Fill the (new, empty) aggregate tables from every row the store holds."""
+        hour = aggregates.HOUR_SQL[self.backend]
+        self._add_deltas(cur, aggregates.collect(cur, self._sql, hour, "1 = 1", "1 = 1", ()))
+
+    def _add_deltas(self, cur: Any, deltas: aggregates.Deltas, sign: int = 1) -> None:
+        """Add (sign 1) or subtract (sign -1) `deltas` to the aggregate tables."""
+        if not deltas:
+            return
+        for sql, rows in zip(aggregates.UPSERTS, deltas.rows(sign), strict=True):
+            if rows:
+                cur.executemany(self._sql(sql), rows)
 
     @abstractmethod
     def _lock_for_migration(self, cur: Any) -> None:
@@ -407,21 +420,58 @@ class Store(StoreQueries, ABC):
 
         Returns the cardinality admissions decided, to remember once committed.
         """
+        executions, events = self._insert_rows(cur, batch)
         if batch.executions:
-            cur.executemany(self._sql(_INSERT_EXECUTION), batch.executions)
             cur.execute(_ANY_PENDING)
             if cur.fetchone() is not None:
                 cur.execute(_ABSORB_PENDING)
                 cur.execute(_CLEAR_PENDING)
-        if batch.events:
-            cur.executemany(self._sql(_INSERT_EVENT), batch.events)
         if batch.late_events:
             cur.executemany(self._sql(_INSERT_LATE_EVENT), batch.late_events)
         if batch.late_totals:
             cur.executemany(self._sql(_UPDATE_TOTALS), batch.late_totals)
+        self._add_deltas(cur, aggregates.batch_deltas(executions, [*events, *batch.late_events]))
         decided = self._write_rollups(cur, batch)
         cur.execute(self._sql(_SET_META), (_LAST_WRITE, time.time()))
         return decided
+
+    def _insert_rows(
+        self, cur: Any, batch: RollupBatch
+    ) -> tuple[Sequence[tuple[Any, ...]], Sequence[tuple[Any, ...]]]:
+        """Insert the batch's executions and own events; return the rows actually inserted.
+
+        A duplicate execution (and its own events) is skipped by `ON CONFLICT DO NOTHING`;
+        the hourly aggregates must skip exactly those. Normally every row is new, which the
+        row counts show at no cost; otherwise the inserts are redone one row at a time from a
+        savepoint, to learn which rows were new.
+        """
+        if not batch.executions and not batch.events:
+            return (), ()
+        cur.execute("SAVEPOINT aw_rows")
+        inserted = 0
+        if batch.executions:
+            cur.executemany(self._sql(_INSERT_EXECUTION), batch.executions)
+            inserted += int(cur.rowcount)
+        if batch.events:
+            cur.executemany(self._sql(_INSERT_EVENT), batch.events)
+            inserted += int(cur.rowcount)
+        if inserted == len(batch.executions) + len(batch.events):
+            cur.execute("RELEASE SAVEPOINT aw_rows")
+            return batch.executions, batch.events
+        cur.execute("ROLLBACK TO SAVEPOINT aw_rows")
+        executions: list[tuple[Any, ...]] = []
+        events: list[tuple[Any, ...]] = []
+        for sql, rows, kept in (
+            (_INSERT_EXECUTION, batch.executions, executions),
+            (_INSERT_EVENT, batch.events, events),
+        ):
+            statement = self._sql(sql)
+            for row in rows:
+                cur.execute(statement, row)
+                if int(cur.rowcount) == 1:
+                    kept.append(row)
+        cur.execute("RELEASE SAVEPOINT aw_rows")
+        return executions, events
 
     def _write_rollups(self, cur: Any, batch: RollupBatch) -> list[tuple[str, str, bool]]:
         """Add the batch's rollup deltas under the store-wide cardinality cap.
@@ -527,19 +577,32 @@ class Store(StoreQueries, ABC):
     ) -> float:
         """Exact sum of event `cost_usd` with `start <= started_at < end`, optionally scoped.
 
-        `agent` matches the execution's agent, or a late/orphan event's own agent.
+        Whole hours are read from the hourly aggregates, the partial hours at either end from
+        the events themselves. `agent` matches the execution's agent, or a late/orphan
+        event's own agent.
         """
-        sql = (
-            "SELECT COALESCE(SUM(cost_usd), 0) FROM events WHERE started_at >= ? AND started_at < ?"
-        )
-        params: list[Any] = [start, end]
-        for column, value in (("agent", agent), ("model", model), ("provider", provider)):
-            if value is not None:
-                sql += f" AND {column} = ?"
-                params.append(value)
+        window = aggregates.split_window(start, end)
+        filters = [("agent", agent), ("model", model), ("provider", provider)]
+        scope = "".join(f" AND {column} = ?" for column, value in filters if value is not None)
+        scoped = [value for _, value in filters if value is not None]
+        total = 0.0
         with self._read() as cur:
-            cur.execute(self._sql(sql), params)
-            return float(cur.fetchone()[0])
+            if not window.empty:
+                hours, params = window.hour_where()
+                table = aggregates.calls_table(c for c, v in filters if v is not None)
+                sql = f"SELECT COALESCE(SUM(cost_usd), 0) FROM {table} WHERE {hours}{scope}"
+                cur.execute(self._sql(sql), [*params, *scoped])
+                total += float(cur.fetchone()[0])
+            for edge_start, edge_end in window.edges if not window.empty else ((start, end),):
+                cur.execute(
+                    self._sql(
+                        "SELECT COALESCE(SUM(cost_usd), 0) FROM events "
+                        f"WHERE started_at >= ? AND started_at < ?{scope}"
+                    ),
+                    [edge_start, edge_end, *scoped],
+                )
+                total += float(cur.fetchone()[0])
+        return total
 
     # -- retention -----------------------------------------------------------------------
     def delete_old_executions(self, older_than: float) -> int:
@@ -559,13 +622,30 @@ class Store(StoreQueries, ABC):
             f"DELETE FROM events WHERE execution_id IN ({oldest})",
             f"DELETE FROM executions WHERE id IN ({oldest})",
         )
-        deleted = self._delete_in_chunks(executions, older_than, _Chunk(1_000))
-        orphans = (
-            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE started_at < ? AND "
+        hour = aggregates.HOUR_SQL[self.backend]
+
+        def subtract_executions(cur: Any, params: tuple[Any, ...]) -> None:
+            deltas = aggregates.collect(
+                cur, self._sql, hour, f"id IN ({oldest})", f"execution_id IN ({oldest})", params
+            )
+            self._add_deltas(cur, deltas, -1)
+
+        deleted = self._delete_in_chunks(executions, older_than, _Chunk(1_000), subtract_executions)
+        orphan_ids = (
+            "SELECT id FROM events WHERE started_at < ? AND "
             "(execution_id IS NULL OR NOT EXISTS "
-            "(SELECT 1 FROM executions x WHERE x.id = events.execution_id)) LIMIT ?)",
+            "(SELECT 1 FROM executions x WHERE x.id = events.execution_id)) LIMIT ?"
         )
-        self._delete_in_chunks(orphans, older_than, _Chunk(5_000))
+        orphans = (f"DELETE FROM events WHERE id IN ({orphan_ids})",)
+
+        def subtract_orphans(cur: Any, params: tuple[Any, ...]) -> None:
+            deltas = aggregates.collect(cur, self._sql, hour, None, f"id IN ({orphan_ids})", params)
+            self._add_deltas(cur, deltas, -1)
+
+        self._delete_in_chunks(orphans, older_than, _Chunk(5_000), subtract_orphans)
+        with self.atomic() as cur:
+            for statement in aggregates.DELETE_EMPTY:
+                cur.execute(statement)
         batches = (
             "DELETE FROM batches WHERE id IN (SELECT id FROM batches WHERE applied_at < ? LIMIT ?)",
         )
@@ -573,15 +653,26 @@ class Store(StoreQueries, ABC):
         self._delete_in_chunks(batches, cutoff, _Chunk(5_000))
         return deleted
 
-    def _delete_in_chunks(self, statements: Sequence[str], cutoff: float, chunk: _Chunk) -> int:
+    def _delete_in_chunks(
+        self,
+        statements: Sequence[str],
+        cutoff: float,
+        chunk: _Chunk,
+        before: Callable[[Any, tuple[Any, ...]], None] | None = None,
+    ) -> int:
         """Run `statements` (each bound to cutoff and chunk size) in one transaction, again
-        and again until the last one deletes less than a chunk; return its total count."""
+        and again until the last one deletes less than a chunk; return its total count.
+
+        `before(cursor, (cutoff, size))` runs first in each transaction (to subtract from the
+        aggregates what the statements are about to delete)."""
         adapted = [self._sql(sql) for sql in statements]
         total = 0
         while True:
             size = chunk.size
             started = time.perf_counter()
             with self.atomic() as cur:
+                if before is not None:
+                    before(cur, (cutoff, size))
                 for statement in adapted:
                     cur.execute(statement, (cutoff, size))
                 n = max(0, int(cur.rowcount))
@@ -595,7 +686,7 @@ class Store(StoreQueries, ABC):
     def clear_all(self) -> None:
         """Delete every execution, event AND rollup (exported counters restart at zero)."""
         with self.atomic() as cur:
-            for table in ("events", "executions", "rollups"):
+            for table in ("events", "executions", "rollups", *aggregates.TABLES):
                 cur.execute(f"DELETE FROM {table}")
         # Label sets are admitted afresh. Other processes still trust what they saw admitted
         # until they reopen the store, which can let their label sets in beyond the cap once.

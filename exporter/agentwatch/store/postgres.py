@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from agentwatch.errors import RecordRefused, StoreError
-from agentwatch.store.base import PERCENTILES, Store, StoreUnavailable
+from agentwatch.store.base import Store, StoreUnavailable
+from agentwatch.store.queries import PERCENTILES
 
 if TYPE_CHECKING:
     import psycopg

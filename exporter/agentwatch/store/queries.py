@@ -23,9 +23,11 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from agentwatch.store import aggregates
 from agentwatch.store.rows import (
     AgentRow,
     CostRow,
@@ -40,6 +42,8 @@ from agentwatch.store.rows import (
     known_cost,
 )
 
+#: The percentiles `summary` reports.
+PERCENTILES = (50, 95, 99)
 #: Keys `costs()` can group by.
 GROUP_KEYS = ("agent", "model", "provider", "date")
 #: Deepest chain of tools within tools whose calls are added to the run that started it.
@@ -83,8 +87,30 @@ _RUN_COUNTS = (
     "SELECT COUNT(*), COALESCE(SUM(CASE WHEN parent_id IS NULL THEN 1 ELSE 0 END), 0), "
     "COALESCE(SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END), 0), "
     "COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0), "
-    "AVG(duration) FROM executions"
+    "COALESCE(SUM(duration), 0), COUNT(duration) FROM executions"
 )
+_AGG_RUNS = (
+    "SELECT COALESCE(SUM(runs), 0), COALESCE(SUM(top_level), 0), COALESCE(SUM(completed), 0), "
+    "COALESCE(SUM(failed), 0), COALESCE(SUM(duration_sum), 0), COALESCE(SUM(duration_count), 0) "
+    "FROM agg_runs WHERE "
+)
+_AGG_CALLS = (
+    "SELECT COALESCE(SUM(llm_calls), 0), COALESCE(SUM(unpriced_calls), 0), "
+    "COALESCE(SUM(tool_calls), 0), COALESCE(SUM(llm_input_tokens), 0), "
+    "COALESCE(SUM(llm_output_tokens), 0), COALESCE(SUM(cost_usd), 0) FROM "
+)
+#: Up to this many runs in a window, `summary` percentiles are exact (sorted raw durations);
+#: above, they are read from the hourly duration buckets (see `aggregates.PERCENTILE_ERROR`).
+EXACT_PERCENTILE_RUNS = 20_000
+
+
+def _hour_date(hour: int, zone: ZoneInfo) -> str | None:
+    """The local date (YYYY-MM-DD) of a whole hour in `zone`, or None when a local midnight
+    falls inside it (zones offset by a fraction of an hour)."""
+    start = hour * aggregates.BUCKET_SECONDS
+    first = datetime.fromtimestamp(start, zone).strftime("%Y-%m-%d")
+    last = datetime.fromtimestamp(start + aggregates.BUCKET_SECONDS - 1, zone).strftime("%Y-%m-%d")
+    return first if first == last else None
 
 
 def _loads(text: str | None) -> Any:
@@ -329,20 +355,37 @@ class StoreQueries(ABC):
         calls are every LLM and tool call billed to `agent` (every call, including those
         outside any run, when `agent` is None) made in the window. See `SummaryStats`.
         """
-        runs_where, runs_params = _where(agent, None, since, until, "agent")
-        calls_where, calls_params = _where(agent, None, since, until)
+        window = aggregates.split_window(since, until)
+        edges = window.edges if not window.empty else ((since, until),)
+        runs = [0, 0, 0, 0, 0.0, 0]
+        calls = [0, 0, 0, 0, 0, 0.0]
         with self._read() as cur:
-            cur.execute(self._sql(f"{_RUN_COUNTS}{runs_where}"), runs_params)
-            runs, top, completed, failed, avg = cur.fetchone()
-            cur.execute(self._sql(f"{_CALL_TOTALS}{calls_where}"), calls_params)
-            llm, unpriced, tools, tin, tout, cost = cur.fetchone()
-        p50, p95, p99 = self._percentiles(runs_where, runs_params)
+            if not window.empty:
+                hours, params = window.hour_where()
+                if agent is not None:
+                    hours += " AND agent = ?"
+                    params.append(agent)
+                cur.execute(self._sql(_AGG_RUNS + hours), params)
+                runs = [a + b for a, b in zip(runs, cur.fetchone(), strict=True)]
+                table = aggregates.calls_table(["agent"] if agent is not None else [])
+                cur.execute(self._sql(f"{_AGG_CALLS}{table} WHERE {hours}"), params)
+                calls = [a + b for a, b in zip(calls, cur.fetchone(), strict=True)]
+            for edge_since, edge_until in edges:
+                where, params = _where(agent, None, edge_since, edge_until, "agent")
+                cur.execute(self._sql(f"{_RUN_COUNTS}{where}"), params)
+                runs = [a + b for a, b in zip(runs, cur.fetchone(), strict=True)]
+                where, params = _where(agent, None, edge_since, edge_until)
+                cur.execute(self._sql(f"{_CALL_TOTALS}{where}"), params)
+                calls = [a + b for a, b in zip(calls, cur.fetchone(), strict=True)]
+        n_runs, top, completed, failed, duration_sum, durations = runs
+        llm, unpriced, tools, tin, tout, cost = calls
+        p50, p95, p99 = self._summary_percentiles(agent, since, until, window, int(durations))
         return SummaryStats(
-            runs=int(runs),
+            runs=int(n_runs),
             top_level_runs=int(top),
             completed_runs=int(completed),
             failed_runs=int(failed),
-            avg_duration=None if avg is None else float(avg),
+            avg_duration=float(duration_sum) / int(durations) if durations else None,
             p50_duration=p50,
             p95_duration=p95,
             p99_duration=p99,
@@ -353,6 +396,39 @@ class StoreQueries(ABC):
             output_tokens=int(tout),
             cost_usd=known_cost(float(cost), int(llm), int(unpriced)),
         )
+
+    def _summary_percentiles(
+        self,
+        agent: str | None,
+        since: float | None,
+        until: float | None,
+        window: aggregates.Window,
+        durations: int,
+    ) -> list[float | None]:
+        """p50/p95/p99: exact for small windows and for one agent (an indexed range of its
+        own runs), else from the hourly duration buckets plus the raw edges' durations."""
+        if durations == 0:
+            return [None] * len(PERCENTILES)
+        if agent is not None or window.empty or durations <= EXACT_PERCENTILE_RUNS:
+            where, params = _where(agent, None, since, until, "agent")
+            return self._percentiles(where, params)
+        counts: dict[int, int] = {}
+        hours, params = window.hour_where()
+        with self._read() as cur:
+            cur.execute(
+                self._sql(f"SELECT bucket, SUM(runs) FROM agg_durations WHERE {hours} GROUP BY 1"),
+                params,
+            )
+            for bucket, n in cur.fetchall():
+                counts[int(bucket)] = int(n)
+            for edge_since, edge_until in window.edges:
+                where, params = _where(None, None, edge_since, edge_until, "agent")
+                where = _and(where, "duration IS NOT NULL")
+                cur.execute(self._sql(f"SELECT duration FROM executions{where}"), params)
+                for (duration,) in cur.fetchall():
+                    bucket = aggregates.duration_bucket(float(duration))
+                    counts[bucket] = counts.get(bucket, 0) + 1
+        return aggregates.percentiles_from_buckets(counts, PERCENTILES)
 
     def costs(
         self,
@@ -379,6 +455,98 @@ class StoreQueries(ABC):
             ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {tz!r}") from None
+        window = aggregates.split_window(since, until)
+        totals: dict[tuple[Any, ...], list[Any]] = {}
+        raw: list[tuple[float | None, float | None]] = list(
+            window.edges if not window.empty else ((since, until),)
+        )
+        if not window.empty:
+            raw += self._costs_from_aggregates(keys, window, agent, tz, totals)
+        for edge_since, edge_until in raw:
+            for row in self._raw_costs(keys, edge_since, edge_until, agent, tz):
+                acc = totals.setdefault(tuple(row[: len(keys)]), [0, 0, 0, 0.0])
+                for i, value in enumerate(row[len(keys) :]):
+                    acc[i] += value or 0
+        result = [
+            CostRow(
+                group=dict(zip(keys, group, strict=True)),
+                llm_calls=int(calls),
+                unpriced_calls=int(unpriced),
+                tokens=int(tokens),
+                cost_usd=known_cost(float(cost), int(calls), int(unpriced)),
+            )
+            for group, (calls, unpriced, tokens, cost) in totals.items()
+        ]
+
+        def order(row: CostRow) -> tuple[Any, ...]:
+            group = tuple((v is not None, v or "") for v in row.group.values())
+            return group if "date" in keys else (-(row.cost_usd or 0.0), group)
+
+        result.sort(key=order)
+        return result
+
+    def _costs_from_aggregates(
+        self,
+        keys: Sequence[str],
+        window: aggregates.Window,
+        agent: str | None,
+        tz: str,
+        totals: dict[tuple[Any, ...], list[Any]],
+    ) -> list[tuple[float, float]]:
+        """Add the whole hours of `window` to `totals`; return the hours that straddle a
+        local midnight of `tz` (a zone offset of a fraction of an hour), to read raw."""
+        dims = [k for k in keys if k != "date"]
+        by_date = "date" in keys
+        table = aggregates.calls_table([*dims, *(["agent"] if agent is not None else [])])
+        hours, params = window.hour_where()
+        if agent is not None:
+            hours += " AND agent = ?"
+            params.append(agent)
+        group = (["hour"] if by_date else []) + dims
+        select = ", ".join(group) + ", " if group else ""
+        sql = (
+            f"SELECT {select}SUM(llm_calls), SUM(unpriced_calls), "
+            "SUM(llm_input_tokens + llm_output_tokens + other_tokens), SUM(cost_usd) "
+            f"FROM {table} WHERE {hours}"
+            + (f" GROUP BY {', '.join(group)}" if group else "")
+            + " HAVING SUM(llm_calls + priced_other) > 0"
+        )
+        with self._read() as cur:
+            cur.execute(self._sql(sql), params)
+            rows = cur.fetchall()
+        zone = ZoneInfo(tz)
+        dates: dict[int, str | None] = {}
+        straddling: list[tuple[float, float]] = []
+        for row in rows:
+            values = list(row[len(group) :])
+            if by_date:
+                hour = int(row[0])
+                if hour not in dates:
+                    dates[hour] = _hour_date(hour, zone)
+                    if dates[hour] is None:
+                        start = float(hour * aggregates.BUCKET_SECONDS)
+                        straddling.append((start, start + aggregates.BUCKET_SECONDS))
+                date = dates[hour]
+                if date is None:
+                    continue
+                named = dict(zip(dims, row[1 : len(group)], strict=True))
+                named["date"] = date
+            else:
+                named = dict(zip(dims, row[: len(group)], strict=True))
+            acc = totals.setdefault(tuple(named[k] for k in keys), [0, 0, 0, 0.0])
+            for i, value in enumerate(values):
+                acc[i] += value or 0
+        return straddling
+
+    def _raw_costs(
+        self,
+        keys: Sequence[str],
+        since: float | None,
+        until: float | None,
+        agent: str | None,
+        tz: str,
+    ) -> list[Any]:
+        """`costs` rows (group values, calls, unpriced, tokens, cost) read from raw events."""
         select: list[str] = []
         params: list[Any] = []
         for key in keys:
@@ -390,30 +558,16 @@ class StoreQueries(ABC):
         where, where_params = _where(agent, None, since, until)
         where = _and(where, f"({_IS_LLM} OR cost_usd IS NOT NULL)")
         positions = ", ".join(str(i + 1) for i in range(len(keys)))
-        order = positions if "date" in keys else f"{len(keys) + 4} DESC, {positions}"
         sql = (
             f"SELECT {', '.join(select)}, "
             f"SUM(CASE WHEN {_IS_LLM} THEN 1 ELSE 0 END), "
             f"SUM(CASE WHEN {_IS_LLM} AND cost_usd IS NULL THEN 1 ELSE 0 END), "
             "SUM(input_tokens + output_tokens), COALESCE(SUM(cost_usd), 0) "
-            f"FROM events{where} GROUP BY {positions} ORDER BY {order}"
+            f"FROM events{where} GROUP BY {positions}"
         )
         with self._read() as cur:
             cur.execute(self._sql(sql), params + where_params)
-            rows = cur.fetchall()
-        result = []
-        for row in rows:
-            calls, unpriced, tokens, cost = row[len(keys) :]
-            result.append(
-                CostRow(
-                    group=dict(zip(keys, row[: len(keys)], strict=True)),
-                    llm_calls=int(calls),
-                    unpriced_calls=int(unpriced),
-                    tokens=int(tokens or 0),
-                    cost_usd=known_cost(float(cost), int(calls), int(unpriced)),
-                )
-            )
-        return result
+            return list(cur.fetchall())
 
     def agents(
         self,

@@ -25,6 +25,9 @@ Design notes a maintainer must keep:
   in that bucket); other rows leave those columns NULL.
 - `batches` records the id of every batch applied, in the batch's own transaction, so a
   batch retried after a lost commit acknowledgement changes nothing (exactly once).
+- `agg_*` hold hourly aggregates of the rows (see `aggregates.py`): the writer adds to them
+  in each batch's transaction, pruning subtracts what it deletes, and migration 5 fills them
+  from the rows of an older store, so they always equal a GROUP BY over the raw rows.
 - `events (execution_id, seq)` is unique: an execution's own events take `seq` 0, 1, ...;
   late events take `LATE_SEQ_BASE` + n, so they never collide with the execution's own
   events even when they are stored before it (`pending`).
@@ -34,6 +37,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from agentwatch.store import aggregates
 
 #: Words that differ between backends, substituted into the DDL below.
 DIALECTS: dict[str, dict[str, str]] = {
@@ -54,6 +59,9 @@ class Migration:
     version: int
     description: str
     statements: tuple[str, ...]
+    #: Whether the store fills the new tables from existing rows after the DDL (in the
+    #: same transaction): `Store._backfill(version, cur)`.
+    backfill: bool = False
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -182,6 +190,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE rollups ADD COLUMN exemplar_value DOUBLE PRECISION",
             "ALTER TABLE rollups ADD COLUMN exemplar_timestamp DOUBLE PRECISION",
         ),
+    ),
+    Migration(
+        5,
+        "hourly aggregates of runs, run durations and calls, built from existing rows",
+        aggregates.DDL,
+        backfill=True,
     ),
 )
 
