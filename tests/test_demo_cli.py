@@ -156,3 +156,74 @@ def test_a_taken_port_names_the_flag_and_the_variable(
     lines = result.output.strip().splitlines()
     assert len(lines) == 1, result.output
     assert "--port" in lines[0] and "AGENTWATCH_PORT" in lines[0]
+
+
+def test_a_failing_workload_is_one_error_line_with_its_own_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from click.testing import CliRunner
+
+    from agentwatch.cli import cli
+    from agentwatch.cli import demo as demo_command
+
+    monkeypatch.setenv("AGENTWATCH_HOME", str(tmp_path))
+    crash = 'import sys; print(\'{"phase":"loaded","total":4}\', flush=True); '
+    crash += "sys.stderr.write('ImportError: no litellm here\\n'); sys.exit(3)"
+    monkeypatch.setattr(
+        demo_command, "_workload_command", lambda runs, seed: [sys.executable, "-c", crash]
+    )
+    result = CliRunner().invoke(cli, ["demo", "--no-serve", "--runs", "4"])
+    assert result.exit_code == 1
+    assert "ImportError: no litellm here" in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error: the workload process exited with status 3 after 0 of 4 runs")
+    assert "Traceback" not in result.output
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+def test_the_workload_stops_when_the_demo_is_killed(tmp_path: Path) -> None:
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("needs /proc to find the workload process")
+    env = {**os.environ, **_env(tmp_path, free_port())}
+    demo = subprocess.Popen(
+        [*agentwatch_command(), "demo", "--no-serve", "--runs", "100000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    assert demo.stdout is not None
+    try:
+        for line in demo.stdout:
+            if line.startswith("demo: running"):
+                break
+        (workload,) = _children(demo.pid)
+        demo.kill()
+        demo.wait(10)
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{workload}").exists() and time.monotonic() < deadline:
+            state = Path(f"/proc/{workload}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state == "Z":
+                break
+            time.sleep(0.1)
+        assert time.monotonic() < deadline, "the orphaned workload kept running"
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()

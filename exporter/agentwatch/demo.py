@@ -113,7 +113,6 @@ async def run_demo_async(
     litellm = _prepare_litellm()
     agentwatch.instrument_litellm()
     report = DemoReport()
-    gate = asyncio.Semaphore(concurrency)
     finished = 0
 
     def rng() -> random.Random:
@@ -212,16 +211,23 @@ async def run_demo_async(
     async def one_run(index: int) -> None:
         nonlocal finished
         agent = agents[index % len(agents)]
-        async with gate:
-            # Set inside the run's own task: the draws of concurrent runs never interleave.
-            _RUN_RNG.set(run_rng(seed, index))
-            with contextlib.suppress(Exception):  # counted by run(); a demo keeps going
-                await agent(f"demo request {index}")
+        # Set inside this worker's task, before the run: concurrent runs never share draws.
+        _RUN_RNG.set(run_rng(seed, index))
+        with contextlib.suppress(Exception):  # counted by run(); a demo keeps going
+            await agent(f"demo request {index}")
         finished += 1
         if on_progress is not None:
             on_progress(finished, report)
 
-    await asyncio.gather(*(one_run(i) for i in range(runs)))
+    # `concurrency` workers take run numbers from one iterator: a handful of tasks whatever
+    # `runs` is, so stopping a long workload (cancelling them) is immediate.
+    pending = iter(range(runs))
+
+    async def worker() -> None:
+        for index in pending:
+            await one_run(index)
+
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, runs))))
     # litellm runs its last hooks as tasks after the calls returned; a loaded machine may need
     # more than the default few seconds, and a hook left for litellm's exit handler runs on a
     # fresh event loop that warns about the tasks it strands.

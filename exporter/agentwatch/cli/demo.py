@@ -85,7 +85,7 @@ def demo(
     on /metrics meanwhile so you can curl it or point Prometheus at it. Progress shows as a
     bar on a terminal and as one line per phase in a pipe.
     """
-    from agentwatch.cli._demo_view import NextSteps, view_for_stdout
+    from agentwatch.cli._demo_view import NextSteps, summary, view_for_stdout
     from agentwatch.redaction import mask_url
 
     settings = load_settings(config_path, store_url=store_url, host=host, port=port)
@@ -105,13 +105,16 @@ def demo(
             report, elapsed, flushed = _run_workload(
                 view, settings, config_path, runs=runs, seed=seed
             )
-            from agentwatch.cli._demo_view import summary
-
-            view.say(summary(report, elapsed, mask_url(settings.store_url), flushed))
-            next_steps = NextSteps(server.url if server is not None else None, flags)
-            view.say("\n".join(next_steps.lines()))
-            if server is not None:
-                _wait_for_stop()
+            try:
+                view.say(summary(report, elapsed, mask_url(settings.store_url), flushed))
+                next_steps = NextSteps(server.url if server is not None else None, flags)
+                view.say("\n".join(next_steps.lines()))
+                if server is not None:
+                    _wait_forever()
+            except KeyboardInterrupt:  # the normal way out once the workload is done
+                click.echo("demo: stopped.")
+        except KeyboardInterrupt:  # before the workload started
+            raise click.exceptions.Exit(130) from None
         finally:
             if server is not None:
                 _stop_server(server)
@@ -165,11 +168,10 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _wait_for_stop() -> None:
-    with contextlib.suppress(KeyboardInterrupt):
-        while True:
-            time.sleep(3600)
-    click.echo("demo: stopped.")
+def _wait_forever() -> None:
+    """Until Ctrl-C or SIGTERM (both raise KeyboardInterrupt here)."""
+    while True:
+        time.sleep(3600)
 
 
 def _workload_command(runs: int, seed: int) -> list[str]:
