@@ -88,7 +88,7 @@ def test_same_seed_gives_the_same_runs_failures_and_llm_calls(
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     first_report, first = _workload(tmp_path, "first.db", seed=11)
     second_report, second = _workload(tmp_path, "second.db", seed=11)
-    other_report, other = _workload(tmp_path, "other.db", seed=12)
+    _, other = _workload(tmp_path, "other.db", seed=12)
     assert first_report == second_report
     assert first == second
     assert sum(first.values()) > 12, "nested runs and tool calls are part of the comparison"
