@@ -41,6 +41,14 @@ def readme_demo_argv() -> list[str]:
     return [*agentwatch_command(), *words[1:]]
 
 
+def readme_sample_lines() -> list[str]:
+    """The /metrics lines the README shows after the demo (its demo-output block)."""
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- demo-output -->\n```console\n(.+?)\n```", readme, re.S)
+    assert block, "README.md has a demo-output block"
+    return [line for line in block.group(1).splitlines() if line.startswith("agentwatch_")]
+
+
 def _env(tmp_path: Path, port: int) -> dict[str, str]:
     return {
         "AGENTWATCH_HOME": str(tmp_path / "home"),
@@ -81,8 +89,13 @@ def test_readme_demo_shows_progress_at_once_and_answers_scrapes_while_it_writes(
         assert max(api_reads) < 0.5, f"the API took {max(api_reads):.2f}s during the workload"
 
         term.wait_for("until Ctrl-C", timeout=60)
-        metrics = requests.get(f"{base}/metrics", timeout=10).text
-        assert 'agentwatch_executions_total{agent="researcher"' in metrics
+        metrics = requests.get(f"{base}/metrics", timeout=10).text.splitlines()
+        claimed = readme_sample_lines()
+        assert claimed, "the README shows sample /metrics lines"
+        for line in claimed:  # the default seed on a fresh store gives exactly these
+            assert line in metrics, f"README claims {line!r}; /metrics has:\n" + "\n".join(
+                m for m in metrics if m.startswith(line.split("{")[0])
+            )
         screen = term.text
         assert f"curl -s {base}/metrics" in screen
         assert "agentwatch monitor list" in screen and "agentwatch monitor stats" in screen
