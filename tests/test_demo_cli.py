@@ -143,7 +143,9 @@ def test_piped_demo_prints_one_plain_line_per_phase_and_stops_on_sigterm(
     assert phases[1] == "demo: loading litellm (network mocked) for 6 runs, seed 3"
     assert phases[2] == "demo: running 6 agent runs"
     assert phases[3] == "demo: runs finished; writing the last records to the store"
-    assert re.fullmatch(r"demo: 6 runs \(\d+ failed\), \d+ LLM calls .* -> sqlite:///.*", phases[4])
+    assert re.fullmatch(
+        r"demo: \d+ runs \(6 top-level, \d+ nested; \d+ failed\), .* -> sqlite:///.*", phases[4]
+    )
     assert phases[5] == "demo: stopped."
     assert len(phases) == 6, phases
     for stray in _STRAY:
