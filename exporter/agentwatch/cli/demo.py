@@ -233,6 +233,9 @@ def _run_workload(
             done = last.done if last is not None else 0
             click.echo(f"demo: stopped after {done} of {runs} runs; what they recorded is stored.")
             raise click.exceptions.Exit(130) from None
+        except BaseException:  # our stdout closed (`| head`), a bug: never leave it running
+            _stop_workload(process)
+            raise
         finally:
             view.close()
         _forward(errors)
