@@ -89,8 +89,10 @@ def demo(
     from agentwatch.redaction import mask_url
 
     settings = load_settings(config_path, store_url=store_url, host=host, port=port)
-    flags = [*(["--store", mask_url(store_url)] if store_url else [])]
-    flags += ["--config", str(config_path)] if config_path else []
+    # Repeated in the commands it suggests, so they read the same store.
+    flags = (["--store", mask_url(store_url)] if store_url else []) + (
+        ["--config", str(config_path)] if config_path else []
+    )
     with _sigterm_as_interrupt():
         server = _bind(settings) if serve else None  # a taken port fails before any work
         try:
