@@ -242,3 +242,46 @@ def test_the_workload_stops_when_the_demo_is_killed(tmp_path: Path) -> None:
         if demo.poll() is None:
             demo.kill()
             demo.wait()
+
+
+def test_next_steps_repeat_the_flags_given_quoted_for_a_shell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parent's side of the protocol, with a stand-in workload that reports at once."""
+    import json
+    import sys
+
+    from click.testing import CliRunner
+
+    from agentwatch.cli import cli
+    from agentwatch.cli import demo as demo_command
+
+    monkeypatch.setenv("AGENTWATCH_HOME", str(tmp_path / "home"))
+    report = {"top_level_runs": 2, "nested_runs": 1, "failed_runs": 1, "llm_calls": 3,
+              "llm_failures": 0, "tool_calls": 1}  # fmt: skip
+    lines = [
+        {"phase": "loaded", "total": 2},
+        {"phase": "run", "done": 1, "total": 2, "report": report},
+        "not a message: skipped",
+        {"phase": "writing", "done": 2, "total": 2, "report": report},
+        {"phase": "done", "done": 2, "total": 2, "report": report, "flushed": False},
+    ]
+    script = "".join(
+        f"print({json.dumps(line if isinstance(line, str) else json.dumps(line))})\n"
+        for line in lines
+    )
+    monkeypatch.setattr(
+        demo_command, "_workload_command", lambda runs, seed: [sys.executable, "-c", script]
+    )
+    store = tmp_path / "my runs" / "store.db"
+    result = CliRunner().invoke(
+        cli, ["demo", "--no-serve", "--runs", "2", "--store", f"sqlite:///{store}"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "demo: 3 runs (2 top-level, 1 nested; 1 failed), 3 LLM calls (0 failed), 1 tool calls"
+        in result.output
+    )
+    assert "(some records not yet written!)" in result.output
+    assert f"agentwatch monitor list --store 'sqlite:///{store}'" in result.output
+    assert store.exists(), "the store is created before the workload starts"
