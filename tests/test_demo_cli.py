@@ -82,7 +82,7 @@ def test_readme_demo_shows_progress_at_once_and_answers_scrapes_while_it_writes(
         while not re.search(r"demo: \d+ runs \(", term.text):
             assert time.monotonic() < deadline, term.text[-2000:]
             scrapes.append(_timed_get(f"{base}/metrics"))
-            api_reads.append(_timed_get(f"{base}/api/executions?limit=5"))
+            api_reads.append(_timed_get(f"{base}/api/v1/executions?limit=5"))
             time.sleep(0.05)
         assert len(scrapes) >= 3, f"only {len(scrapes)} scrapes while the workload ran"
         assert max(scrapes) < 0.5, f"/metrics took {max(scrapes):.2f}s during the workload"

@@ -38,8 +38,9 @@ only the names below are public: anything else (`agentwatch.capture`, `agentwatc
 ...) is internal and may change between releases. Importing `agentwatch` is cheap: each
 name loads its module, and litellm, on first use.
 
-The command line is described in [cli.md](cli.md), the settings every function reads in
-[configuration.md](configuration.md), the metrics in [metrics.md](metrics.md).
+The command line is described in [cli.md](cli.md), the JSON API of `agentwatch serve` in
+[api.md](api.md), the settings every function reads in [configuration.md](configuration.md),
+the metrics in [metrics.md](metrics.md).
 """
 
 

@@ -172,7 +172,7 @@ class NextSteps:
             head = f"Serving {self.url} until Ctrl-C (or SIGTERM). In another terminal:"
             commands[:0] = [
                 (f"curl -s {self.url}/metrics | grep ^agentwatch_executions", "Prometheus text"),
-                (f"curl -s '{self.url}/api/executions?limit=5'", "the JSON API"),
+                (f"curl -s '{self.url}/api/v1/executions?limit=5'", "the JSON API"),
             ]
             foot = [
                 "Scrape it with Prometheus (prometheus/prometheus.yml); dashboards and alerts: "

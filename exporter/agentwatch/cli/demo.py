@@ -28,7 +28,7 @@ from agentwatch.errors import AgentwatchError, ServeError
 if TYPE_CHECKING:
     from agentwatch.cli._demo_view import DemoView
     from agentwatch.demo import DemoReport, WorkloadMessage
-    from agentwatch.server import AgentwatchHTTPServer
+    from agentwatch.server import AgentwatchServer
 
 #: Seconds the workload gets to flush and exit after being asked to stop.
 _STOP_GRACE = 15.0
@@ -93,14 +93,16 @@ def demo(
     flags = (["--store", mask_url(store_url)] if store_url else []) + (
         ["--config", str(config_path)] if config_path else []
     )
-    with _sigterm_as_interrupt():
+    with _sigterm_as_interrupt(), contextlib.ExitStack() as stack:
         server = _bind(settings) if serve else None  # a taken port fails before any work
         try:
             _create_store(settings.store_url)
             if server is not None:
-                from agentwatch.server import serve_in_thread
+                from agentwatch.cli.serve import serve_logging
 
-                serve_in_thread(server)
+                # Store outages and web config reloads on stderr, as `serve` logs them.
+                stack.enter_context(serve_logging(settings.log_format))
+                server.start()
             view = view_for_stdout()
             if server is not None:
                 view.say(f"demo: serving {server.url}/metrics while the workload runs")
@@ -122,7 +124,7 @@ def demo(
                 _stop_server(server)
 
 
-def _bind(settings: Settings) -> AgentwatchHTTPServer:
+def _bind(settings: Settings) -> AgentwatchServer:
     from agentwatch.server import make_server
 
     try:
@@ -146,10 +148,9 @@ def _create_store(url: str) -> None:
         store.close()
 
 
-def _stop_server(server: AgentwatchHTTPServer) -> None:
+def _stop_server(server: AgentwatchServer) -> None:
+    """Stop serving, then close the socket and the store connections."""
     server.shutdown()
-    server.server_close()
-    server.access.close()
 
 
 @contextlib.contextmanager
