@@ -152,27 +152,6 @@ def test_piped_demo_prints_one_plain_line_per_phase_and_stops_on_sigterm(
         assert stray not in output + errors
 
 
-def test_a_taken_port_names_the_flag_and_the_variable(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import socket
-
-    from click.testing import CliRunner
-
-    from agentwatch.cli import cli
-
-    monkeypatch.setenv("AGENTWATCH_HOME", str(tmp_path))
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        result = CliRunner().invoke(cli, ["demo", "--port", str(port)])
-    assert result.exit_code == 1
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1, result.output
-    assert "--port" in lines[0] and "AGENTWATCH_PORT" in lines[0]
-
-
 def test_a_failing_workload_is_one_error_line_with_its_own_output(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

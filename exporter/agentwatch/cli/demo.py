@@ -21,7 +21,7 @@ from typing import IO, TYPE_CHECKING
 
 import click
 
-from agentwatch.cli._options import settings_options
+from agentwatch.cli._options import settings_options, with_listen_hint
 from agentwatch.config import Settings, load_settings
 from agentwatch.errors import AgentwatchError, ServeError
 
@@ -130,10 +130,7 @@ def _bind(settings: Settings) -> AgentwatchServer:
     try:
         return make_server(settings)
     except ServeError as exc:
-        raise ServeError(
-            f"{exc}; choose another port with --port N or AGENTWATCH_PORT=N "
-            "(--port 0 picks a free one)"
-        ) from None
+        raise with_listen_hint(exc) from None
 
 
 def _create_store(url: str) -> None:
