@@ -86,15 +86,52 @@ def test_init_follows_agentwatch_config_and_the_config_flag(
     assert by_flag.exists()
 
 
-def test_init_refuses_to_overwrite_without_force(home: Path) -> None:
+def test_a_second_init_keeps_the_config_and_changes_nothing(home: Path) -> None:
+    assert _run("init").exit_code == 0
+    config = home / "config.yaml"
+    config.write_text(config.read_text() + "budgets:\n  - {name: d, period: day, limit_usd: 5}\n")
+    before = config.read_text()
+    again = _run("init")
+    assert again.exit_code == 0, again.output
+    assert f"Kept {config}" in again.output and "--force" in again.output
+    assert config.read_text() == before
+    assert f"Store ready: sqlite:///{home / 'telemetry.db'}" in again.output
+    same_store = _run("init", "--store", f"sqlite:///{home / 'telemetry.db'}")
+    assert same_store.exit_code == 0, same_store.output
+    assert config.read_text() == before
+
+
+def test_a_second_init_creates_the_store_the_kept_config_names(home: Path, tmp_path: Path) -> None:
+    home.mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere" / "runs.db"
+    (home / "config.yaml").write_text(f"store_url: sqlite:///{elsewhere}\n")
+    result = _run("init")
+    assert result.exit_code == 0, result.output
+    assert elsewhere.exists()
+    assert not (home / "telemetry.db").exists()
+
+
+def test_init_refuses_another_store_than_the_kept_config_records(home: Path) -> None:
     assert _run("init").exit_code == 0
     config = home / "config.yaml"
     config.write_text("store_url: sqlite:////somewhere/else.db\n")
+    result = _run("init", "--store", "sqlite:////other/runs.db")
+    assert result.exit_code == 1
+    line = _one_error_line(result)
+    assert str(config) in line and "--force" in line and "/somewhere/else.db" in line
+    assert config.read_text() == "store_url: sqlite:////somewhere/else.db\n"
+    assert not Path("/other/runs.db").exists()
+
+
+def test_a_broken_kept_config_is_one_line_naming_force(home: Path) -> None:
+    home.mkdir(parents=True)
+    config = home / "config.yaml"
+    config.write_text("store_url: [unclosed\n")
     result = _run("init")
     assert result.exit_code == 1
     line = _one_error_line(result)
     assert str(config) in line and "--force" in line
-    assert config.read_text() == "store_url: sqlite:////somewhere/else.db\n"
+    assert config.read_text() == "store_url: [unclosed\n"
 
 
 def test_init_force_overwrites_even_a_broken_config(home: Path) -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import agentwatch
-from agentwatch.demo import run_demo
+from agentwatch.demo import DemoReport, run_demo
 
 
 @pytest.fixture
@@ -49,3 +53,43 @@ def test_demo_llm_calls_span_providers_streaming_and_errors(store: agentwatch.Ev
         if event["kind"] == "llm_call" and event["status"] == "success"
     ]
     assert streamed and all(e["time_to_first_token"] is not None for e in streamed)
+
+
+def _workload(tmp_path: Path, name: str, seed: int) -> tuple[DemoReport, Counter[tuple[Any, ...]]]:
+    """Run the demo into a fresh store; return its report and what the store holds, minus
+    ids and timings: one entry per execution with its parent's agent and its calls."""
+    url = f"sqlite:///{tmp_path / name}"
+    agentwatch.configure(store_url=url)
+    try:
+        report = run_demo(runs=12, seed=seed, concurrency=6)
+        assert agentwatch.flush(timeout=30)
+    finally:
+        agentwatch.close()
+    with closing(sqlite3.connect(tmp_path / name)) as db:
+        agents = dict(db.execute("SELECT id, agent FROM executions"))
+        calls: dict[str, list[tuple[Any, ...]]] = {}
+        for row in db.execute(
+            "SELECT execution_id, kind, name, model, status, error_type, input_tokens, "
+            "output_tokens FROM events ORDER BY execution_id, seq"
+        ):
+            calls.setdefault(row[0], []).append(row[1:])
+        shape = Counter(
+            (agent, status, error_type, agents.get(parent), tuple(calls.get(id_, ())))
+            for id_, agent, status, error_type, parent in db.execute(
+                "SELECT id, agent, status, error_type, parent_id FROM executions"
+            )
+        )
+    return report, shape
+
+
+def test_same_seed_gives_the_same_runs_failures_and_llm_calls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    first_report, first = _workload(tmp_path, "first.db", seed=11)
+    second_report, second = _workload(tmp_path, "second.db", seed=11)
+    _, other = _workload(tmp_path, "other.db", seed=12)
+    assert first_report == second_report
+    assert first == second
+    assert sum(first.values()) > 12, "nested runs and tool calls are part of the comparison"
+    assert other != first, "a different seed gives a different workload"

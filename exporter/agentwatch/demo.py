@@ -5,18 +5,31 @@ agents (one nested inside another), five models across four providers plus one s
 model with no public price, a tool, streaming, rate-limit failures and failed runs. Every call
 goes through litellm and the agentwatch callback exactly as production traffic would; only
 the network is replaced by litellm's mock responses with realistic delays.
+
+Reproducible: each top-level run draws from its own random generator, seeded from the seed
+and the run's index, so two workloads with one seed make the same runs, failures and LLM
+calls whatever order the concurrent runs finish in (ids and timings differ).
+
+`python -m agentwatch.demo` runs the workload in a process of its own and reports progress as
+JSON lines on stdout: `agentwatch demo` serves `/metrics` from another process meanwhile, so
+a scrape never waits for the workload's share of the interpreter lock.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import contextvars
+import dataclasses
 import functools
+import json
 import os
 import random
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 #: (model, share of calls). Providers follow from litellm's own model routing.
 _MODELS = (
@@ -33,6 +46,9 @@ _ANSWERS = (
     "I could not find that order; could you confirm the number?",
     "Bonjour! Je peux vous aider avec votre commande.",
 )
+
+#: The random generator of the run the current task belongs to (see `run_rng`).
+_RUN_RNG: contextvars.ContextVar[random.Random] = contextvars.ContextVar("agentwatch_demo_rng")
 
 
 _Agent = Callable[..., Awaitable[str]]
@@ -59,6 +75,19 @@ class DemoReport:
         return self.top_level_runs + self.nested_runs
 
 
+#: Called after each top-level run with (runs finished, the report so far).
+ProgressCallback = Callable[[int, DemoReport], None]
+
+
+def run_rng(seed: int, index: int) -> random.Random:
+    """The generator of top-level run `index`: depends on nothing but `seed` and `index`.
+
+    A string seed is hashed with SHA-512 by `random`, the same in every process (unlike
+    `hash()`), so a run draws the same numbers in any process and any interleaving.
+    """
+    return random.Random(f"agentwatch-demo:{seed}:{index}")
+
+
 def _prepare_litellm() -> Any:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
@@ -67,18 +96,27 @@ def _prepare_litellm() -> Any:
     return litellm
 
 
-async def run_demo_async(runs: int = 40, seed: int = 7, concurrency: int = 8) -> DemoReport:
+async def run_demo_async(
+    runs: int = 40,
+    seed: int = 7,
+    concurrency: int = 8,
+    on_progress: ProgressCallback | None = None,
+) -> DemoReport:
     """Run `runs` top-level agent runs (plus nested ones) through litellm; return counts.
 
     The caller configures agentwatch (store, settings) before and flushes after.
+    `on_progress`, if given, is called after each top-level run (an exception it raises
+    stops the workload).
     """
     import agentwatch
 
     litellm = _prepare_litellm()
     agentwatch.instrument_litellm()
-    rng = random.Random(seed)
     report = DemoReport()
-    gate = asyncio.Semaphore(concurrency)
+    finished = 0
+
+    def rng() -> random.Random:
+        return _RUN_RNG.get()
 
     def run(nested: bool = False) -> Callable[[_Agent], _Agent]:
         """Count an agent run (inside its @observe), and whether it failed."""
@@ -101,12 +139,12 @@ async def run_demo_async(runs: int = 40, seed: int = 7, concurrency: int = 8) ->
         return wrap
 
     def pick_model() -> str:
-        return rng.choices([m for m, _ in _MODELS], weights=[w for _, w in _MODELS])[0]
+        return rng().choices([m for m, _ in _MODELS], weights=[w for _, w in _MODELS])[0]
 
     async def llm(model: str, prompt: str, stream: bool = False) -> str:
         report.llm_calls += 1
-        delay = rng.uniform(0.05, 0.6)
-        if rng.random() < 0.08:
+        delay = rng().uniform(0.05, 0.6)
+        if rng().random() < 0.08:
             report.llm_failures += 1
             error = litellm.RateLimitError(
                 "rate limited (demo)", llm_provider="openai", model=model
@@ -118,11 +156,12 @@ async def run_demo_async(runs: int = 40, seed: int = 7, concurrency: int = 8) ->
                 mock_delay=delay / 4,
                 num_retries=0,
             )
+        answer = rng().choice(_ANSWERS)
         if stream:
             chunks = await litellm.acompletion(
                 model=model,
                 messages=[{"role": "user", "content": prompt}],
-                mock_response=rng.choice(_ANSWERS),
+                mock_response=answer,
                 mock_delay=delay,
                 stream=True,
             )
@@ -131,7 +170,7 @@ async def run_demo_async(runs: int = 40, seed: int = 7, concurrency: int = 8) ->
         response = await litellm.acompletion(
             model=model,
             messages=[{"role": "user", "content": prompt}],
-            mock_response=rng.choice(_ANSWERS),
+            mock_response=answer,
             mock_delay=delay,
         )
         return str(response.choices[0].message.content)
@@ -139,8 +178,8 @@ async def run_demo_async(runs: int = 40, seed: int = 7, concurrency: int = 8) ->
     @agentwatch.observe(kind="tool", name="web_search")
     async def web_search(query: str) -> list[str]:
         report.tool_calls += 1
-        await asyncio.sleep(rng.uniform(0.01, 0.2))
-        if rng.random() < 0.05:
+        await asyncio.sleep(rng().uniform(0.01, 0.2))
+        if rng().random() < 0.05:
             raise TimeoutError("search backend timed out")
         return [f"result {i} for {query}" for i in range(3)]
 
@@ -159,7 +198,8 @@ async def run_demo_async(runs: int = 40, seed: int = 7, concurrency: int = 8) ->
     @agentwatch.observe(name="support-bot")
     @run()
     async def support_bot(message: str) -> str:
-        return await llm(rng.choice(["gpt-4o-mini", "gemini/gemini-2.5-flash"]), message, True)
+        model = rng().choice(["gpt-4o-mini", "gemini/gemini-2.5-flash"])
+        return await llm(model, message, True)
 
     @agentwatch.observe(name="translator")
     @run()
@@ -169,16 +209,138 @@ async def run_demo_async(runs: int = 40, seed: int = 7, concurrency: int = 8) ->
     agents = (researcher, support_bot, translator)
 
     async def one_run(index: int) -> None:
+        nonlocal finished
         agent = agents[index % len(agents)]
-        async with gate:
-            with contextlib.suppress(Exception):  # counted by run(); a demo keeps going
-                await agent(f"demo request {index}")
+        # Set inside this worker's task, before the run: concurrent runs never share draws.
+        _RUN_RNG.set(run_rng(seed, index))
+        with contextlib.suppress(Exception):  # counted by run(); a demo keeps going
+            await agent(f"demo request {index}")
+        finished += 1
+        if on_progress is not None:
+            on_progress(finished, report)
 
-    await asyncio.gather(*(one_run(i) for i in range(runs)))
-    await agentwatch.aflush()  # litellm's last hooks run as tasks after the calls returned
+    # `concurrency` workers take run numbers from one iterator: a handful of tasks whatever
+    # `runs` is, so stopping a long workload (cancelling them) is immediate.
+    pending = iter(range(runs))
+
+    async def worker() -> None:
+        for index in pending:
+            await one_run(index)
+
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, runs))))
+    # litellm runs its last hooks as tasks after the calls returned; a loaded machine may need
+    # more than the default few seconds, and a hook left for litellm's exit handler runs on a
+    # fresh event loop that warns about the tasks it strands.
+    await agentwatch.aflush(timeout=30.0)
     return report
 
 
-def run_demo(runs: int = 40, seed: int = 7, concurrency: int = 8) -> DemoReport:
+def run_demo(
+    runs: int = 40,
+    seed: int = 7,
+    concurrency: int = 8,
+    on_progress: ProgressCallback | None = None,
+) -> DemoReport:
     """Synchronous wrapper of `run_demo_async`."""
-    return asyncio.run(run_demo_async(runs=runs, seed=seed, concurrency=concurrency))
+    return asyncio.run(
+        run_demo_async(runs=runs, seed=seed, concurrency=concurrency, on_progress=on_progress)
+    )
+
+
+# -- the workload process of `agentwatch demo` ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkloadMessage:
+    """One line the workload process writes: a phase change, a finished run, or the end.
+
+    `phase` is `loaded` (litellm imported, runs start), `run` (one more top-level run done),
+    `writing` (runs done, waiting for the store) or `done` (everything written, or
+    `flushed` False when the store did not take it all in time).
+    """
+
+    phase: str
+    done: int = 0
+    total: int = 0
+    report: DemoReport | None = None
+    flushed: bool = True
+
+    def to_line(self) -> str:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":")) + "\n"
+
+    @classmethod
+    def from_line(cls, line: str) -> WorkloadMessage:
+        """Parse one line; raises ValueError (or a subclass) on anything else."""
+        data = json.loads(line)
+        if not isinstance(data, dict) or not isinstance(data.get("phase"), str):
+            raise ValueError(f"not a workload message: {line[:80]!r}")
+        report = data.get("report")
+        return cls(
+            phase=data["phase"],
+            done=int(data.get("done", 0)),
+            total=int(data.get("total", 0)),
+            report=DemoReport(**report) if isinstance(report, dict) else None,
+            flushed=bool(data.get("flushed", True)),
+        )
+
+
+def read_messages(stream: IO[str]) -> Iterator[WorkloadMessage]:
+    """The workload's messages, in order, until it closes its end; other lines are skipped."""
+    for line in stream:
+        try:
+            yield WorkloadMessage.from_line(line)
+        except (ValueError, TypeError):
+            continue  # not ours: the protocol is the only thing on this stream, but be lenient
+
+
+def _progress_channel() -> IO[str]:
+    """Our own copy of stdout for messages; fd 1 then points at stderr, so whatever else
+    prints (litellm, a warning) can never corrupt a message line."""
+    channel = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1, encoding="utf-8")
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    return channel
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m agentwatch.demo --runs N --seed S`: the workload process of `agentwatch demo`.
+
+    Settings come from the environment (`AGENTWATCH_STORE_URL`, `AGENTWATCH_CONFIG`), so a
+    store password never appears in the process list. When the reader goes away (its end of
+    the pipe closes) the workload stops; what it recorded is still flushed.
+    """
+    parser = argparse.ArgumentParser(prog="python -m agentwatch.demo")
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args(argv)
+    channel = _progress_channel()
+
+    def send(message: WorkloadMessage) -> None:
+        channel.write(message.to_line())
+        channel.flush()
+
+    import agentwatch
+
+    agentwatch.configure()
+    _prepare_litellm()
+    send(WorkloadMessage("loaded", total=args.runs))
+
+    def progress(done: int, report: DemoReport) -> None:
+        send(WorkloadMessage("run", done=done, total=args.runs, report=report))
+
+    try:
+        report = run_demo(args.runs, args.seed, args.concurrency, on_progress=progress)
+        send(WorkloadMessage("writing", done=args.runs, total=args.runs, report=report))
+        flushed = agentwatch.flush(timeout=30.0)
+        send(WorkloadMessage("done", args.runs, args.runs, report, flushed))
+    except BrokenPipeError:  # `agentwatch demo` stopped: keep what was recorded, say nothing
+        agentwatch.flush(timeout=10.0)
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), channel.fileno())
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -60,3 +60,26 @@ class ServeError(AgentwatchError):
 class WebConfigError(ConfigError):
     """The web configuration file (TLS, basic auth, headers) is invalid or asks for what
     agentwatch cannot honour. The message is one line naming the file and the key."""
+
+
+class ExecutionNotFound(AgentwatchError):
+    """No execution has the id, or an id starting with the prefix, that was asked for."""
+
+
+class AmbiguousExecutionId(AgentwatchError):
+    """Several executions start with the id prefix that was asked for.
+
+    Attributes:
+        prefix: what was asked for.
+        candidates: some of the matching ids, in id order.
+        more: True when there are more matches than `candidates`.
+    """
+
+    def __init__(self, prefix: str, candidates: list[str], more: bool = False) -> None:
+        self.prefix = prefix
+        self.candidates = candidates
+        self.more = more
+        shown = ", ".join(candidates) + (", ..." if more else "")
+        super().__init__(
+            f"the ID prefix {prefix!r} matches several runs ({shown}); give more characters"
+        )

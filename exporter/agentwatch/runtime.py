@@ -217,7 +217,8 @@ def _make_tracer(runtime: Runtime) -> GenAITracer | None:
     except ImportError as exc:
         logger.error(
             "agentwatch: otel is on but OpenTelemetry is missing (%s); install "
-            "'agentwatch[otel]'. Metrics and the store are recorded, spans are not.",
+            "the otel extra (pip install '.[otel]' in the agentwatch checkout). Metrics and "
+            "the store are recorded, spans are not.",
             exc,
         )
     except Exception as exc:

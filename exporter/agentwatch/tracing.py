@@ -294,7 +294,8 @@ def build_tracer(settings: Settings, tracer_provider: Any, report: Report) -> Ge
 
     Raises:
         ImportError: the OpenTelemetry SDK or OTLP exporter is not installed and the
-            application has no TracerProvider of its own (`pip install 'agentwatch[otel]'`).
+            application has no TracerProvider of its own (the `otel` extra:
+            `pip install '.[otel]'`).
     """
     provider = tracer_provider if tracer_provider is not None else _default_provider()
     tracer = provider.get_tracer(SCOPE, __version__)

@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 
 import click
 
+from agentwatch.errors import ServeError
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -30,3 +32,11 @@ def settings_options(func: F) -> F:
         "Default: $AGENTWATCH_STORE_URL, the config file, or ~/.agentwatch/telemetry.db.",
     )(func)
     return func
+
+
+def with_listen_hint(error: ServeError) -> ServeError:
+    """A `cannot listen on ...` error that also says how to choose another address."""
+    return ServeError(
+        f"{error}; choose another port with --port N or AGENTWATCH_PORT=N (--port 0 picks a "
+        "free one), another address with --host"
+    )

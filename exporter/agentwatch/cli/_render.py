@@ -9,7 +9,7 @@ as `$0.00`: it reads `unpriced`, or `$0.0123 + 2 unpriced` when only some calls 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -103,38 +103,96 @@ def redact_url(url: str) -> str:
     return mask_url(url)
 
 
+#: Shortest id prefix a narrow listing shows: `exec_` and 7 hex digits, git's default.
+MIN_ID_PREFIX = 12
+#: Columns a narrow listing gives up, least useful first (`date` keeps the time of day).
+_DROP_ORDER = ("tokens", "duration", "date", "cost", "time")
+_HEADERS = {
+    "time": "Time",
+    "id": "ID",
+    "agent": "Agent",
+    "status": "Status",
+    "duration": "Duration",
+    "tokens": "Tokens",
+    "cost": "Cost",
+}
+_RIGHT = {"duration", "tokens", "cost"}
+
+
+def _table_width(widths: Iterable[int]) -> int:
+    """Width of a rich Table with the default box: content + 2 padding + 1 rule a column."""
+    cells = list(widths)
+    return sum(cells) + 3 * len(cells) + 1
+
+
 def executions_table(
     executions: Iterable[ExecutionRow],
     *,
     title: str,
     show_date: bool = True,
     show_id: bool = True,
+    width: int | None = None,
+    shorten_ids: Callable[[Sequence[str]], Mapping[str, str]] | None = None,
 ) -> Table:
-    """Time, (ID,) agent, status, duration, tokens, cost: the listing and the live view."""
+    """Time, (ID,) agent, status, duration, tokens, cost: the listing and the live view.
+
+    `width` (a terminal's) chooses the columns: when the table does not fit, ids become
+    the unique prefixes `shorten_ids` gives (at least `MIN_ID_PREFIX` characters, which
+    `monitor trace` resolves), then tokens, duration, the date, cost and time are dropped
+    in that order. Agent, status and the usable id are always shown and never cut (a name
+    too long for a very narrow terminal wraps). None (a pipe, a file) keeps every column
+    and every full value.
+    """
+    from rich.cells import cell_len
     from rich.table import Table
 
+    rows = list(executions)
+    cells: dict[str, list[str | Text]] = {key: [] for key in _HEADERS}
+    for execution in rows:
+        cells["time"].append(format_local(execution.started_at, date_part=show_date))
+        cells["id"].append(execution.id)
+        cells["agent"].append(execution.agent + (" (tool)" if execution.kind == "tool" else ""))
+        cells["status"].append(status_text(execution.status))
+        cells["duration"].append(duration(execution.duration))
+        cells["tokens"].append(count(execution.total_tokens))
+        cells["cost"].append(cost_text(execution.cost_usd, execution.unpriced_calls))
+    shown = [key for key in _HEADERS if show_id or key != "id"]
+    shortened = False
+
+    def needed() -> int:
+        return _table_width(
+            max([cell_len(_HEADERS[key]), *(cell_len(str(c)) for c in cells[key])]) for key in shown
+        )
+
+    if width is not None and needed() > width:
+        if "id" in shown and shorten_ids is not None and rows:
+            prefixes = shorten_ids([e.id for e in rows])
+            cells["id"] = [prefixes.get(e.id, e.id) for e in rows]
+            shortened = cells["id"] != [e.id for e in rows]
+        for key in _DROP_ORDER:
+            if needed() <= width:
+                break
+            if key == "date":
+                if show_date:
+                    cells["time"] = [format_local(e.started_at, date_part=False) for e in rows]
+            elif key in shown:
+                shown.remove(key)
     table = Table(title=title, title_justify="left", expand=False)
-    table.add_column("Time", no_wrap=True)
-    if show_id:
-        table.add_column("ID", style="dim", no_wrap=True)
-    table.add_column("Agent", style="cyan")
-    table.add_column("Status", no_wrap=True)
-    table.add_column("Duration", justify="right", no_wrap=True)
-    table.add_column("Tokens", justify="right")
-    table.add_column("Cost", justify="right", no_wrap=True)
-    for execution in executions:
-        row: list[str | Text] = [format_local(execution.started_at, date_part=show_date)]
-        if show_id:
-            row.append(execution.id)
-        name = execution.agent + (" (tool)" if execution.kind == "tool" else "")
-        row += [
-            name,
-            status_text(execution.status),
-            duration(execution.duration),
-            count(execution.total_tokens),
-            cost_text(execution.cost_usd, execution.unpriced_calls),
-        ]
-        table.add_row(*row)
+    for key in shown:
+        longest = max((cell_len(str(c)) for c in cells[key]), default=0)
+        table.add_column(
+            _HEADERS[key],
+            justify="right" if key in _RIGHT else "left",
+            style={"id": "dim", "agent": "cyan"}.get(key, ""),
+            no_wrap=key != "agent",
+            min_width=longest if key in ("id", "status") else None,
+            overflow="fold",
+        )
+    for index in range(len(rows)):
+        table.add_row(*(cells[key][index] for key in shown))
+    if shortened:
+        table.caption = "IDs shortened to fit: `agentwatch monitor trace` takes any unique prefix."
+        table.caption_justify = "left"
     return table
 
 

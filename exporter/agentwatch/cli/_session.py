@@ -7,7 +7,6 @@ the precedence (defaults < config file < `AGENTWATCH_*` < flags) has one impleme
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -87,19 +86,27 @@ def describe_store(settings: Settings) -> str:
     return redact_url(settings.store_url)
 
 
+#: Width of a console that is not a terminal: wider than anything the CLI prints, so a
+#: pipe or a file gets every value whole (rich pads nothing to it: tables keep their size).
+PIPE_WIDTH = 100_000
+
+
 def console(*, stderr: bool = False) -> Console:
     """A rich console on click's current stdout/stderr (so CliRunner captures it).
 
-    Width follows the terminal, or `COLUMNS` when output is not a terminal.
+    On a terminal, its width (tables choose their columns to fit, long values wrap); in a
+    pipe or a file, no width limit, so nothing is ever cut or wrapped for `grep` and `cut`.
     """
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    width = None
-    if not stream.isatty():
-        columns = os.environ.get("COLUMNS", "")
-        width = int(columns) if columns.isdigit() else 120
+    width = None if stream.isatty() else PIPE_WIDTH
     return Console(file=stream, width=width, highlight=False, soft_wrap=False)
+
+
+def terminal_width(out: Console) -> int | None:
+    """The width tables must fit in, or None when `out` is not a terminal."""
+    return out.width if out.is_terminal else None
 
 
 def echo_json(value: Any) -> None:

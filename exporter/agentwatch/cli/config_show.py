@@ -100,7 +100,7 @@ def show(store_url: str | None, config_path: Path | None, as_json: bool) -> None
     out.print(f"Config file: {path} ({state})")
     table = Table(show_header=True)
     table.add_column("Setting", style="bold")
-    table.add_column("Value")
+    table.add_column("Value", overflow="fold")  # a long store URL wraps, never cut
     table.add_column("Source", style="dim")
     for key, value in values.items():
         table.add_row(key, _short(key, value), sources[key])

@@ -10,7 +10,8 @@ import click
 from agentwatch.cli._atomic import atomic_output, check_target
 from agentwatch.cli._render import redact_url
 from agentwatch.cli._session import connect, sqlite_path
-from agentwatch.config import default_config_path, load_settings
+from agentwatch.config import Settings, default_config_path, load_settings
+from agentwatch.errors import ConfigError
 
 _TEMPLATE = """\
 # agentwatch configuration, written by `agentwatch init`.
@@ -59,6 +60,39 @@ def _yaml_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _absolute(url: str) -> str:
+    """A relative SQLite path made absolute: the config is read from any directory."""
+    database = sqlite_path(url)
+    if database is not None and not database.is_absolute():
+        return f"sqlite:///{database.resolve()}"
+    return url
+
+
+def _settings_of_kept_file(path: Path, store_url: str | None) -> Settings:
+    """The settings every command will read with the existing file at `path`.
+
+    Raises:
+        click.ClickException: the file cannot be read, or `store_url` differs from the
+            store it records (init would have to rewrite it).
+    """
+    try:
+        recorded = load_settings(path, environ={})
+    except ConfigError as exc:
+        raise click.ClickException(
+            f"{exc} (pass --force to rewrite {path} from the template)"
+        ) from None
+    if store_url is not None:
+        wanted = _absolute(
+            load_settings(Path(os.devnull), environ={}, store_url=store_url).store_url
+        )
+        if wanted != recorded.store_url:
+            raise click.ClickException(
+                f"{path} records the store {redact_url(recorded.store_url)}; pass --force "
+                f"to rewrite it for {redact_url(wanted)}"
+            )
+    return load_settings(path, store_url=store_url)
+
+
 @click.command()
 @click.option(
     "--store",
@@ -77,41 +111,47 @@ def _yaml_string(value: str) -> str:
     help="Config file to write. Default: $AGENTWATCH_CONFIG, or config.yaml in "
     "$AGENTWATCH_HOME (~/.agentwatch).",
 )
-@click.option("--force", is_flag=True, help="Overwrite an existing config file.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Rewrite an existing config file from the template (its other settings are lost).",
+)
 def init(store_url: str | None, config_path: Path | None, force: bool) -> None:
     """Write ~/.agentwatch/config.yaml, create and migrate the store, and print next steps.
 
-    Safe to run again: migrating an existing store is a no-op, and an existing config file
-    is kept unless --force is given.
+    Safe to run again: an existing config file is kept as it is (--force rewrites it from
+    the template) and the store it names is created or migrated, which changes nothing when
+    it is current. A --store other than the one the kept file records is refused, since
+    the file would not say so; pass --force to record it.
     """
     path = config_path or default_config_path()
-    if path.exists() and not force:
-        raise click.ClickException(
-            f"{path} already exists; pass --force to overwrite it (the store it names is kept)"
-        )
-    # Checked (and a missing directory created) before the store is, so a refused path
-    # leaves nothing behind.
-    check_target(path, create_parent=True)
-    # Validate the URL exactly as every other command will read it (env and flag); the
-    # config file being replaced is deliberately not read.
-    settings = load_settings(Path(os.devnull), store_url=store_url)
-    url = settings.store_url
-    database = sqlite_path(url)
-    if database is not None and not database.is_absolute():
-        # The config is read from any working directory: record where the file really is.
-        url = f"sqlite:///{database.resolve()}"
+    kept = path.exists() and not force
+    if kept:
+        settings = _settings_of_kept_file(path, store_url)
+        url = settings.store_url
+    else:
+        # Checked (and a missing directory created) before the store is, so a refused path
+        # leaves nothing behind.
+        check_target(path, create_parent=True)
+        # Validate the URL exactly as every other command will read it (env and flag); the
+        # config file being replaced is deliberately not read.
+        settings = load_settings(Path(os.devnull), store_url=store_url)
+        url = _absolute(settings.store_url)
     store = connect(url)
     try:
         store.migrate()
     finally:
         store.close()
-    _write_atomically(
-        path,
-        _TEMPLATE.format(store_url=_yaml_string(url), port=settings.port),
-        create_parent=True,
-    )
+    if kept:
+        click.echo(f"Kept {path} (it exists; --force rewrites it from the template)")
+    else:
+        _write_atomically(
+            path,
+            _TEMPLATE.format(store_url=_yaml_string(url), port=settings.port),
+            create_parent=True,
+        )
+        click.echo(f"Wrote {path}")
     shown = redact_url(url)
-    click.echo(f"Wrote {path}")
     click.echo(f"Store ready: {shown} (schema migrated)")
     click.echo(
         f"""

@@ -27,6 +27,7 @@ from agentwatch.cli._session import (
     echo_json,
     open_for_reading,
     resolve_settings,
+    terminal_width,
 )
 from agentwatch.cli._time import TIME, SecondsRange, format_local, iso_utc, local_zone_key
 
@@ -114,6 +115,7 @@ def _live_frame(
     rows: int,
     store_label: str,
     refresh: float,
+    width: int | None = None,
 ) -> Any:
     """One screen of the live view: a header, the totals line and the recent runs."""
     from rich.console import Group
@@ -135,7 +137,7 @@ def _live_frame(
     totals.append(f" | Tokens: {_render.count(stats.total_tokens)}")
     totals.append(f" | p95: {_render.duration(stats.p95_duration)}")
     table = _render.executions_table(
-        recent, title="Recent Activity", show_date=False, show_id=False
+        recent, title="Recent Activity", show_date=False, show_id=False, width=width
     )
     footer = Text(
         f"Updated {format_local(time.time(), date_part=False)}, every {refresh:g}s. "
@@ -176,6 +178,7 @@ def _run_live(
             rows=visible,
             store_label=store_label,
             refresh=refresh,
+            width=terminal_width(out),
         )
 
     if once:
@@ -322,8 +325,14 @@ def list_(
             echo_json([e.to_record() for e in executions])
             return
         total = store.count(flt)
-    out = console()
-    out.print(_render.executions_table(executions, title="Execution History"))
+        out = console()
+        table = _render.executions_table(
+            executions,
+            title="Execution History",
+            width=terminal_width(out),
+            shorten_ids=lambda ids: store.unique_id_prefixes(ids, minimum=_render.MIN_ID_PREFIX),
+        )
+    out.print(table)
     noun = _KIND_NOUNS[kind]
     if not executions:
         out.print(f"No {noun} match ({_scope(agent, since, until)}).")
@@ -418,15 +427,20 @@ def trace(
     """Show one run as a tree: nested agents and every LLM, tool and memory event.
 
     Each event shows its offset from the start of the run, duration, tokens and cost; a
-    failed run shows its error type and message. EXEC_ID comes from `monitor list`.
+    failed run shows its error type and message. EXEC_ID comes from `monitor list`: the
+    whole id or any prefix of it that no other run shares (as git takes commits).
     """
+    from agentwatch.errors import ExecutionNotFound
+
     settings = _settings_from(ctx, store_url, config_path)
     with open_for_reading(settings) as store:
-        trace = _load_trace(store, execution_id, set())
-    if trace is None:
-        raise click.ClickException(
-            f"no run with ID {execution_id!r} (see `agentwatch monitor list`)"
-        )
+        try:
+            resolved = store.resolve_execution_id(execution_id)
+        except ExecutionNotFound as exc:
+            raise click.ClickException(f"{exc} (see `agentwatch monitor list`)") from None
+        trace = _load_trace(store, resolved, set())
+    if trace is None:  # pruned between the two reads
+        raise click.ClickException(f"no run with ID {resolved!r} (see `agentwatch monitor list`)")
     if as_json:
         echo_json(trace.to_record())
         return

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from agentwatch.cli._options import settings_options
+from agentwatch.cli._options import settings_options, with_listen_hint
 from agentwatch.config import load_settings
+from agentwatch.errors import ServeError
 
 if TYPE_CHECKING:
     from agentwatch.server import AgentwatchServer
@@ -74,8 +75,12 @@ def serve(
         web_config_file=None if web_config_file is None else str(web_config_file),
         external_url=external_url,
     )
+    try:
+        server = make_server(settings)
+    except ServeError as exc:
+        raise with_listen_hint(exc) from None
     with serve_logging(settings.log_format):
-        run_server(make_server(settings))
+        run_server(server)
 
 
 @contextlib.contextmanager

@@ -65,7 +65,7 @@ def generate(mixin: Path | None, out: Path, check: bool) -> None:
     except ImportError as exc:
         raise AgentwatchError(
             f"the dashboards need grafana-foundation-sdk ({exc.name} is missing): "
-            "pip install 'agentwatch[mixin]'"
+            "pip install '.[mixin]' in the agentwatch checkout"
         ) from None
     stale = []
     for relative, text in files.items():

@@ -12,7 +12,7 @@ store, and a foreign or newer database is refused (`IncompatibleStore`).
 SQLite URLs follow SQLAlchemy's convention: `sqlite:///relative.db`, `sqlite:////abs.db`
 (what `config.default_store_url()` produces). PostgreSQL URLs are libpq URLs
 (`postgresql://user@host:5432/db`, `postgres://...`), opened with psycopg 3, an optional
-extra (`pip install 'agentwatch[postgres]'`).
+extra (`pip install '.[postgres]'` in the checkout).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""PostgreSQL backend (psycopg 3, an optional extra: `pip install 'agentwatch[postgres]'`).
+"""PostgreSQL backend (psycopg 3, the optional `postgres` extra: `pip install '.[postgres]'`).
 
 For teams whose agents run on several hosts: every process writes to one database and one
 `agentwatch serve` exposes the rollups of all of them. The connection runs in autocommit
@@ -30,7 +30,8 @@ def _psycopg() -> Any:
         import psycopg
     except ImportError:
         raise StoreError(
-            "PostgreSQL stores need psycopg 3: pip install 'agentwatch[postgres]'"
+            "PostgreSQL stores need psycopg 3: pip install 'psycopg[binary]>=3.1,<4' "
+            "(the postgres extra: pip install '.[postgres]' in the agentwatch checkout)"
         ) from None
     return psycopg
 

@@ -113,6 +113,14 @@ def _hour_date(hour: int, zone: ZoneInfo) -> str | None:
     return first if first == last else None
 
 
+def _common_length(a: str, b: str) -> int:
+    """How many leading characters `a` and `b` share."""
+    for at, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return at
+    return min(len(a), len(b))
+
+
 def _loads(text: str | None) -> Any:
     if text is None:
         return None
@@ -294,6 +302,75 @@ class StoreQueries(ABC):
         with self._read() as cur:
             cur.execute(self._sql(f"SELECT COUNT(*) FROM executions{where}"), params)
             return int(cur.fetchone()[0])
+
+    def _id_prefix(self, prefix: str) -> tuple[str, list[Any]]:
+        """An exact, case-sensitive `id starts with prefix` condition and its parameters.
+
+        Default (PostgreSQL, whose LIKE is case-sensitive): LIKE with `%`, `_` and the
+        escape character itself escaped, so they match only themselves.
+        """
+        escaped = prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+        return "id LIKE ? ESCAPE '!'", [escaped + "%"]
+
+    def ids_with_prefix(self, prefix: str, *, limit: int = 2) -> list[str]:
+        """Ids of executions (any kind) that start with `prefix`, in id order, at most `limit`.
+
+        `prefix` is text, never a pattern: `%` and `_` match only themselves.
+        """
+        condition, params = self._id_prefix(prefix)
+        with self._read() as cur:
+            cur.execute(
+                self._sql(f"SELECT id FROM executions WHERE {condition} ORDER BY id LIMIT ?"),
+                [*params, int(limit)],
+            )
+            return [str(row[0]) for row in cur.fetchall()]
+
+    def resolve_execution_id(self, id_or_prefix: str, *, candidates: int = 5) -> str:
+        """The id of the execution whose id is `id_or_prefix`, or the only one starting
+        with it (as git resolves an abbreviated commit).
+
+        Raises:
+            ExecutionNotFound: no id is or starts with `id_or_prefix`.
+            AmbiguousExecutionId: several ids start with it; `.candidates` holds up to
+                `candidates` of them, in id order.
+        """
+        from agentwatch.errors import AmbiguousExecutionId, ExecutionNotFound
+
+        with self._read() as cur:
+            cur.execute(self._sql("SELECT id FROM executions WHERE id = ?"), (id_or_prefix,))
+            if cur.fetchone() is not None:
+                return id_or_prefix
+        matches = self.ids_with_prefix(id_or_prefix, limit=candidates + 1)
+        if not matches:
+            raise ExecutionNotFound(f"no run has the ID or ID prefix {id_or_prefix!r}")
+        if len(matches) > 1:
+            raise AmbiguousExecutionId(
+                id_or_prefix, matches[:candidates], len(matches) > candidates
+            )
+        return matches[0]
+
+    def unique_id_prefixes(self, ids: Sequence[str], *, minimum: int = 12) -> dict[str, str]:
+        """For each id, its shortest prefix of at least `minimum` characters that no other
+        execution in the store starts with (the whole id when no shorter one is unique).
+
+        What a listing can show in a narrow terminal: `resolve_execution_id` finds the run
+        again from it, as long as no run sharing it is recorded in between.
+        """
+        shortest: dict[str, str] = {}
+        for execution_id in ids:
+            length = minimum
+            while length < len(execution_id):
+                others = [
+                    other
+                    for other in self.ids_with_prefix(execution_id[:length], limit=2)
+                    if other != execution_id
+                ]
+                if not others:
+                    break
+                common = _common_length(execution_id, others[0])
+                length = max(length + 1, common + 1)
+            shortest[execution_id] = execution_id[:length]
+        return shortest
 
     def execution(self, execution_id: str) -> ExecutionDetail | None:
         """One execution (any kind) with its events in timeline order and its children's ids."""

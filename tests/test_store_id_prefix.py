@@ -1,0 +1,146 @@
+"""Runs are found by any unique id prefix, as git finds commits, on SQLite and PostgreSQL.
+
+`Store.resolve_execution_id` and `Store.unique_id_prefixes` are what `monitor trace` and a
+narrow `monitor list` use (and the console can reuse). A prefix is text, never a pattern:
+`%`, `_` and the escape character match only themselves; case matters; ids outside ASCII
+work the same way on both backends.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from agentwatch.cardinality import CardinalityGuard
+from agentwatch.errors import AmbiguousExecutionId, ExecutionNotFound
+from agentwatch.model import ExecutionFinished
+from agentwatch.rollups import RollupBuilder
+from agentwatch.store import Store
+from agentwatch.store.sqlite import _successor
+from conftest import Records
+
+IDS = (
+    "exec_0123456789abcdef",
+    "exec_0123456789abcdeg",
+    "exec_0123456789ffff00",
+    "exec_9f00",
+    "execXsimilar",
+    "EXEC_UPPER",
+    "50%_off!",
+    "50%X",
+    "500_",
+    "a!b",
+    "aXb",
+    "été-1",
+    "été-2",
+    "zz\U0010ffff",
+    "short",
+    "shortest",
+)
+
+
+@pytest.fixture
+def filled(store: Store, records: Records) -> Store:
+    items = [
+        ExecutionFinished(records.execution(id=i, started_at=1_000.0 + n))
+        for n, i in enumerate(IDS)
+    ]
+    store.write_batch(RollupBuilder(CardinalityGuard(1000)).build(items))
+    return store
+
+
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [
+        ("exec_9", "exec_9f00"),
+        ("exec_0123456789abcdeg", "exec_0123456789abcdeg"),
+        ("exec_0123456789f", "exec_0123456789ffff00"),
+        ("execX", "execXsimilar"),
+        ("EXEC", "EXEC_UPPER"),
+        ("50%_", "50%_off!"),
+        ("500", "500_"),
+        ("a!", "a!b"),
+        ("été-2", "été-2"),
+        ("zz", "zz\U0010ffff"),
+        ("short", "short"),  # an exact id wins over the longer ids it starts
+    ],
+)
+def test_a_unique_prefix_or_an_exact_id_resolves(filled: Store, prefix: str, expected: str) -> None:
+    assert filled.resolve_execution_id(prefix) == expected
+
+
+@pytest.mark.parametrize(
+    ("prefix", "candidates"),
+    [
+        ("exec_0123456789abcde", ["exec_0123456789abcdef", "exec_0123456789abcdeg"]),
+        ("50%", ["50%X", "50%_off!"]),
+        ("été", ["été-1", "été-2"]),
+        ("shor", ["short", "shortest"]),
+    ],
+)
+def test_an_ambiguous_prefix_names_its_candidates(
+    filled: Store, prefix: str, candidates: list[str]
+) -> None:
+    with pytest.raises(AmbiguousExecutionId) as raised:
+        filled.resolve_execution_id(prefix)
+    assert raised.value.candidates == candidates and not raised.value.more
+    assert repr(prefix) in str(raised.value) and "more characters" in str(raised.value)
+
+
+def test_many_matches_are_cut_to_the_candidates_asked_for(filled: Store) -> None:
+    with pytest.raises(AmbiguousExecutionId) as raised:
+        filled.resolve_execution_id("exec", candidates=2)
+    assert len(raised.value.candidates) == 2 and raised.value.more
+    assert str(raised.value).endswith("give more characters") and ", ...)" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "exec_%",  # a wildcard to LIKE, text here
+        "exec%",
+        "exe_",  # `_` would match the `c`
+        "a%b",
+        "a_b",
+        "a!!b",
+        "exec_0123456789ABCDEF",  # case matters
+        "ete",
+        "nothing",
+        "exec_0123456789abcdef0",  # longer than every id
+    ],
+)
+def test_wildcards_case_and_strangers_find_nothing(filled: Store, prefix: str) -> None:
+    with pytest.raises(ExecutionNotFound, match="no run has the ID or ID prefix"):
+        filled.resolve_execution_id(prefix)
+
+
+def test_ids_with_prefix_is_in_id_order_and_bounded(filled: Store) -> None:
+    assert filled.ids_with_prefix("exec_0123456789", limit=10) == [
+        "exec_0123456789abcdef",
+        "exec_0123456789abcdeg",
+        "exec_0123456789ffff00",
+    ]
+    assert filled.ids_with_prefix("exec_0123456789", limit=1) == ["exec_0123456789abcdef"]
+
+
+def test_unique_prefixes_are_the_shortest_at_least_the_minimum(filled: Store) -> None:
+    shown = filled.unique_id_prefixes(
+        ["exec_0123456789abcdef", "exec_0123456789ffff00", "exec_9f00", "short", "été-1"],
+        minimum=8,
+    )
+    assert shown == {
+        "exec_0123456789abcdef": "exec_0123456789abcdef",  # differs from a twin in the last
+        "exec_0123456789ffff00": "exec_0123456789f",
+        "exec_9f00": "exec_9f0",
+        "short": "short",  # a prefix of another id: only the whole id is unique
+        "été-1": "été-1",
+    }
+    for execution_id, prefix in shown.items():
+        assert filled.resolve_execution_id(prefix) == execution_id
+
+
+def test_successor_bounds_every_string_with_the_prefix() -> None:
+    assert _successor("abc") == "abd"
+    assert _successor("a\U0010ffff") == "b"
+    assert _successor("\U0010ffff") is None
+    assert _successor("") is None
+    assert _successor("x\ud7ff") == "x\ue000"  # the surrogates cannot be stored as UTF-8
