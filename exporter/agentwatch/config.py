@@ -84,6 +84,7 @@ class Settings:
     prices: Mapping[str, ModelPrice] = field(default_factory=dict)
     budgets: tuple[Budget, ...] = ()
     otel: bool = False
+    audit: bool = False
     log_format: LogFormat = "text"
     web_config_file: str | None = None
     external_url: str | None = None
@@ -102,6 +103,7 @@ ENV_VARS: dict[str, str] = {
     "AGENTWATCH_BATCH_SIZE": "batch_size",
     "AGENTWATCH_MAX_LABEL_SETS": "max_label_sets",
     "AGENTWATCH_OTEL": "otel",
+    "AGENTWATCH_AUDIT": "audit",
     "AGENTWATCH_LOG_FORMAT": "log_format",
     "AGENTWATCH_WEB_CONFIG_FILE": "web_config_file",
     "AGENTWATCH_EXTERNAL_URL": "external_url",
@@ -132,6 +134,7 @@ _FILE_KEYS = frozenset(
         "prices",
         "budgets",
         "otel",
+        "audit",
         "log_format",
         "web_config_file",
         "external_url",
@@ -274,7 +277,7 @@ def _coerce(key: str, value: Any, where: str) -> Any:
     """Turn one raw value (from YAML, env or a flag) into the typed settings value."""
     if key == "store_url":
         return _as_store_url(value, where)
-    if key in ("enabled", "capture_arguments", "capture_prompts", "otel"):
+    if key in ("enabled", "capture_arguments", "capture_prompts", "otel", "audit"):
         return _as_bool(value, where)
     if key == "log_format":
         text = str(value).strip().lower()

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentwatch import contract, validation
+from agentwatch.audit import AuditEntry
 from agentwatch.cardinality import CardinalityGuard
 from agentwatch.labels import label_value
 from agentwatch.model import Event, ExecutionFinished, LateEvent, WriterItem
@@ -100,6 +101,7 @@ class RollupBatch:
         records: number of writer items in the batch.
         overflow: observations folded into the overflow series, per metric family; set by
             the store once the batch is written.
+        audit: audit entries of the batch's records; empty unless the audit trail is on.
     """
 
     executions: list[tuple[Any, ...]] = field(default_factory=list)
@@ -111,6 +113,8 @@ class RollupBatch:
     max_label_sets: int = 2_000
     records: int = 0
     overflow: dict[str, int] = field(default_factory=dict)
+    #: Audit trail entries (`agentwatch.audit`), chained in the batch's transaction.
+    audit: list[AuditEntry] = field(default_factory=list)
 
 
 def labels_text(names: Sequence[str], values: Sequence[str]) -> str:

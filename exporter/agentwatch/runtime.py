@@ -240,6 +240,7 @@ def _make_writer(settings: Settings) -> Sink:
         max_label_sets=settings.max_label_sets,
         backend=backend_for_url(url),
         spill_url=url,
+        audit=settings.audit,
     )
     return writer
 

@@ -57,7 +57,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from agentwatch import contract
+from agentwatch import audit, contract
 from agentwatch.cardinality import CardinalityGuard
 from agentwatch.errors import RecordRefused
 from agentwatch.model import WriterItem
@@ -298,6 +298,8 @@ class BatchWriter:
             writer writes one when it exits with counts the store never got, and folds
             those of other processes. Default: the opened store's URL (unknown, and then no
             loss file, if the store never opened).
+        audit: append every record to the store's hash-chained audit trail, in the same
+            transaction (`agentwatch.audit`, docs/audit.md).
 
     Example:
         writer = BatchWriter(lambda: open_store("sqlite:////tmp/aw.db"))
@@ -315,6 +317,7 @@ class BatchWriter:
         max_label_sets: int = 2_000,
         backend: str = "unknown",
         spill_url: str | None = None,
+        audit: bool = False,
     ) -> None:
         if queue_size < 1 or batch_size < 1:
             raise ValueError("queue_size and batch_size must be >= 1")
@@ -346,6 +349,7 @@ class BatchWriter:
         self._store: Store | None = None
         self._inflight: _Prepared | None = None  # written once, outcome unknown (lock held)
         self._spill_url = spill_url
+        self._audit = audit
         self._next_fold = 0.0
         self._failures = 0
         self._logged: set[str] = set()
@@ -694,7 +698,7 @@ class BatchWriter:
         if prepared is None:
             deltas, snapshot = self.stats._unrolled()
             try:
-                batch = self._builder.build(chunk, deltas)
+                batch = self._build(chunk, deltas)
             except Exception:
                 return self._isolate(store, chunk)
             prepared = _Prepared(new_batch_id(), len(chunk), batch, snapshot)
@@ -715,6 +719,13 @@ class BatchWriter:
         self.stats._rolled_up(prepared.snapshot, prepared.batch.overflow)
         self._recovered()
         return len(chunk), 0
+
+    def _build(self, items: list[WriterItem], deltas: list[SelfDelta] | None = None) -> RollupBatch:
+        """Rows and rollup deltas of `items`, plus their audit entries when the trail is on."""
+        batch = self._builder.build(items, deltas or ())
+        if self._audit:
+            batch.audit = audit.entries_for(items)
+        return batch
 
     def _isolate(self, store: Store, chunk: list[WriterItem]) -> tuple[int, int]:
         """Write a refused batch by halves until the records refused alone are found.
@@ -756,7 +767,7 @@ class BatchWriter:
         """Write `items` as one batch: "ok", "refused" (a lone record is then counted
         invalid), or "stop"; raises `_Failed` when the store fails before any progress."""
         try:
-            batch = self._builder.build(items)
+            batch = self._build(items)
         except Exception as exc:
             return self._refused(items, exc, outcome)
         prepared = _Prepared(new_batch_id(), len(items), batch, {})

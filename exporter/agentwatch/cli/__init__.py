@@ -113,7 +113,7 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from agentwatch.cli import config_show, demo, init, monitor, serve, web
+    from agentwatch.cli import audit, config_show, demo, init, monitor, serve, web
 
     cli.add_command(init.init)
     cli.add_command(monitor.monitor)
@@ -121,6 +121,7 @@ def _register() -> None:
     cli.add_command(demo.demo)
     cli.add_command(config_show.config_group, name="config")
     cli.add_command(web.web)
+    cli.add_command(audit.audit)
 
 
 _register()

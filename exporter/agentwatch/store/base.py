@@ -31,7 +31,7 @@ from agentwatch.rollups import (
     parse_labels,
     resolve_rollups,
 )
-from agentwatch.store import aggregates, schema
+from agentwatch.store import aggregates, audit, schema
 from agentwatch.store.queries import StoreQueries
 from agentwatch.store.schema import LATE_SEQ_BASE
 
@@ -377,6 +377,7 @@ class Store(StoreQueries, ABC):
             if not self._claim(cur, batch_id or new_batch_id(), batch.records):
                 return False
             decided = self._apply(cur, batch)
+            audit.append(self, cur, batch.audit)
         self._admissions.remember(decided, batch.max_label_sets)
         return True
 
@@ -609,8 +610,10 @@ class Store(StoreQueries, ABC):
         """Delete executions started before `older_than` with their events; keep rollups.
 
         Orphan events (and events of executions already gone) older than the cutoff go too,
-        and batch ids older than both the cutoff and a day. Deletes in many short
-        transactions (each sized to hold the write lock about `PRUNE_TRANSACTION_SECONDS`),
+        and batch ids older than both the cutoff and a day; the audit trail loses the entries
+        older than the cutoff at its start, leaving a checkpoint (`store/audit.py`). Deletes
+        in many short transactions (each sized to hold the write lock about
+        `PRUNE_TRANSACTION_SECONDS`),
         pausing between them on SQLite, so a writer waits for one chunk at most, never for
         the whole prune. Interrupted, it leaves a consistent store: what is left is older
         than the cutoff and goes next time.
@@ -651,6 +654,7 @@ class Store(StoreQueries, ABC):
         )
         cutoff = min(older_than, time.time() - _BATCH_ID_RETENTION)
         self._delete_in_chunks(batches, cutoff, _Chunk(5_000))
+        audit.prune(self, older_than)
         return deleted
 
     def _delete_in_chunks(

@@ -31,6 +31,8 @@ Design notes a maintainer must keep:
 - `events (execution_id, seq)` is unique: an execution's own events take `seq` 0, 1, ...;
   late events take `LATE_SEQ_BASE` + n, so they never collide with the execution's own
   events even when they are stored before it (`pending`).
+- `audit` is the hash-chained audit trail (`store/audit.py`), appended in the batch's
+  transaction; retention cuts it only at its start and leaves a checkpoint entry.
 """
 
 from __future__ import annotations
@@ -196,6 +198,24 @@ MIGRATIONS: tuple[Migration, ...] = (
         "hourly aggregates of runs, run durations and calls, built from existing rows",
         aggregates.DDL,
         backfill=True,
+    ),
+    Migration(
+        8,
+        "audit: the append-only, hash-chained audit trail (docs/audit.md)",
+        (
+            # One row per entry: seq 1, 2, ... with no gaps; `entry` is canonical JSON and
+            # `hash = sha256(prev_hash || entry)`. `at` (the time the entry is about) only
+            # selects what retention removes; it is inside `entry` too.
+            """
+            CREATE TABLE audit (
+                seq BIGINT PRIMARY KEY,
+                at DOUBLE PRECISION NOT NULL,
+                entry TEXT NOT NULL,
+                prev_hash TEXT NOT NULL,
+                hash TEXT NOT NULL
+            )
+            """,
+        ),
     ),
 )
 
