@@ -8,7 +8,10 @@ aggregates into the metric samples of `contract.ROLLUP_METRICS`, grouped by labe
 transaction as the rows, which label sets it admits under its store-wide cap
 (`resolve_rollups` folds the others into the `__overflow__` series and counts the folds) and
 adds every delta to the cumulative `rollups` table (`value = value + delta`), so exported
-counters never go down, survive restarts and outlive retention pruning.
+counters never go down, survive restarts and outlive retention pruning. Histogram buckets
+are stored per bucket (each bucket's own count, rows only for buckets that received
+observations) and made cumulative when read (`cumulative_rows`): a batch touching a
+histogram adds a few rows instead of rewriting all of its bounds.
 
 Exemplars: each histogram bucket delta carries the latest observation (by its end time) that
 fell into that bucket and was made inside an execution: its execution id, value and time.
@@ -230,8 +233,11 @@ class _Samples:
         total: float,
         seen: Sequence[Seen | None],
     ) -> None:
-        """Add per-bucket (non-cumulative, last = above every bound) counts as cumulative.
+        """Add per-bucket (non-cumulative, last = above every bound) counts, non-zero only.
 
+        Bucket rows hold each bucket's own count, not the cumulative `le` count: a batch
+        adds one row per bucket that received observations instead of rewriting every
+        bound (`cumulative_rows` restores the exposition's cumulative form on reading).
         `seen[i]` is the latest observation in bucket `i`: the exemplar of that bucket only
         (OpenMetrics puts an exemplar on the bucket its value falls in).
         """
@@ -245,15 +251,15 @@ class _Samples:
             le = self._le[spec.name] = _le_values(spec.buckets)
         names = (*spec.labels, "le")
         bucket = spec.name + "_bucket"
-        running = 0
         add = target.add if target.values else None  # a fresh set (the rule) needs no merge
         values = target.values
         for bound, count, latest in zip(le, counts, seen, strict=True):
-            running += count
+            if not count:
+                continue
             if add is None:
-                values[(bucket, names, (bound,))] = [float(running), latest]
+                values[(bucket, names, (bound,))] = [float(count), latest]
             else:
-                add((bucket, names, (bound,)), float(running), latest)
+                add((bucket, names, (bound,)), float(count), latest)
         target.add((spec.name + "_sum", spec.labels, ()), total)
         target.add((spec.name + "_count", spec.labels, ()), float(n))
 
@@ -336,6 +342,61 @@ def resolve_rollups(batch: RollupBatch, admit: Admit) -> tuple[list[RollupDelta]
 
 def _row_key(row: RollupDelta) -> tuple[str, str]:
     return row[0], row[1]
+
+
+#: Bucket bounds (`le` values) of every histogram kept in the rollups, by bucket sample name.
+_BUCKET_BOUNDS: dict[str, tuple[str, ...]] = {
+    spec.name + "_bucket": _le_values(spec.buckets)
+    for spec in contract.ROLLUP_METRICS
+    if spec.kind == "histogram" and spec.buckets is not None
+}
+#: A stored rollup row: (sample, canonical label text, value, anything carried along).
+StoredRow = tuple[str, str, float, Any]
+
+
+def bucket_bound(le: str) -> float:
+    """The numeric bound of an `le` label value (`+Inf` and anything odd sort last)."""
+    try:
+        return float(le)
+    except ValueError:
+        return float("inf")
+
+
+def cumulative_rows(rows: Iterable[StoredRow], empty: Any = None) -> list[StoredRow]:
+    """Stored rows with histogram buckets made cumulative, sorted by sample and labels.
+
+    The store keeps each bucket's own count, and only for buckets that ever received an
+    observation; the exposition wants, for every label set of a histogram, one cumulative
+    row per bound (`le`), as `prometheus_client` produces them. Each bucket row keeps what
+    it carries (its exemplar); a bound with no stored row gets `empty`. Other rows pass
+    unchanged. A bound the contract does not know (a store written with other buckets) is
+    kept in its numeric place.
+    """
+    result: list[StoredRow] = []
+    families: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, tuple[float, Any]]] = {}
+    for row in rows:
+        sample = row[0]
+        if sample not in _BUCKET_BOUNDS:
+            result.append(row)
+            continue
+        labels = parse_labels(row[1])
+        le = labels.pop("le", "+Inf")
+        family = families.setdefault((sample, tuple(sorted(labels.items()))), {})
+        family[le] = (float(row[2]), row[3])
+    for (sample, family_labels), buckets in families.items():
+        bounds: Iterable[str] = _BUCKET_BOUNDS[sample]
+        if not buckets.keys() <= set(bounds):
+            bounds = sorted(buckets.keys() | set(bounds), key=bucket_bound)
+        running = 0.0
+        base = dict(family_labels)
+        for le in bounds:
+            value, carried = buckets.get(le, (0.0, empty))
+            running += value
+            base["le"] = le
+            text = json.dumps(base, sort_keys=True, separators=(",", ":"))
+            result.append((sample, text, running, carried))
+    result.sort(key=lambda row: (row[0], row[1]))
+    return result
 
 
 # Aggregate slots. Executions: (agent, status, error_type) -> [n, dur_sum, counts, seen]

@@ -28,6 +28,7 @@ from agentwatch.rollups import (
     EXECUTION_COLUMNS,
     LabelSet,
     RollupBatch,
+    cumulative_rows,
     parse_labels,
     resolve_rollups,
 )
@@ -302,6 +303,8 @@ class Store(StoreQueries, ABC):
                     cur.execute(statement)
                 if migration.backfill:
                     self._backfill(cur)
+                if migration.convert is not None:
+                    migration.convert(cur, self._sql)
                 cur.execute(
                     self._sql(
                         "INSERT INTO schema_version (version, description, applied_at) "
@@ -541,23 +544,31 @@ class Store(StoreQueries, ABC):
         ]
 
     def read_rollups(self) -> list[RollupRow]:
-        """Every cumulative rollup sample with its exemplar, ordered by sample and labels."""
+        """Every cumulative rollup sample with its exemplar, ordered by sample and labels.
+
+        Histogram buckets come back cumulative, one row per bound of every label set, as
+        `prometheus_client` exposes them (the table holds per-bucket counts).
+        """
         with self._read() as cur:
             cur.execute(
                 self._sql(
-                    f"SELECT sample, labels, value, {', '.join(_EXEMPLAR_COLUMNS)} "
-                    "FROM rollups ORDER BY 1, 2"
+                    f"SELECT sample, labels, value, {', '.join(_EXEMPLAR_COLUMNS)} FROM rollups"
                 )
             )
             rows = cur.fetchall()
-        return [
-            RollupRow(
+        stored = [
+            (
                 sample,
-                parse_labels(labels),
-                float(value),
+                labels,
+                value,
                 None if ex_id is None else Exemplar(ex_id, float(ex_value), float(ex_ts)),
             )
             for sample, labels, value, ex_id, ex_value, ex_ts in rows
+        ]
+        # Buckets are stored per bucket and only when observed: cumulate every bound.
+        return [
+            RollupRow(sample, parse_labels(labels), float(value), exemplar)
+            for sample, labels, value, exemplar in cumulative_rows(stored)
         ]
 
     def last_write_time(self) -> float | None:

@@ -15,8 +15,11 @@ Design notes a maintainer must keep:
   execution) have none, and retention deletes both tables explicitly.
 - `events.agent` repeats the execution's agent (or the late/orphan event's own) so budget
   spend per agent is one indexed range query.
-- `rollups` holds cumulative counter and histogram-bucket values, keyed by sample name and
-  canonical label text; writers only ever add to them.
+- `rollups` holds cumulative counter values, keyed by sample name and canonical label
+  text; writers only ever add to them. Histogram buckets (from migration 7) hold each
+  bucket's own count, with rows only for buckets that received observations, so a batch
+  adds a few rows per histogram instead of rewriting every bound; `Store.read_rollups`
+  cumulates them back (`rollups.cumulative_rows`).
 - The store-wide cardinality cap needs no table of its own: a label set of a metric is
   admitted exactly when its family's `_total` (counter) or `_count` (histogram) row exists in
   `rollups`, so the primary key answers "is it admitted" and "how many are" (see
@@ -37,8 +40,9 @@ Design notes a maintainer must keep:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from agentwatch.store import aggregates
 
@@ -54,9 +58,14 @@ DIALECTS: dict[str, dict[str, str]] = {
 LATE_SEQ_BASE = 1_000_000_000
 
 
+#: A data conversion run after a migration's statements, in the same transaction: it gets
+#: the cursor and the store's `?`-placeholder adapter.
+Convert = Callable[[Any, Callable[[str], str]], None]
+
+
 @dataclass(frozen=True)
 class Migration:
-    """One schema version: DDL statements applied together, then recorded."""
+    """One schema version: DDL statements (and a data conversion) applied together."""
 
     version: int
     description: str
@@ -64,6 +73,46 @@ class Migration:
     #: Whether the store fills the new tables from existing rows after the DDL (in the
     #: same transaction): `Store._backfill(version, cur)`.
     backfill: bool = False
+    convert: Convert | None = None
+
+
+def _per_bucket_rollups(cur: Any, sql: Callable[[str], str]) -> None:
+    """Turn cumulative histogram bucket rows into each bucket's own count (migration 7).
+
+    Within each label set of a histogram, bucket `le=b` keeps its cumulative count minus
+    that of the bound below it; a bucket left at zero without an exemplar is deleted
+    (reading restores it). Counts are whole numbers held in doubles, so every subtraction
+    is exact and reading cumulates back to the very same values.
+    """
+    from agentwatch.rollups import bucket_bound, parse_labels
+
+    cur.execute(sql("SELECT sample, labels, value, exemplar_execution_id FROM rollups"))
+    families: dict[tuple[str, tuple[tuple[str, str], ...]], list[Any]] = {}
+    for sample, labels, value, exemplar in cur.fetchall():
+        if not str(sample).endswith("_bucket"):
+            continue
+        parsed = parse_labels(labels)
+        le = parsed.pop("le", "+Inf")
+        family = families.setdefault((sample, tuple(sorted(parsed.items()))), [])
+        family.append((bucket_bound(le), sample, labels, float(value), exemplar))
+    updates: list[tuple[float, str, str]] = []
+    deletes: list[tuple[str, str]] = []
+    for rows in families.values():
+        rows.sort(key=lambda row: row[0])
+        below = 0.0
+        for _, sample, labels, value, exemplar in rows:
+            own = value - below
+            below = value
+            if own == 0 and exemplar is None:
+                deletes.append((sample, labels))
+            elif own != value:
+                updates.append((own, sample, labels))
+    if updates:
+        cur.executemany(
+            sql("UPDATE rollups SET value = ? WHERE sample = ? AND labels = ?"), updates
+        )
+    if deletes:
+        cur.executemany(sql("DELETE FROM rollups WHERE sample = ? AND labels = ?"), deletes)
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -198,6 +247,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "hourly aggregates of runs, run durations and calls, built from existing rows",
         aggregates.DDL,
         backfill=True,
+    ),
+    Migration(
+        7,
+        "rollups hold each histogram bucket's own count, only for buckets observed",
+        (),
+        convert=_per_bucket_rollups,
     ),
     Migration(
         8,
