@@ -207,13 +207,19 @@ class LabelSet:
 class _Samples:
     """Expands aggregated observations into labelled sample deltas, grouped by label set."""
 
-    def __init__(self, texts: dict[Any, str]) -> None:
+    def __init__(
+        self, texts: dict[Any, str], clean: dict[tuple[str, ...], tuple[str, ...]] | None = None
+    ) -> None:
         self._texts = texts
+        self._clean = {} if clean is None else clean
         self._sets: dict[tuple[str, tuple[str, ...]], LabelSet] = {}
         self._le: dict[str, tuple[str, ...]] = {}
 
     def _set(self, spec: contract.MetricSpec, labels: tuple[str, ...], n: int) -> LabelSet:
-        labels = tuple(map(label_value, labels))
+        clean = self._clean.get(labels)
+        if clean is None:  # label values as exposed, computed once per label set
+            clean = self._clean[labels] = tuple(map(label_value, labels))
+        labels = clean
         found = self._sets.get((spec.name, labels))
         if found is None:
             found = self._sets[(spec.name, labels)] = LabelSet(spec, labels)
@@ -275,6 +281,8 @@ class _Samples:
         texts = self._texts
         if len(texts) > _MAX_CACHED_TEXTS:
             texts.clear()
+        if len(self._clean) > _MAX_CACHED_TEXTS:
+            self._clean.clear()
         rows: list[RollupDelta] = []
         append = rows.append
         families: dict[str, tuple[str, str]] = {}
@@ -428,6 +436,7 @@ class RollupBuilder:
         self.guard = guard
         self._report: validation.Report = report_invalid or validation.count_nothing
         self._texts: dict[Any, str] = {}
+        self._clean: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._ex_bounds = contract.EXECUTION_DURATION_BUCKETS
         self._llm_bounds = contract.LLM_DURATION_BUCKETS
         self._ttft_bounds = contract.TTFT_BUCKETS
@@ -514,7 +523,7 @@ class RollupBuilder:
             else:
                 raise TypeError(f"not a writer item: {type(item).__name__}")
         batch.records = records
-        samples = _Samples(self._texts)
+        samples = _Samples(self._texts, self._clean)
         self._expand(samples, ex_agg, llm_agg, tool_agg)
         for spec, labels, value in self_deltas:
             samples.counter(spec, labels, value, 0)
