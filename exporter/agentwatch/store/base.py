@@ -454,11 +454,9 @@ class Store(StoreQueries, ABC):
         cur.execute("SAVEPOINT aw_rows")
         inserted = 0
         if batch.executions:
-            cur.executemany(self._sql(_INSERT_EXECUTION), batch.executions)
-            inserted += int(cur.rowcount)
+            inserted += self._insert_many(cur, _INSERT_EXECUTION, batch.executions)
         if batch.events:
-            cur.executemany(self._sql(_INSERT_EVENT), batch.events)
-            inserted += int(cur.rowcount)
+            inserted += self._insert_many(cur, _INSERT_EVENT, batch.events)
         if inserted == len(batch.executions) + len(batch.events):
             cur.execute("RELEASE SAVEPOINT aw_rows")
             return batch.executions, batch.events
@@ -476,6 +474,16 @@ class Store(StoreQueries, ABC):
                     kept.append(row)
         cur.execute("RELEASE SAVEPOINT aw_rows")
         return executions, events
+
+    def _insert_many(self, cur: Any, statement: str, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Run a one-row INSERT (or upsert) `statement` for many rows; return rows changed.
+
+        `executemany` here; PostgreSQL binds each column as one array instead (one round
+        trip and one plan per batch rather than per row), SQLite sends many rows per
+        statement.
+        """
+        cur.executemany(self._sql(statement), rows)
+        return int(cur.rowcount)
 
     def _write_rollups(self, cur: Any, batch: RollupBatch) -> list[tuple[str, str, bool]]:
         """Add the batch's rollup deltas under the store-wide cardinality cap.
@@ -497,7 +505,7 @@ class Store(StoreQueries, ABC):
 
         rows, batch.overflow = resolve_rollups(batch, admit)
         if rows:
-            cur.executemany(self._sql(_UPSERT_ROLLUP), rows)
+            self._insert_many(cur, _UPSERT_ROLLUP, rows)
         return decided
 
     def _admit(

@@ -1,0 +1,60 @@
+"""Many rows per statement (PostgreSQL binds arrays): same results as one row at a time."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentwatch.cardinality import CardinalityGuard
+from agentwatch.errors import RecordRefused
+from agentwatch.model import ExecutionFinished
+from agentwatch.rollups import RollupBuilder
+from agentwatch.store import Store
+from agentwatch.store.base import _UPSERT_ROLLUP
+from conftest import Records
+
+
+def test_a_duplicate_execution_in_one_batch_is_stored_once(store: Store, records: Records) -> None:
+    first = records.execution("a", events=[records.llm(), records.llm()])
+    again = ExecutionFinished(first)
+    others = [ExecutionFinished(records.execution("b")) for _ in range(5)]
+    assert store.write_batch(RollupBuilder(CardinalityGuard(100)).build([again, *others, again]))
+    assert store.count_executions() == 6
+    stored = store.get_execution(first.id)
+    assert stored is not None
+    assert len(stored["events"]) == 2
+    assert stored["metrics"]["llm_calls"] == 2
+
+
+def test_rollup_rows_with_one_key_twice_add_up_and_keep_the_newer_exemplar(
+    store: Store,
+) -> None:
+    sample, labels = "agentwatch_llm_request_duration_seconds_bucket", '{"le":"1.0"}'
+    rows = [
+        (sample, labels, 2.0, "exec_old", 0.5, 10.0),
+        (sample, labels, 3.0, "exec_new", 0.7, 20.0),
+        (sample, labels, 1.0, None, None, None),
+        ("agentwatch_executions_total", '{"agent":"a"}', 4.0, None, None, None),
+    ]
+    with store.atomic() as cur:
+        store._insert_many(cur, _UPSERT_ROLLUP, sorted(rows, key=lambda r: (r[0], r[1])))
+    with store._read() as cur:
+        cur.execute(
+            store._sql("SELECT value, exemplar_execution_id FROM rollups WHERE sample = ?"),
+            (sample,),
+        )
+        assert cur.fetchall() == [(6.0, "exec_new")]
+
+
+def test_a_value_the_database_refuses_fails_the_whole_statement_as_refused(
+    store: Store, records: Records
+) -> None:
+    bad = records.execution("a", events=[records.llm()])
+    good = records.execution("b")
+    batch = RollupBuilder(CardinalityGuard(100)).build(
+        [ExecutionFinished(good), ExecutionFinished(bad)]
+    )
+    # Past validation (which would repair it): an integer beyond 64 bits.
+    batch.events[-1] = (*batch.events[-1][:10], 2**70, *batch.events[-1][11:])
+    with pytest.raises(RecordRefused):
+        store.write_batch(batch)
+    assert store.count_executions() == 0  # nothing of the batch was written
