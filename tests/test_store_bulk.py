@@ -58,3 +58,18 @@ def test_a_value_the_database_refuses_fails_the_whole_statement_as_refused(
     with pytest.raises(RecordRefused):
         store.write_batch(batch)
     assert store.count_executions() == 0  # nothing of the batch was written
+
+
+@pytest.mark.parametrize("runs", [1, 2, 255, 256, 257, 1_000])
+def test_every_run_of_a_batch_of_any_size_is_stored_with_its_events(
+    store: Store, records: Records, runs: int
+) -> None:
+    items = [
+        ExecutionFinished(records.execution(f"a{i % 7}", events=[records.llm(), records.tool()]))
+        for i in range(runs)
+    ]
+    assert store.write_batch(RollupBuilder(CardinalityGuard(100)).build(items))
+    assert store.count_executions() == runs
+    assert len(store.get_events(limit=None)) == 2 * runs
+    totals = {(r.sample, tuple(sorted(r.labels.items()))): r.value for r in store.read_rollups()}
+    assert sum(v for (s, _), v in totals.items() if s == "agentwatch_executions_total") == runs

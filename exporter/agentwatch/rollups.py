@@ -634,7 +634,9 @@ class RollupBuilder:
         tool_agg: dict[tuple[Any, ...], list[Any]],
     ) -> None:
         c = contract
-        hist: dict[tuple[c.MetricSpec, tuple[str, ...]], list[Any]] = {}
+        # Keyed by the spec's name: hashing a frozen MetricSpec hashes all of its fields.
+        hist: dict[tuple[str, tuple[str, ...]], list[Any]] = {}
+        specs: dict[str, c.MetricSpec] = {}
 
         def merge(
             spec: c.MetricSpec,
@@ -643,9 +645,10 @@ class RollupBuilder:
             t: float,
             seen: list[Seen | None],
         ) -> None:
-            acc = hist.get((spec, labels))
+            acc = hist.get((spec.name, labels))
             if acc is None:
-                hist[(spec, labels)] = [counts, t, list(seen)]
+                hist[(spec.name, labels)] = [counts, t, list(seen)]
+                specs[spec.name] = spec
             else:
                 acc[0] = [a + b for a, b in zip(acc[0], counts, strict=True)]
                 acc[1] += t
@@ -684,5 +687,5 @@ class RollupBuilder:
             n = agg[_T_N]
             s.counter(c.TOOL_CALLS, (agent, tool, status), float(n), n)
             merge(c.TOOL_DURATION, (tool,), agg[_T_BUCKETS], agg[_T_SUM], agg[_T_SEEN])
-        for (spec, labels), (counts, total, seen) in hist.items():
-            s.histogram(spec, labels, counts, total, seen)
+        for (name, labels), (counts, total, seen) in hist.items():
+            s.histogram(specs[name], labels, counts, total, seen)
