@@ -7,21 +7,23 @@ import random
 import re
 import sys
 import time
-import uuid
 
 import pytest
 
-from agentwatch.ids import new_execution_id
+from agentwatch.ids import new_execution_id, short_id
 
 EXEC_ID = re.compile(r"^exec_[0-9a-f]{32}$")
 
 
-def test_ids_keep_the_text_form_and_are_uuid7() -> None:
+def test_ids_keep_the_text_form() -> None:
     ex_id = new_execution_id()
     assert EXEC_ID.match(ex_id)
-    parsed = uuid.UUID(ex_id.removeprefix("exec_"))
-    assert parsed.version == 7
-    assert parsed.variant == uuid.RFC_4122
+    assert short_id(ex_id) == ex_id[:23]
+
+
+def test_short_forms_of_runs_started_together_differ() -> None:
+    ids = [new_execution_id() for _ in range(2_000)]  # mostly within one millisecond or two
+    assert len({short_id(i) for i in ids}) == len(ids)
 
 
 def test_ids_start_with_the_time_so_later_runs_sort_after() -> None:
