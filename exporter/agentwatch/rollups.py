@@ -370,6 +370,21 @@ def bucket_bound(le: str) -> float:
         return float("inf")
 
 
+def _split_le(text: str) -> tuple[str, str, str] | None:
+    """Canonical label text around its `le` value: (head, le, tail), or None without one.
+
+    `"le":"` cannot occur inside a JSON string value (its quotes would be escaped), so the
+    first occurrence after `{` or `,` is the key itself.
+    """
+    for opener in ('{"le":"', ',"le":"'):
+        at = text.find(opener)
+        if at >= 0:
+            start = at + len(opener)
+            stop = text.index('"', start)
+            return text[:start], text[start:stop], text[stop:]
+    return None
+
+
 def cumulative_rows(rows: Iterable[StoredRow], empty: Any = None) -> list[StoredRow]:
     """Stored rows with histogram buckets made cumulative, sorted by sample and labels.
 
@@ -378,31 +393,31 @@ def cumulative_rows(rows: Iterable[StoredRow], empty: Any = None) -> list[Stored
     row per bound (`le`), as `prometheus_client` produces them. Each bucket row keeps what
     it carries (its exemplar); a bound with no stored row gets `empty`. Other rows pass
     unchanged. A bound the contract does not know (a store written with other buckets) is
-    kept in its numeric place.
+    kept in its numeric place. Works on the canonical label text (no JSON round trip: this
+    runs on every scrape).
     """
     result: list[StoredRow] = []
-    families: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, tuple[float, Any]]] = {}
+    families: dict[tuple[str, str, str], dict[str, tuple[float, Any]]] = {}
     for row in rows:
         sample = row[0]
-        if sample not in _BUCKET_BOUNDS:
+        split = _split_le(row[1]) if sample in _BUCKET_BOUNDS else None
+        if split is None:
             result.append(row)
             continue
-        labels = parse_labels(row[1])
-        le = labels.pop("le", "+Inf")
-        family = families.setdefault((sample, tuple(sorted(labels.items()))), {})
+        head, le, tail = split
+        family = families.get((sample, head, tail))
+        if family is None:
+            family = families[(sample, head, tail)] = {}
         family[le] = (float(row[2]), row[3])
-    for (sample, family_labels), buckets in families.items():
+    for (sample, head, tail), buckets in families.items():
         bounds: Iterable[str] = _BUCKET_BOUNDS[sample]
         if not buckets.keys() <= set(bounds):
             bounds = sorted(buckets.keys() | set(bounds), key=bucket_bound)
         running = 0.0
-        base = dict(family_labels)
         for le in bounds:
             value, carried = buckets.get(le, (0.0, empty))
             running += value
-            base["le"] = le
-            text = json.dumps(base, sort_keys=True, separators=(",", ":"))
-            result.append((sample, text, running, carried))
+            result.append((sample, f"{head}{le}{tail}", running, carried))
     result.sort(key=lambda row: (row[0], row[1]))
     return result
 
