@@ -179,3 +179,26 @@ def test_unknown_bounds_keep_their_numeric_place() -> None:
     assert values['{"le":"0.0123","tool":"t"}'] == 2.0
     assert values['{"le":"+Inf","tool":"t"}'] == 3.0
     assert values['{"le":"0.005","tool":"t"}'] == 0.0
+
+
+def test_a_label_value_that_looks_like_a_bound_does_not_confuse_reading(
+    sqlite_url: str, records: Records
+) -> None:
+    from agentwatch import contract
+
+    hostile = 'a","le":"0.1'
+    with open_store(sqlite_url) as store:
+        store.migrate()
+        store.write_batch(
+            RollupBuilder(CardinalityGuard(10)).build(
+                [ExecutionFinished(records.execution(hostile, duration=3.0))]
+            )
+        )
+        rows = [
+            r for r in store.read_rollups()
+            if r.sample == "agentwatch_execution_duration_seconds_bucket"
+        ]  # fmt: skip
+    assert {r.labels["agent"] for r in rows} == {hostile}
+    by_le = {float(r.labels["le"]): r.value for r in rows}
+    assert len(by_le) == len(contract.EXECUTION_DURATION.buckets or ()) + 1
+    assert all(v == (1.0 if le >= 3.0 else 0.0) for le, v in by_le.items())
