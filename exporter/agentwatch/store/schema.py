@@ -19,7 +19,9 @@ Design notes a maintainer must keep:
   text; writers only ever add to them. Histogram buckets (from migration 7) hold each
   bucket's own count, with rows only for buckets that received observations, so a batch
   adds a few rows per histogram instead of rewriting every bound; `Store.read_rollups`
-  cumulates them back (`rollups.cumulative_rows`).
+  cumulates them back (`rollups.cumulative_rows`). A writer of an earlier release that
+  opened the store before the upgrade would still add cumulative bucket deltas: stop such
+  writers before upgrading (a process opening the upgraded store refuses its newer schema).
 - The store-wide cardinality cap needs no table of its own: a label set of a metric is
   admitted exactly when its family's `_total` (counter) or `_count` (histogram) row exists in
   `rollups`, so the primary key answers "is it admitted" and "how many are" (see
