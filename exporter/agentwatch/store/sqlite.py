@@ -262,17 +262,18 @@ class SQLiteStore(Store):
             by_rank = {int(rn): float(d) for rn, d in cur.fetchall()}
         return [by_rank[r] for r in ranks]
 
-    def _insert_many(self, cur: Any, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    def _insert_many(self, cur: Any, statement: str, rows: Sequence[tuple[Any, ...]]) -> int:
         """Many rows per statement: one `sqlite3_step` (and one GIL release) per chunk.
 
         `executemany` steps, and so releases and re-takes the GIL, once per row; with the
         host program's threads busy, each re-take can wait for their switch interval.
-        Duplicate keys behave as with one row per statement (rows apply in order).
+        Duplicate keys behave as with one row per statement (rows apply in order). Returns
+        the rows changed (a row skipped by `ON CONFLICT DO NOTHING` is not counted).
         """
         if "VALUES (" not in statement:
-            super()._insert_many(cur, statement, rows)
-            return
+            return super()._insert_many(cur, statement, rows)
         cache = self._multi_sql
+        changed = 0
         position = 0
         remaining = len(rows)
         size = _MAX_ROWS_PER_STATEMENT
@@ -284,8 +285,10 @@ class SQLiteStore(Store):
                 sql = cache[(statement, size)] = _multi_row(statement, size)
             params = [value for row in rows[position : position + size] for value in row]
             cur.execute(sql, params)
+            changed += int(cur.rowcount)
             position += size
             remaining -= size
+        return changed
 
     def _lock_for_migration(self, cur: Any) -> None:
         """Nothing to do: BEGIN IMMEDIATE already holds the database's write lock."""
