@@ -324,7 +324,7 @@ class Store(StoreQueries, ABC):
             return
         for sql, rows in zip(aggregates.UPSERTS, deltas.rows(sign), strict=True):
             if rows:
-                cur.executemany(self._sql(sql), rows)
+                self._insert_many(cur, sql, rows)
 
     @abstractmethod
     def _lock_for_migration(self, cur: Any) -> None:
