@@ -73,3 +73,19 @@ def test_every_run_of_a_batch_of_any_size_is_stored_with_its_events(
     assert len(store.get_events(limit=None)) == 2 * runs
     totals = {(r.sample, tuple(sorted(r.labels.items()))): r.value for r in store.read_rollups()}
     assert sum(v for (s, _), v in totals.items() if s == "agentwatch_executions_total") == runs
+
+
+def test_whole_numbers_among_fractional_ones_are_stored(store: Store, records: Records) -> None:
+    """A float column may receive an int (a cost of 0, a count as a delta) next to floats."""
+    items = [
+        ExecutionFinished(records.execution("a", events=[records.llm(cost_usd=0.25)])),
+        ExecutionFinished(records.execution("b", events=[records.llm(cost_usd=0.5)])),
+    ]
+    batch = RollupBuilder(CardinalityGuard(100)).build(items)
+    first = batch.events[0]
+    batch.events[0] = (*first[:14], 0, *first[15:])  # cost_usd 0 as an int
+    batch.rollups = [(*r[:2], int(r[2]), *r[3:]) if r[2].is_integer() else r for r in batch.rollups]
+    assert store.write_batch(batch)
+    assert store.count_executions() == 2
+    costs = sorted(e["cost_usd"] for e in store.get_events(limit=None))
+    assert costs == [0.0, 0.5]

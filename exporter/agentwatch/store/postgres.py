@@ -57,6 +57,15 @@ def _unnest(statement: str, types: Sequence[str]) -> str:
 
 
 _UNNEST: dict[str, str] = {sql: _unnest(sql, types) for sql, types in _ARRAY_TYPES.items()}
+#: Positions of the float8 columns of each statement: psycopg refuses to dump a list that
+#: mixes int and float (`0` next to `0.5`), so those columns are made all-float first.
+_FLOAT_COLUMNS: dict[str, tuple[int, ...]] = {
+    sql: tuple(i for i, t in enumerate(types) if t == _FLOAT) for sql, types in _ARRAY_TYPES.items()
+}
+
+
+def _as_floats(values: list[Any]) -> list[Any]:
+    return [v if v is None or type(v) is float else float(v) for v in values]
 
 
 def _merge_rollup_rows(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -196,7 +205,10 @@ class PostgresStore(Store):
             return super()._insert_many(cur, statement, rows)
         if statement is base._UPSERT_ROLLUP:
             rows = _merge_rollup_rows(rows)
-        cur.execute(sql, [list(column) for column in zip(*rows, strict=True)])
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        for i in _FLOAT_COLUMNS[statement]:
+            columns[i] = _as_floats(columns[i])
+        cur.execute(sql, columns)
         return int(cur.rowcount)
 
     def _lock_for_migration(self, cur: Any) -> None:
