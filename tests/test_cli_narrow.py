@@ -22,6 +22,7 @@ from _cli_runs import Workload, clean_environment, record_workload
 from agentwatch.cardinality import CardinalityGuard
 from agentwatch.cli import cli
 from agentwatch.cli._render import MIN_ID_PREFIX, executions_table
+from agentwatch.ids import short_id
 from agentwatch.model import ExecutionFinished
 from agentwatch.rollups import RollupBuilder
 from agentwatch.store import open_store
@@ -215,5 +216,7 @@ def test_trace_explains_an_ambiguous_or_unknown_prefix_in_one_line(
 
 
 def test_trace_takes_a_unique_prefix_of_a_captured_run(workload: Workload) -> None:
-    prefix = workload.failed_id[:MIN_ID_PREFIX]
+    # Ids begin with their time: runs of the same minutes share the first digits, and the
+    # short form (time + random digits) is what tells one apart.
+    prefix = short_id(workload.failed_id)
     assert _trace_id(workload.url, prefix) == workload.failed_id

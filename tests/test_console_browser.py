@@ -24,6 +24,7 @@ import agentwatch
 from _capture_fixtures import clean_environment
 from agentwatch.config import Budget, Settings
 from agentwatch.demo import run_demo
+from agentwatch.ids import short_id
 from agentwatch.server import AgentwatchServer, make_server
 from support.binaries import require_binary, unavailable
 
@@ -194,8 +195,8 @@ def test_a_failure_leads_to_its_run_page(console: AgentwatchServer, browser: Any
     steps = browser.find_elements(By.CSS_SELECTOR, "table.waterfall tr.step")
     assert len(steps) >= 1 + len(record["events"])
     assert browser.find_elements(By.CSS_SELECTOR, "table.waterfall svg.bar rect")
-    # A prefix of the id resolves to the same page, as git resolves a commit.
-    browser.get(console.url + "/ui/runs/" + run_id[:10])
+    # The short form shown in lists (a prefix of the id) resolves to the same page.
+    browser.get(console.url + "/ui/runs/" + short_id(run_id))
     assert browser.find_element(By.ID, "run-id").text == run_id
     _no_script_ran(browser)
 

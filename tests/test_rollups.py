@@ -11,7 +11,14 @@ from prometheus_client import CollectorRegistry, Histogram
 from agentwatch import contract
 from agentwatch.cardinality import CardinalityGuard
 from agentwatch.model import ExecutionFinished, LateEvent, WriterItem
-from agentwatch.rollups import LabelSet, RollupBuilder, SelfDelta, parse_labels, resolve_rollups
+from agentwatch.rollups import (
+    LabelSet,
+    RollupBuilder,
+    SelfDelta,
+    cumulative_rows,
+    parse_labels,
+    resolve_rollups,
+)
 from agentwatch.store import Store, open_store
 from conftest import Records
 
@@ -27,7 +34,9 @@ def build(items: Iterable[WriterItem], *, self_deltas: Iterable[SelfDelta] = ())
     batch = RollupBuilder(CardinalityGuard(1000)).build(items, self_deltas)
     rows, overflow = resolve_rollups(batch, _admit_all)
     assert overflow == {}
-    return {(row[0], tuple(sorted(parse_labels(row[1]).items()))): row[2] for row in rows}
+    # As a reader sees them: buckets are stored per bucket and cumulated when read.
+    read = cumulative_rows((row[0], row[1], row[2], None) for row in rows)
+    return {(row[0], tuple(sorted(parse_labels(row[1]).items()))): row[2] for row in read}
 
 
 def key(sample: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:

@@ -26,15 +26,16 @@ import contextlib
 import functools
 import inspect
 import time
-import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
 from agentwatch import context, validation
+from agentwatch import runtime as _runtime_module
 from agentwatch.context import Frame
 from agentwatch.contract import NO_AGENT
 from agentwatch.cost import llm_cost
+from agentwatch.ids import new_execution_id as new_execution_id  # re-exported
 from agentwatch.model import Event, EventKind, Execution, ExecutionFinished, LateEvent
 from agentwatch.runtime import Runtime, get_runtime
 
@@ -47,15 +48,9 @@ _SKIPPED_PARAMETERS = frozenset({"self", "cls"})
 
 
 def _runtime() -> Runtime:
-    from agentwatch import runtime as _rt
-
-    current = _rt._runtime
+    # A module attribute read, not an import: this runs several times per captured run.
+    current = _runtime_module._runtime
     return current if current is not None else get_runtime()
-
-
-def new_execution_id() -> str:
-    """A fresh execution id: `exec_` and 32 hex digits (uuid4)."""
-    return f"exec_{uuid.uuid4().hex}"
 
 
 def error_type_of(exc: BaseException) -> str:

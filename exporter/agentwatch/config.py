@@ -77,7 +77,7 @@ class Settings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     queue_size: int = 10_000
-    batch_size: int = 500
+    batch_size: int = 2_000
     flush_interval: float = 0.5
     max_label_sets: int = 2_000
     disabled_agents: frozenset[str] = frozenset()

@@ -8,7 +8,10 @@ aggregates into the metric samples of `contract.ROLLUP_METRICS`, grouped by labe
 transaction as the rows, which label sets it admits under its store-wide cap
 (`resolve_rollups` folds the others into the `__overflow__` series and counts the folds) and
 adds every delta to the cumulative `rollups` table (`value = value + delta`), so exported
-counters never go down, survive restarts and outlive retention pruning.
+counters never go down, survive restarts and outlive retention pruning. Histogram buckets
+are stored per bucket (each bucket's own count, rows only for buckets that received
+observations) and made cumulative when read (`cumulative_rows`): a batch touching a
+histogram adds a few rows instead of rewriting all of its bounds.
 
 Exemplars: each histogram bucket delta carries the latest observation (by its end time) that
 fell into that bucket and was made inside an execution: its execution id, value and time.
@@ -204,13 +207,19 @@ class LabelSet:
 class _Samples:
     """Expands aggregated observations into labelled sample deltas, grouped by label set."""
 
-    def __init__(self, texts: dict[Any, str]) -> None:
+    def __init__(
+        self, texts: dict[Any, str], clean: dict[tuple[str, ...], tuple[str, ...]] | None = None
+    ) -> None:
         self._texts = texts
+        self._clean = {} if clean is None else clean
         self._sets: dict[tuple[str, tuple[str, ...]], LabelSet] = {}
         self._le: dict[str, tuple[str, ...]] = {}
 
     def _set(self, spec: contract.MetricSpec, labels: tuple[str, ...], n: int) -> LabelSet:
-        labels = tuple(map(label_value, labels))
+        clean = self._clean.get(labels)
+        if clean is None:  # label values as exposed, computed once per label set
+            clean = self._clean[labels] = tuple(map(label_value, labels))
+        labels = clean
         found = self._sets.get((spec.name, labels))
         if found is None:
             found = self._sets[(spec.name, labels)] = LabelSet(spec, labels)
@@ -230,8 +239,11 @@ class _Samples:
         total: float,
         seen: Sequence[Seen | None],
     ) -> None:
-        """Add per-bucket (non-cumulative, last = above every bound) counts as cumulative.
+        """Add per-bucket (non-cumulative, last = above every bound) counts, non-zero only.
 
+        Bucket rows hold each bucket's own count, not the cumulative `le` count: a batch
+        adds one row per bucket that received observations instead of rewriting every
+        bound (`cumulative_rows` restores the exposition's cumulative form on reading).
         `seen[i]` is the latest observation in bucket `i`: the exemplar of that bucket only
         (OpenMetrics puts an exemplar on the bucket its value falls in).
         """
@@ -245,15 +257,15 @@ class _Samples:
             le = self._le[spec.name] = _le_values(spec.buckets)
         names = (*spec.labels, "le")
         bucket = spec.name + "_bucket"
-        running = 0
         add = target.add if target.values else None  # a fresh set (the rule) needs no merge
         values = target.values
         for bound, count, latest in zip(le, counts, seen, strict=True):
-            running += count
+            if not count:
+                continue
             if add is None:
-                values[(bucket, names, (bound,))] = [float(running), latest]
+                values[(bucket, names, (bound,))] = [float(count), latest]
             else:
-                add((bucket, names, (bound,)), float(running), latest)
+                add((bucket, names, (bound,)), float(count), latest)
         target.add((spec.name + "_sum", spec.labels, ()), total)
         target.add((spec.name + "_count", spec.labels, ()), float(n))
 
@@ -269,6 +281,8 @@ class _Samples:
         texts = self._texts
         if len(texts) > _MAX_CACHED_TEXTS:
             texts.clear()
+        if len(self._clean) > _MAX_CACHED_TEXTS:
+            self._clean.clear()
         rows: list[RollupDelta] = []
         append = rows.append
         families: dict[str, tuple[str, str]] = {}
@@ -338,6 +352,76 @@ def _row_key(row: RollupDelta) -> tuple[str, str]:
     return row[0], row[1]
 
 
+#: Bucket bounds (`le` values) of every histogram kept in the rollups, by bucket sample name.
+_BUCKET_BOUNDS: dict[str, tuple[str, ...]] = {
+    spec.name + "_bucket": _le_values(spec.buckets)
+    for spec in contract.ROLLUP_METRICS
+    if spec.kind == "histogram" and spec.buckets is not None
+}
+#: A stored rollup row: (sample, canonical label text, value, anything carried along).
+StoredRow = tuple[str, str, float, Any]
+
+
+def bucket_bound(le: str) -> float:
+    """The numeric bound of an `le` label value (`+Inf` and anything odd sort last)."""
+    try:
+        return float(le)
+    except ValueError:
+        return float("inf")
+
+
+def _split_le(text: str) -> tuple[str, str, str] | None:
+    """Canonical label text around its `le` value: (head, le, tail), or None without one.
+
+    `"le":"` cannot occur inside a JSON string value (its quotes would be escaped), so the
+    first occurrence after `{` or `,` is the key itself.
+    """
+    for opener in ('{"le":"', ',"le":"'):
+        at = text.find(opener)
+        if at >= 0:
+            start = at + len(opener)
+            stop = text.index('"', start)
+            return text[:start], text[start:stop], text[stop:]
+    return None
+
+
+def cumulative_rows(rows: Iterable[StoredRow], empty: Any = None) -> list[StoredRow]:
+    """Stored rows with histogram buckets made cumulative, sorted by sample and labels.
+
+    The store keeps each bucket's own count, and only for buckets that ever received an
+    observation; the exposition wants, for every label set of a histogram, one cumulative
+    row per bound (`le`), as `prometheus_client` produces them. Each bucket row keeps what
+    it carries (its exemplar); a bound with no stored row gets `empty`. Other rows pass
+    unchanged. A bound the contract does not know (a store written with other buckets) is
+    kept in its numeric place. Works on the canonical label text (no JSON round trip: this
+    runs on every scrape).
+    """
+    result: list[StoredRow] = []
+    families: dict[tuple[str, str, str], dict[str, tuple[float, Any]]] = {}
+    for row in rows:
+        sample = row[0]
+        split = _split_le(row[1]) if sample in _BUCKET_BOUNDS else None
+        if split is None:
+            result.append(row)
+            continue
+        head, le, tail = split
+        family = families.get((sample, head, tail))
+        if family is None:
+            family = families[(sample, head, tail)] = {}
+        family[le] = (float(row[2]), row[3])
+    for (sample, head, tail), buckets in families.items():
+        bounds: Iterable[str] = _BUCKET_BOUNDS[sample]
+        if not buckets.keys() <= set(bounds):
+            bounds = sorted(buckets.keys() | set(bounds), key=bucket_bound)
+        running = 0.0
+        for le in bounds:
+            value, carried = buckets.get(le, (0.0, empty))
+            running += value
+            result.append((sample, f"{head}{le}{tail}", running, carried))
+    result.sort(key=lambda row: (row[0], row[1]))
+    return result
+
+
 # Aggregate slots. Executions: (agent, status, error_type) -> [n, dur_sum, counts, seen]
 # where seen[i] is the latest observation in bucket i (`Seen` or None).
 _EX_N, _EX_SUM, _EX_BUCKETS, _EX_SEEN = 0, 1, 2, 3
@@ -367,6 +451,7 @@ class RollupBuilder:
         self.guard = guard
         self._report: validation.Report = report_invalid or validation.count_nothing
         self._texts: dict[Any, str] = {}
+        self._clean: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._ex_bounds = contract.EXECUTION_DURATION_BUCKETS
         self._llm_bounds = contract.LLM_DURATION_BUCKETS
         self._ttft_bounds = contract.TTFT_BUCKETS
@@ -453,7 +538,7 @@ class RollupBuilder:
             else:
                 raise TypeError(f"not a writer item: {type(item).__name__}")
         batch.records = records
-        samples = _Samples(self._texts)
+        samples = _Samples(self._texts, self._clean)
         self._expand(samples, ex_agg, llm_agg, tool_agg)
         for spec, labels, value in self_deltas:
             samples.counter(spec, labels, value, 0)
@@ -564,7 +649,9 @@ class RollupBuilder:
         tool_agg: dict[tuple[Any, ...], list[Any]],
     ) -> None:
         c = contract
-        hist: dict[tuple[c.MetricSpec, tuple[str, ...]], list[Any]] = {}
+        # Keyed by the spec's name: hashing a frozen MetricSpec hashes all of its fields.
+        hist: dict[tuple[str, tuple[str, ...]], list[Any]] = {}
+        specs: dict[str, c.MetricSpec] = {}
 
         def merge(
             spec: c.MetricSpec,
@@ -573,9 +660,10 @@ class RollupBuilder:
             t: float,
             seen: list[Seen | None],
         ) -> None:
-            acc = hist.get((spec, labels))
+            acc = hist.get((spec.name, labels))
             if acc is None:
-                hist[(spec, labels)] = [counts, t, list(seen)]
+                hist[(spec.name, labels)] = [counts, t, list(seen)]
+                specs[spec.name] = spec
             else:
                 acc[0] = [a + b for a, b in zip(acc[0], counts, strict=True)]
                 acc[1] += t
@@ -614,5 +702,5 @@ class RollupBuilder:
             n = agg[_T_N]
             s.counter(c.TOOL_CALLS, (agent, tool, status), float(n), n)
             merge(c.TOOL_DURATION, (tool,), agg[_T_BUCKETS], agg[_T_SUM], agg[_T_SEEN])
-        for (spec, labels), (counts, total, seen) in hist.items():
-            s.histogram(spec, labels, counts, total, seen)
+        for (name, labels), (counts, total, seen) in hist.items():
+            s.histogram(specs[name], labels, counts, total, seen)

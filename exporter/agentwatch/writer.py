@@ -312,7 +312,7 @@ class BatchWriter:
         store_factory: Callable[[], Store],
         *,
         queue_size: int = 10_000,
-        batch_size: int = 500,
+        batch_size: int = 2_000,
         flush_interval: float = 0.5,
         max_label_sets: int = 2_000,
         backend: str = "unknown",

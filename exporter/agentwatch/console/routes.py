@@ -26,6 +26,7 @@ from agentwatch import contract
 from agentwatch.config import Budget
 from agentwatch.console import fmt, views
 from agentwatch.console.runbooks import runbooks_html
+from agentwatch.ids import short_id
 from agentwatch.server.api import QueryError, decode_cursor, encode_cursor, parse_time_param
 from agentwatch.server.render import Lane
 from agentwatch.store.base import Store
@@ -97,6 +98,7 @@ def _environment() -> Any:
         when=fmt.when,
         number=fmt.number,
         q=lambda v: quote(str(v), safe=""),
+        short_id=lambda v: short_id(str(v)),
     )
     env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str)
     env.globals["runs_query"] = fmt.query

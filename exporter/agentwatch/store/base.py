@@ -28,6 +28,7 @@ from agentwatch.rollups import (
     EXECUTION_COLUMNS,
     LabelSet,
     RollupBatch,
+    cumulative_rows,
     parse_labels,
     resolve_rollups,
 )
@@ -302,6 +303,8 @@ class Store(StoreQueries, ABC):
                     cur.execute(statement)
                 if migration.backfill:
                     self._backfill(cur)
+                if migration.convert is not None:
+                    migration.convert(cur, self._sql)
                 cur.execute(
                     self._sql(
                         "INSERT INTO schema_version (version, description, applied_at) "
@@ -321,7 +324,7 @@ class Store(StoreQueries, ABC):
             return
         for sql, rows in zip(aggregates.UPSERTS, deltas.rows(sign), strict=True):
             if rows:
-                cur.executemany(self._sql(sql), rows)
+                self._insert_many(cur, sql, rows)
 
     @abstractmethod
     def _lock_for_migration(self, cur: Any) -> None:
@@ -451,11 +454,9 @@ class Store(StoreQueries, ABC):
         cur.execute("SAVEPOINT aw_rows")
         inserted = 0
         if batch.executions:
-            cur.executemany(self._sql(_INSERT_EXECUTION), batch.executions)
-            inserted += int(cur.rowcount)
+            inserted += self._insert_many(cur, _INSERT_EXECUTION, batch.executions)
         if batch.events:
-            cur.executemany(self._sql(_INSERT_EVENT), batch.events)
-            inserted += int(cur.rowcount)
+            inserted += self._insert_many(cur, _INSERT_EVENT, batch.events)
         if inserted == len(batch.executions) + len(batch.events):
             cur.execute("RELEASE SAVEPOINT aw_rows")
             return batch.executions, batch.events
@@ -473,6 +474,16 @@ class Store(StoreQueries, ABC):
                     kept.append(row)
         cur.execute("RELEASE SAVEPOINT aw_rows")
         return executions, events
+
+    def _insert_many(self, cur: Any, statement: str, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Run a one-row INSERT (or upsert) `statement` for many rows; return rows changed.
+
+        `executemany` here; PostgreSQL binds each column as one array instead (one round
+        trip and one plan per batch rather than per row), SQLite sends many rows per
+        statement.
+        """
+        cur.executemany(self._sql(statement), rows)
+        return int(cur.rowcount)
 
     def _write_rollups(self, cur: Any, batch: RollupBatch) -> list[tuple[str, str, bool]]:
         """Add the batch's rollup deltas under the store-wide cardinality cap.
@@ -494,7 +505,7 @@ class Store(StoreQueries, ABC):
 
         rows, batch.overflow = resolve_rollups(batch, admit)
         if rows:
-            cur.executemany(self._sql(_UPSERT_ROLLUP), rows)
+            self._insert_many(cur, _UPSERT_ROLLUP, rows)
         return decided
 
     def _admit(
@@ -541,23 +552,31 @@ class Store(StoreQueries, ABC):
         ]
 
     def read_rollups(self) -> list[RollupRow]:
-        """Every cumulative rollup sample with its exemplar, ordered by sample and labels."""
+        """Every cumulative rollup sample with its exemplar, ordered by sample and labels.
+
+        Histogram buckets come back cumulative, one row per bound of every label set, as
+        `prometheus_client` exposes them (the table holds per-bucket counts).
+        """
         with self._read() as cur:
             cur.execute(
                 self._sql(
-                    f"SELECT sample, labels, value, {', '.join(_EXEMPLAR_COLUMNS)} "
-                    "FROM rollups ORDER BY 1, 2"
+                    f"SELECT sample, labels, value, {', '.join(_EXEMPLAR_COLUMNS)} FROM rollups"
                 )
             )
             rows = cur.fetchall()
-        return [
-            RollupRow(
+        stored = [
+            (
                 sample,
-                parse_labels(labels),
-                float(value),
+                labels,
+                value,
                 None if ex_id is None else Exemplar(ex_id, float(ex_value), float(ex_ts)),
             )
             for sample, labels, value, ex_id, ex_value, ex_ts in rows
+        ]
+        # Buckets are stored per bucket and only when observed: cumulate every bound.
+        return [
+            RollupRow(sample, parse_labels(labels), float(value), exemplar)
+            for sample, labels, value, exemplar in cumulative_rows(stored)
         ]
 
     def last_write_time(self) -> float | None:

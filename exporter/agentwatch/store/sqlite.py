@@ -58,6 +58,20 @@ def _errors(path: Path) -> Iterator[None]:
         raise StoreUnavailable(f"SQLite store {path}: {exc}") from exc
 
 
+#: Largest number of rows one multi-row INSERT carries; a batch is cut into power-of-two
+#: chunks (256, 128, ..., 1), so at most nine statement texts per table are ever prepared
+#: (and all stay in the connection's statement cache).
+_MAX_ROWS_PER_STATEMENT = 256
+
+
+def _multi_row(statement: str, rows: int) -> str:
+    """`INSERT ... VALUES (?, ...) ...` with `rows` value tuples instead of one."""
+    start = statement.index("VALUES (") + len("VALUES ")
+    stop = statement.index(")", start) + 1
+    values = ", ".join([statement[start:stop]] * rows)
+    return f"{statement[:start]}{values}{statement[stop:]}"
+
+
 def _local_date(ts: float | None, tz: str) -> str | None:
     if ts is None:
         return None
@@ -107,6 +121,7 @@ class SQLiteStore(Store):
         self.busy_timeout = busy_timeout
         self._create = create
         self._depth = 0
+        self._multi_sql: dict[tuple[str, int], str] = {}
         if not create and not self.path.is_file():
             what = "a directory, not a store file" if self.path.is_dir() else "no such file"
             raise StoreNotFound(
@@ -246,6 +261,34 @@ class SQLiteStore(Store):
             )
             by_rank = {int(rn): float(d) for rn, d in cur.fetchall()}
         return [by_rank[r] for r in ranks]
+
+    def _insert_many(self, cur: Any, statement: str, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Many rows per statement: one `sqlite3_step` (and one GIL release) per chunk.
+
+        `executemany` steps, and so releases and re-takes the GIL, once per row; with the
+        host program's threads busy, each re-take can wait for their switch interval.
+        Duplicate keys behave as with one row per statement (rows apply in order). Returns
+        the rows changed (a row skipped by `ON CONFLICT DO NOTHING` is not counted).
+        """
+        if "VALUES (" not in statement:
+            return super()._insert_many(cur, statement, rows)
+        cache = self._multi_sql
+        changed = 0
+        position = 0
+        remaining = len(rows)
+        size = _MAX_ROWS_PER_STATEMENT
+        while remaining:
+            while size > remaining:
+                size //= 2
+            sql = cache.get((statement, size))
+            if sql is None:
+                sql = cache[(statement, size)] = _multi_row(statement, size)
+            params = [value for row in rows[position : position + size] for value in row]
+            cur.execute(sql, params)
+            changed += int(cur.rowcount)
+            position += size
+            remaining -= size
+        return changed
 
     def _lock_for_migration(self, cur: Any) -> None:
         """Nothing to do: BEGIN IMMEDIATE already holds the database's write lock."""
