@@ -40,7 +40,8 @@ def demo(runs: int) -> None:
     report = run_demo(runs=runs, seed=3)
     flushed = agentwatch.flush(timeout=30)
     totals = {
-        "runs": report.runs,
+        "runs": report.top_level_runs,
+        "all_runs": report.runs,
         "flushed": flushed,
         "executions": _total(registry, "agentwatch_executions_total"),
         "llm_requests": _total(registry, "agentwatch_llm_requests_total"),

@@ -182,7 +182,9 @@ def test_prometheus_scrapes_serve_with_a_required_client_certificate(tmp_path: P
             )
             assert _scalar(prom.query('up{job="no-client-cert"}')) == 0
             error = _target_error(prom, "no-client-cert").lower()
-            assert "certificate" in error or "tls" in error or "eof" in error, error
+            # TLS 1.3 refuses a missing client certificate after the handshake: the client
+            # sees an alert, an EOF or a reset on its first read, depending on timing.
+            assert any(w in error for w in ("certificate", "tls", "eof", "reset")), error
         # The handshake itself fails without a client certificate.
         with pytest.raises(requests.exceptions.RequestException):
             requests.get(f"https://127.0.0.1:{serve.port}/healthz", verify=str(pki.ca), timeout=10)

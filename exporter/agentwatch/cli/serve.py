@@ -118,10 +118,11 @@ def run_server(server: AgentwatchServer) -> None:
     """Serve until Ctrl-C or SIGTERM, then close the store cleanly."""
     tls = " (TLS)" if server.watcher.tls_enabled else ""
     auth = " (basic auth)" if server.watcher.current().users else ""
+    # One line, so a log collector (or `log_format: json` consumer) sees one banner.
     click.echo(
-        f"agentwatch serving {server.url}/metrics{tls}{auth} (store: {server.access.masked_url})",
+        f"agentwatch serving {server.url}/metrics{tls}{auth} (store: {server.access.masked_url});"
+        f" console: {server.console_url}/ui/",
         err=True,
     )
-    click.echo(f"console: {server.console_url}/ui/", err=True)
     sys.stderr.flush()
     server.serve_forever()
