@@ -48,6 +48,10 @@ from agentwatch.server.store_access import StoreAccess
 from agentwatch.store.base import Exemplar, RollupRow, Store
 
 _INF = float("inf")
+#: Typed aliases of prometheus_client's untyped functions.
+_go_float: Callable[[float], str] = floatToGoString
+_om_latest: Callable[[Any], bytes] = _om_exposition.generate_latest
+_text_latest: Callable[[Any], bytes] = _text_exposition.generate_latest
 _EOF = b"# EOF\n"
 #: Escapings whose output equals the default for agentwatch's (legacy-valid) metric names.
 _SAME_ESCAPING = frozenset({_om_exposition.UNDERSCORES, _om_exposition.ALLOWUTF8})
@@ -57,6 +61,7 @@ DEFAULT_MAX_AGE = 60.0
 
 _Marker = tuple[float | None]
 _SeriesKey = tuple[str, tuple[str, ...], str | None]
+_RowKey = tuple[str, tuple[tuple[str, str], ...]]
 
 
 class _Families:
@@ -72,8 +77,8 @@ class _Families:
 def _library_render(families: Iterable[Metric], openmetrics: bool) -> bytes:
     """prometheus_client's own exposition of `families`, without OpenMetrics' `# EOF`."""
     if openmetrics:
-        return _om_exposition.generate_latest(_Families(families))[: -len(_EOF)]
-    return _text_exposition.generate_latest(_Families(families))
+        return _om_latest(_Families(families))[: -len(_EOF)]
+    return _text_latest(_Families(families))
 
 
 def encoder_format(encoder: Callable[..., bytes]) -> bool | None:
@@ -105,7 +110,7 @@ def _prefix(name: str, labels: dict[str, str]) -> str:
 
 def _exemplar_suffix(exemplar: Exemplar) -> str:
     labels = f'{{{EXEMPLAR_LABEL}="{_escape_value(exemplar.execution_id)}"}}'
-    return f" # {labels} {floatToGoString(exemplar.value)} {exemplar.timestamp}"
+    return f" # {labels} {_go_float(exemplar.value)} {exemplar.timestamp}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +137,7 @@ def _families() -> dict[str, _Family]:
     for spec in contract.ROLLUP_METRICS:
         labels = list(spec.labels)
         empty: Metric
+        bounds: tuple[tuple[float, str], ...]
         if spec.kind == "counter":
             empty = CounterMetricFamily(spec.name, spec.help, labels=labels)
             sample, bounds = empty.name + "_total", ()
@@ -157,7 +163,7 @@ class RollupRenderer:
 
     def __init__(self) -> None:
         self._families = _families()
-        self._places: dict[tuple[str, str], _Place | None] = {}
+        self._places: dict[_RowKey, _Place | None] = {}
         self._prefixes: dict[_SeriesKey, str] = {}
         # Per format: series -> (value, exemplar, rendered line).
         self._lines: tuple[dict[Any, tuple[float, Any, str]], ...] = ({}, {})
@@ -188,9 +194,9 @@ class RollupRenderer:
         exemplars: dict[tuple[str, tuple[str, ...], float], Exemplar] = {}
         room = MAX_EXEMPLAR_LABEL_CHARS - len(EXEMPLAR_LABEL)
         places = self._places
-        seen: dict[tuple[str, str], _Place | None] = {}
+        seen: dict[_RowKey, _Place | None] = {}
         for row in rows:
-            ident = (row.sample, _labels_ident(row.labels))
+            ident = (row.sample, tuple(row.labels.items()))
             place = places.get(ident, _MISSING)
             if place is _MISSING:
                 place = self._place(row)
@@ -220,8 +226,9 @@ class RollupRenderer:
         new_prefixes: dict[_SeriesKey, str] = {}
         out: list[str] = []
 
-        def line(ident: _SeriesKey, labels: Callable[[], dict[str, str]], value: float,
-                 exemplar: Exemplar | None) -> None:
+        def line(
+            ident: _SeriesKey, names: Sequence[str], value: float, exemplar: Exemplar | None
+        ) -> None:
             cached = old_lines.get(ident)
             if cached is not None and cached[0] == value and cached[1] == exemplar:
                 lines[ident] = cached
@@ -230,9 +237,9 @@ class RollupRenderer:
                 return
             prefix = prefixes.get(ident)
             if prefix is None:
-                prefix = _prefix(ident[0], labels())
+                prefix = _prefix(ident[0], _labels(names, ident[1], ident[2]))
             new_prefixes[ident] = prefix
-            text = prefix + floatToGoString(value)
+            text = prefix + _go_float(value)
             if exemplar is not None:
                 text += _exemplar_suffix(exemplar)
             text += "\n"
@@ -250,7 +257,7 @@ class RollupRenderer:
                 for key, value in sorted(values.items()):
                     line(
                         (family.sample, key, None),
-                        partial(_labels, spec.labels, key, None),
+                        spec.labels,
                         value,
                         None,
                     )
@@ -265,12 +272,10 @@ class RollupRenderer:
                     cumulative = 0.0
                     for bound, le in family.bounds:
                         cumulative = max(cumulative, observed.get(bound, cumulative))
-                        exemplar = (
-                            exemplars.get((name, key, bound)) if openmetrics else None
-                        )
+                        exemplar = exemplars.get((name, key, bound)) if openmetrics else None
                         line(
                             (bucket_name, key, le),
-                            partial(_labels, spec.labels, key, le),
+                            spec.labels,
                             cumulative,
                             exemplar,
                         )
@@ -280,7 +285,7 @@ class RollupRenderer:
                     ):
                         line(
                             (family.sample + suffix, key, None),
-                            partial(_labels, spec.labels, key, None),
+                            spec.labels,
                             value,
                             None,
                         )
@@ -295,10 +300,6 @@ class RollupRenderer:
 
 
 _MISSING: Any = object()
-
-
-def _labels_ident(labels: dict[str, str]) -> str:
-    return "\x00".join(f"{k}\x01{v}" for k, v in labels.items())
 
 
 def _labels(names: Sequence[str], key: tuple[str, ...], le: str | None) -> dict[str, str]:
