@@ -230,7 +230,10 @@ def test_serve_answers_scrapes_from_the_cache(
 ) -> None:
     _write(store, records, ["a", *HOSTILE])
     server = make_server(
-        Settings(store_url=backend_url, budgets=tuple(BUDGETS)), host="127.0.0.1", port=0, clock=lambda: NOW
+        Settings(store_url=backend_url, budgets=tuple(BUDGETS)),
+        host="127.0.0.1",
+        port=0,
+        clock=lambda: NOW,
     )
     serve_in_thread(server)
     try:
