@@ -30,6 +30,7 @@ from agentwatch.server.store_access import StoreAccess
 from agentwatch.store import Store
 from conftest import Records
 
+_om_latest: Callable[[Any], bytes] = om.generate_latest
 NOW = 1_000.0 + 3600.0
 HOSTILE = ['we"ird', "back\\slash", "new\nline", "ünï{c}=ode,", 'x\\"\n']
 BUDGETS = [
@@ -57,7 +58,7 @@ def _reference(url: str, budgets: list[Budget]) -> tuple[bytes, bytes]:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(access, budgets, lambda: NOW))
     try:
-        return generate_latest(registry), om.generate_latest(registry)
+        return generate_latest(registry), _om_latest(registry)
     finally:
         access.close()
 
@@ -209,7 +210,7 @@ def test_a_store_that_fails_reports_down_like_the_collector(tmp_path: Any) -> No
     registry.register(StoreCollector(access, BUDGETS, lambda: NOW))
     cache = ExpositionCache(access, BUDGETS, lambda: NOW)
     assert cache.render(False) == generate_latest(registry)
-    assert cache.render(True) == om.generate_latest(registry)
+    assert cache.render(True) == _om_latest(registry)
     assert b"agentwatch_store_up 0.0" in cache.render(False)
 
 
@@ -241,7 +242,7 @@ def test_serve_answers_scrapes_from_the_cache(
         first = requests.get(server.url + "/metrics", headers=accept, timeout=30)
         again = requests.get(server.url + "/metrics", headers=accept, timeout=30)
         assert first.headers["Content-Type"].startswith("application/openmetrics-text")
-        assert first.content == again.content == om.generate_latest(server.registry)
+        assert first.content == again.content == _om_latest(server.registry)
         assert server.exposition is not None and server.exposition.renders == 1
         _write(store, records, ["a"], start=1_500.0)
         text = requests.get(server.url + "/metrics", timeout=30)
