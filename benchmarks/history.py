@@ -320,7 +320,11 @@ def _exposition(url: str) -> Any:
         server = make_server(Settings(store_url=url), host="127.0.0.1", port=0)
         server.server_close()  # only its registry is used
         registry = server.registry
-        render = _servers[url] = lambda: generate_latest(registry)
+        cache = getattr(server, "exposition", None)  # the cached renderer, where it exists
+        if cache is not None:
+            render = _servers[url] = lambda: cache.render(False)
+        else:
+            render = _servers[url] = lambda: generate_latest(registry)
     return render
 
 

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentwatch._version import __version__
 from agentwatch.server.auth import BasicAuthCache, TokenBucket, parse_basic
+from agentwatch.server.exposition_cache import ExpositionCache, encoder_format
 from agentwatch.server.render import Lane, accepts_gzip, encode_body
 from agentwatch.server.store_access import probe
 from agentwatch.server.webconfig import WebConfig, WebConfigUnavailable, WebConfigWatcher
@@ -207,11 +208,17 @@ async def _plain(
     await send({"type": "http.response.body", "body": body})
 
 
-def metrics_routes(registry: CollectorRegistry, lane: Lane | None) -> list[BaseRoute]:
+def metrics_routes(
+    registry: CollectorRegistry,
+    lane: Lane | None,
+    exposition: ExpositionCache | None = None,
+) -> list[BaseRoute]:
     """`/metrics` (text or OpenMetrics, negotiated; gzip when accepted) and the health routes.
 
     With a `lane`, the exposition renders in its worker threads and `/readyz` probes its
-    store; without one (the in-process endpoint) `/readyz` is always ready.
+    store; without one (the in-process endpoint) `/readyz` is always ready. With an
+    `exposition` (serve), the body comes from that cache instead of rendering `registry`
+    (a format the cache does not render still renders `registry`).
     """
     scrape_limiter = anyio.CapacityLimiter(2)
 
@@ -219,7 +226,11 @@ def metrics_routes(registry: CollectorRegistry, lane: Lane | None) -> list[BaseR
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
         gzip_ok = accepts_gzip(request)
 
+        openmetrics = None if exposition is None else encoder_format(encoder)
+
         def render() -> tuple[bytes, dict[str, str]]:
+            if exposition is not None and openmetrics is not None:
+                return encode_body(exposition.render(openmetrics), gzip_ok)
             return encode_body(encoder(registry), gzip_ok)
 
         if lane is not None:

@@ -24,6 +24,7 @@ from agentwatch.config import Settings
 from agentwatch.server.api import ApiContext, api_routes
 from agentwatch.server.app import build_app, metrics_routes
 from agentwatch.server.collector import StoreCollector
+from agentwatch.server.exposition_cache import ExpositionCache
 from agentwatch.server.openapi import document
 from agentwatch.server.protocol import ConnectionLimits
 from agentwatch.server.render import Lane
@@ -56,7 +57,8 @@ class AgentwatchServer:
 
     Attributes:
         lanes: the store connections (`lanes.metrics`, `lanes.api`).
-        registry: the collector registry `/metrics` renders.
+        registry: the collector registry `/metrics` is equivalent to (byte for byte).
+        exposition: the cached renderer `/metrics` answers from (`render(openmetrics)`).
         watcher: the web configuration in force.
         http: the HTTP server (socket, uvicorn, connection guard).
     """
@@ -68,8 +70,10 @@ class AgentwatchServer:
         registry: CollectorRegistry,
         watcher: WebConfigWatcher,
         external_url: str | None = None,
+        exposition: ExpositionCache | None = None,
     ) -> None:
         self.external_url = external_url
+        self.exposition = exposition
         self.http = http
         self.lanes = lanes
         self.registry = registry
@@ -189,6 +193,7 @@ def make_server(
     lanes = StoreLanes(url) if opener is None else StoreLanes(url, opener)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(lanes.metrics, settings.budgets, clock))
+    exposition = ExpositionCache(lanes.metrics, settings.budgets, clock)
     metrics_lane = Lane(lanes.metrics, threads=2, max_waiting=16)
     api_lane = Lane(lanes.api, threads=2, max_waiting=32)
     from agentwatch.console import ConsoleContext, console_routes
@@ -196,7 +201,7 @@ def make_server(
     console_lane = Lane(lanes.api, threads=2, max_waiting=32)
     public = external_url if external_url is not None else settings.external_url
     routes = [
-        *metrics_routes(registry, metrics_lane),
+        *metrics_routes(registry, metrics_lane, exposition),
         *api_routes(ApiContext(api_lane, settings.budgets, clock)),
         _openapi_route(),
         *console_routes(ConsoleContext(console_lane, settings.budgets, clock, public)),
@@ -204,7 +209,7 @@ def make_server(
     app = build_app(routes, watcher, index=INDEX)
     http = HTTPServer(app, sock, watcher, limits)
     warn_if_exposed(address, watcher)
-    return AgentwatchServer(http, lanes, registry, watcher, public)
+    return AgentwatchServer(http, lanes, registry, watcher, public, exposition)
 
 
 def serve_in_thread(server: AgentwatchServer) -> threading.Thread:

@@ -711,6 +711,8 @@ class Store(StoreQueries, ABC):
         with self.atomic() as cur:
             for table in ("events", "executions", "rollups", *aggregates.TABLES):
                 cur.execute(f"DELETE FROM {table}")
+            # A change like any write: readers caching on the marker (serve) see it.
+            cur.execute(self._sql(_SET_META), (_LAST_WRITE, time.time()))
         # Label sets are admitted afresh. Other processes still trust what they saw admitted
         # until they reopen the store, which can let their label sets in beyond the cap once.
         self._admissions.clear()

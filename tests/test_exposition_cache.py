@@ -1,0 +1,252 @@
+"""`/metrics` of `agentwatch serve` from the exposition cache: the same bytes, fewer renders.
+
+Every body is compared byte for byte with what prometheus_client itself renders for the
+`StoreCollector` of the same store (text format and OpenMetrics, exemplars, hostile label
+values, budgets), before and after the store changes; real SQLite files and the real
+PostgreSQL server.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import requests
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder, generate_latest
+from prometheus_client.openmetrics import exposition as om
+from prometheus_client.parser import text_string_to_metric_families
+
+from agentwatch.cardinality import CardinalityGuard
+from agentwatch.config import Budget, Settings
+from agentwatch.model import ExecutionFinished
+from agentwatch.rollups import RollupBuilder
+from agentwatch.server import make_server, serve_in_thread
+from agentwatch.server.collector import StoreCollector
+from agentwatch.server.exposition_cache import ExpositionCache, encoder_format
+from agentwatch.server.store_access import StoreAccess
+from agentwatch.store import Store
+from conftest import Records
+
+_om_latest: Callable[[Any], bytes] = om.generate_latest
+NOW = 1_000.0 + 3600.0
+HOSTILE = ['we"ird', "back\\slash", "new\nline", "ünï{c}=ode,", 'x\\"\n']
+BUDGETS = [
+    Budget(name="daily", period="day", limit_usd=4.0),
+    Budget(name='q"uote\\d', period="month", limit_usd=1.0, agent=HOSTILE[0]),
+]
+
+
+def _write(store: Store, records: Records, agents: list[str], start: float = 1_000.0) -> None:
+    items = []
+    for i, agent in enumerate(agents):
+        execution = records.execution(
+            agent,
+            started_at=start + i,
+            duration=0.375 + i,
+            events=[records.llm(started_at=start + i), records.tool(started_at=start + i)],
+        )
+        items.append(ExecutionFinished(execution))
+    store.write_batch(RollupBuilder(CardinalityGuard(1000)).build(items))
+
+
+def _reference(url: str, budgets: list[Budget]) -> tuple[bytes, bytes]:
+    """What prometheus_client renders for the collector of the same store (text, OpenMetrics)."""
+    access = StoreAccess(url)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(access, budgets, lambda: NOW))
+    try:
+        return generate_latest(registry), _om_latest(registry)
+    finally:
+        access.close()
+
+
+def _counters(body: bytes) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(body.decode())
+        if family.type in ("counter", "histogram")
+        for s in family.samples
+    }
+
+
+def test_bodies_are_byte_identical_to_prometheus_client_before_and_after_a_change(
+    store: Store, records: Records, backend_url: str
+) -> None:
+    _write(store, records, ["plain", *HOSTILE])
+    access = StoreAccess(backend_url)
+    cache = ExpositionCache(access, BUDGETS, lambda: NOW)
+    try:
+        text, openmetrics = _reference(backend_url, BUDGETS)
+        assert b'execution_id="' in openmetrics, "the OpenMetrics body carries exemplars"
+        assert b'agent="we\\"ird"' in text and b'agent="new\\nline"' in text
+        assert cache.render(False) == text
+        assert cache.render(True) == openmetrics
+        assert cache.render(False) == text, "served again from the cache"
+
+        _write(store, records, ["plain", HOSTILE[1], "newcomer"], start=2_000.0)
+        text2, openmetrics2 = _reference(backend_url, BUDGETS)
+        assert text2 != text
+        assert cache.render(True) == openmetrics2, "re-rendered incrementally after the write"
+        assert cache.render(False) == text2
+        assert cache.reads == 2, "one store read per change, shared by both formats"
+    finally:
+        access.close()
+
+
+def test_an_unchanged_store_answers_from_the_cache_and_a_write_invalidates_it(
+    store: Store, records: Records, backend_url: str
+) -> None:
+    _write(store, records, ["a", "b"])
+    access = StoreAccess(backend_url)
+    cache = ExpositionCache(access, BUDGETS, lambda: NOW)
+    try:
+        first = cache.render(False)
+        assert cache.render(False) == first
+        assert (cache.renders, cache.reads) == (1, 1)
+
+        _write(store, records, ["a"], start=1_500.0)
+        second = cache.render(False)
+        assert (cache.renders, cache.reads) == (2, 2)
+        before, after = _counters(first), _counters(second)
+        assert set(before) <= set(after)
+        assert all(after[k] >= v for k, v in before.items()), "counters never go backwards"
+        assert any(after[k] > v for k, v in before.items()), "the write is visible"
+
+        store.clear_all()
+        assert b'agent="a"' not in cache.render(False), "a reset is a change too"
+    finally:
+        access.close()
+
+
+def test_a_cached_body_is_rendered_again_after_max_age(
+    store: Store, records: Records, backend_url: str
+) -> None:
+    _write(store, records, ["a"])
+    access = StoreAccess(backend_url)
+    tick = [0.0]
+    cache = ExpositionCache(access, (), lambda: NOW, max_age=60.0, monotonic=lambda: tick[0])
+    try:
+        cache.render(False)
+        tick[0] = 59.0
+        cache.render(False)
+        assert cache.reads == 1
+        tick[0] = 61.0
+        cache.render(False)
+        assert cache.reads == 2
+    finally:
+        access.close()
+
+
+class _WatchedLock:
+    """A lock that reports when a second caller starts waiting for it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.attempts = 0
+        self.second_waiting = threading.Event()
+
+    def __enter__(self) -> None:
+        self.attempts += 1
+        if self.attempts == 2:
+            self.second_waiting.set()
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def test_concurrent_scrapes_share_one_render(
+    store: Store, records: Records, backend_url: str
+) -> None:
+    _write(store, records, ["a", "b"])
+    entered, release = threading.Event(), threading.Event()
+
+    def opener(url: str) -> Store:
+        from agentwatch.store import open_store
+
+        opened = open_store(url, create=False)
+        real: Callable[[], Any] = opened.read_rollups
+
+        def slow_read() -> Any:
+            entered.set()
+            release.wait(30)
+            return real()
+
+        opened.read_rollups = slow_read  # type: ignore[method-assign]
+        return opened
+
+    access = StoreAccess(backend_url, opener=opener)
+    cache = ExpositionCache(access, (), lambda: NOW)
+    lock = _WatchedLock()
+    cache._lock = lock  # type: ignore[assignment]
+    bodies: list[bytes] = []
+    threads = [
+        threading.Thread(target=lambda: bodies.append(cache.render(False))) for _ in range(2)
+    ]
+    try:
+        threads[0].start()
+        assert entered.wait(30), "the first scrape reads the store"
+        threads[1].start()
+        assert lock.second_waiting.wait(30), "the second scrape arrives during the render"
+        release.set()
+        for thread in threads:
+            thread.join(30)
+        assert len(bodies) == 2 and bodies[0] == bodies[1]
+        assert (cache.renders, cache.reads) == (1, 1)
+    finally:
+        release.set()
+        access.close()
+
+
+def test_a_store_that_fails_reports_down_like_the_collector(tmp_path: Any) -> None:
+    def broken(url: str) -> Store:
+        raise OSError("disk gone")
+
+    access = StoreAccess("sqlite:///nowhere.db", opener=broken)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(access, BUDGETS, lambda: NOW))
+    cache = ExpositionCache(access, BUDGETS, lambda: NOW)
+    assert cache.render(False) == generate_latest(registry)
+    assert cache.render(True) == _om_latest(registry)
+    assert b"agentwatch_store_up 0.0" in cache.render(False)
+
+
+def test_only_formats_rendered_identically_are_served_from_the_cache() -> None:
+    assert encoder_format(choose_encoder("")[0]) is False
+    assert encoder_format(choose_encoder("application/openmetrics-text")[0]) is True
+    prometheus3 = (
+        "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,"
+        "text/plain;version=0.0.4;q=0.3"
+    )
+    assert encoder_format(choose_encoder(prometheus3)[0]) is True
+    assert encoder_format(partial(om.generate_latest, escaping=om.DOTS)) is None
+    assert encoder_format(partial(om.generate_latest, version="2.0.0")) is None
+
+
+def test_serve_answers_scrapes_from_the_cache(
+    store: Store, records: Records, backend_url: str
+) -> None:
+    _write(store, records, ["a", *HOSTILE])
+    server = make_server(
+        Settings(store_url=backend_url, budgets=tuple(BUDGETS)),
+        host="127.0.0.1",
+        port=0,
+        clock=lambda: NOW,
+    )
+    serve_in_thread(server)
+    try:
+        accept = {"Accept": "application/openmetrics-text; version=1.0.0"}
+        first = requests.get(server.url + "/metrics", headers=accept, timeout=30)
+        again = requests.get(server.url + "/metrics", headers=accept, timeout=30)
+        assert first.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert first.content == again.content == _om_latest(server.registry)
+        assert server.exposition is not None and server.exposition.renders == 1
+        _write(store, records, ["a"], start=1_500.0)
+        text = requests.get(server.url + "/metrics", timeout=30)
+        assert text.content == generate_latest(server.registry)
+        assert server.exposition.renders == 2
+    finally:
+        server.shutdown()
