@@ -222,9 +222,9 @@ def test_cost_by_date_uses_the_local_day(workload: Workload) -> None:
 
 
 def test_an_unknown_group_is_a_usage_error(workload: Workload) -> None:
-    result = _run(workload, "cost", "--group-by", "team")
+    result = _run(workload, "cost", "--group-by", "team-name")
     assert result.exit_code == 2
-    assert "'team' is not one of agent, model, provider, date" in result.output
+    assert "'team-name' is not one of agent, model, provider, date" in result.output
 
 
 # -- export -----------------------------------------------------------------------------

@@ -39,6 +39,16 @@ def test_every_metric_is_documented_with_its_type_and_labels(spec: contract.Metr
     assert cells[3] == spec.scope
 
 
+@pytest.mark.parametrize("spec", contract.ALL_METRICS, ids=lambda s: s.name)
+def test_attributed_families_say_they_carry_the_attribution_dimensions(
+    spec: contract.MetricSpec,
+) -> None:
+    labels_cell = _documented_rows()[_exposed_name(spec)].strip("|").split("|")[2]
+    assert ("attribution dimensions" in labels_cell) == spec.attributed
+    if spec.attributed:
+        assert spec.kind == "counter", "histograms never carry attribution labels"
+
+
 def test_docs_mention_no_metric_outside_the_contract() -> None:
     allowed = contract.all_sample_names() | {s.name for s in contract.ALL_METRICS}
     mentioned = set(re.findall(r"\bagentwatch_[a-z0-9_]+", DOC.read_text()))

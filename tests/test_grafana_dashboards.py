@@ -1,7 +1,8 @@
 """The Grafana part of the bundle: provisioning, dashboard structure, linter rules, live data.
 
 Fast tests load the dashboards (the committed JSON for the default mixin config, freshly
-generated JSON for a second config with `aggregation_labels: [cluster]` and another job) and
+generated JSON for a second config with `aggregation_labels: [cluster]`, another job and the
+attribution dimensions `team` and `customer`) and
 check what Grafana needs, the rules of Grafana's dashboard-linter (with each exception
 justified where it is made), that no variable is silently ignored, and the exemplar and
 console links. The slow tests run a real `agentwatch demo` workload twice, serve it with
@@ -47,6 +48,7 @@ PROVIDERS = GRAFANA / "provisioning" / "dashboards" / "agentwatch.yaml"
 #: The second, non-default mixin config every structural and live test also runs against.
 CLUSTER_OVERLAY: dict[str, Any] = {
     "aggregation_labels": ["cluster"],
+    "attribution": ["team", "customer"],
     "selector": 'job="llm-agents"',
     "job_name": "llm-agents",
     "rate_window": "2m",
@@ -186,6 +188,29 @@ def test_cost_and_llm_dashboards_offer_agent_model_and_provider() -> None:
         variables = _board_variables(_dashboards()[name])
         assert {"agent", "model", "provider"} <= set(variables), name
     assert "agent" in _board_variables(_dashboards()["agentwatch-agents.json"])
+
+
+def test_each_attribution_dimension_gets_a_row_of_spend_and_tokens() -> None:
+    """The default mixin lists no dimension; the cluster overlay lists team and customer."""
+    assert not [p for p in _panels(_dashboards()["agentwatch-cost.json"]) if "team" in p["title"]]
+    board = _dashboards("cluster")["agentwatch-cost.json"]
+    rows = [p["title"] for p in board["panels"] if p["type"] == "row"]
+    assert "Spend and tokens by team" in rows and "Spend and tokens by customer" in rows
+    for dimension in ("team", "customer"):
+        titles = {p["title"] for p in _panels(board) if dimension in p["title"]}
+        assert titles == {
+            f"Top {dimension} values by spend in range",
+            f"Spend rate by {dimension}",
+            f"Token rate by {dimension}",
+        }
+    recorded = {
+        rule.record
+        for group in recording_groups(CONFIGS["cluster"])
+        for rule in group.rules
+        if group.name == "agentwatch.attribution"
+    }
+    assert "cluster_team:agentwatch_llm_cost_usd:rate2m" in recorded
+    assert "cluster_customer_type:agentwatch_llm_tokens:rate2m" in recorded
 
 
 def test_spend_rates_say_usd_per_hour() -> None:
@@ -507,9 +532,11 @@ SUBSTITUTIONS = {
 }
 
 _BUDGETS = """\
+attribution: {team: {max_values: 10}, customer: {max_values: 10}}
 budgets:
   - {name: team-day, period: day, limit_usd: 5, timezone: UTC}
   - {name: org-month, period: month, limit_usd: 1000, timezone: Europe/Paris}
+  - {name: localization-cap, period: day, limit_usd: 0.0005, team: localization, enforce: true}
 """
 
 

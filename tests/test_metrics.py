@@ -106,6 +106,8 @@ agentwatch_tool_call_duration_seconds_bucket{le="300.0",tool="search"} 1.0
 agentwatch_tool_call_duration_seconds_bucket{le="+Inf",tool="search"} 1.0
 agentwatch_tool_call_duration_seconds_count{tool="search"} 1.0
 agentwatch_tool_call_duration_seconds_sum{tool="search"} 0.02
+# HELP agentwatch_llm_refused_requests_total LLM requests refused before they were sent because an enforcing budget in their scope was exhausted, by budget, calling agent, model and provider.
+# TYPE agentwatch_llm_refused_requests_total counter
 # HELP agentwatch_events_dropped_total Telemetry records that were not stored, by reason.
 # TYPE agentwatch_events_dropped_total counter
 agentwatch_events_dropped_total{reason="queue_full"} 0.0
@@ -120,6 +122,8 @@ agentwatch_queue_depth 0.0
 agentwatch_queue_capacity 0.0
 # HELP agentwatch_cardinality_overflow_total Observations folded into the overflow series because a metric hit its label-set cap.
 # TYPE agentwatch_cardinality_overflow_total counter
+# HELP agentwatch_attribution_overflow_total Runs and LLM requests counted under the __overflow__ value of an attribution dimension because the dimension reached its max_values.
+# TYPE agentwatch_attribution_overflow_total counter
 # HELP agentwatch_internal_errors_total Errors inside agentwatch that were contained so the host program kept running.
 # TYPE agentwatch_internal_errors_total counter
 # HELP agentwatch_invalid_values_total Captured values repaired or dropped because they were invalid (bad text; negative, NaN, infinite or absurd numbers), by record field; the rest of the record is kept.

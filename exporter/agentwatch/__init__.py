@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from agentwatch.capture import record_llm_call as record_llm_call
     from agentwatch.capture import record_tool_call as record_tool_call
     from agentwatch.capture import track as track
+    from agentwatch.enforcement import check_budget as check_budget
+    from agentwatch.errors import BudgetExceeded as BudgetExceeded
     from agentwatch.event_store import EventStore as EventStore
     from agentwatch.integrations.litellm import instrument_litellm as instrument_litellm
     from agentwatch.logs import install_json_logging as install_json_logging
@@ -41,6 +43,8 @@ _EXPORTS: dict[str, str] = {
     "record_llm_call": "agentwatch.capture",
     "record_tool_call": "agentwatch.capture",
     "record_event": "agentwatch.capture",
+    "check_budget": "agentwatch.enforcement",
+    "BudgetExceeded": "agentwatch.errors",
     "instrument_litellm": "agentwatch.integrations.litellm",
     "install_json_logging": "agentwatch.logs",
     "EventStore": "agentwatch.event_store",

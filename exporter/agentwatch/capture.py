@@ -26,7 +26,7 @@ import contextlib
 import functools
 import inspect
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
 from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
@@ -42,6 +42,8 @@ from agentwatch.runtime import Runtime, get_runtime
 F = TypeVar("F", bound=Callable[..., Any])
 Kind = Literal["agent", "tool"]
 
+#: Attribution of a call or run outside any run that sets one (shared, never mutated).
+_EMPTY_ATTRIBUTION: dict[str, str] = {}
 #: Longest error message kept on an execution or event.
 MAX_ERROR_MESSAGE = 1000
 _SKIPPED_PARAMETERS = frozenset({"self", "cls"})
@@ -101,6 +103,12 @@ def _start(
             execution.arguments = arguments(rt)
         if attributes:
             execution.attributes = rt.redactor.redact(attributes)
+        inherited = _EMPTY_ATTRIBUTION if parent is None else parent.execution.attribution
+        execution.attribution = (
+            rt.attribution.resolve(inherited, attributes, rt.metrics.count_invalid_value)
+            if rt.attribution
+            else inherited
+        )
         label = name if kind == "agent" else NO_AGENT if parent is None else parent.agent
         frame = Frame(execution, label, None if parent is None else parent.root_id)
         if rt.tracer is not None:
@@ -154,6 +162,7 @@ def _finish(run: _Run, exc: BaseException | None, end: float | None = None) -> N
                 agent=run.frame.agent,
                 error_type=execution.error_type,
                 error_message=execution.error_message,
+                attribution=execution.attribution,
             )
             event.trace_id = execution.trace_id
             rt.metrics.observe_tool_call(event, run.frame.agent)
@@ -246,6 +255,7 @@ def observe(
     kind: Kind = "agent",
     enabled: bool = True,
     capture_arguments: bool | None = None,
+    attributes: Mapping[str, Any] | None = None,
 ) -> Callable[[F], F]: ...
 @overload
 def observe(
@@ -254,6 +264,7 @@ def observe(
     kind: Kind = "agent",
     enabled: bool = True,
     capture_arguments: bool | None = None,
+    attributes: Mapping[str, Any] | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -265,6 +276,7 @@ def observe(
     kind: Kind = "agent",
     enabled: bool = True,
     capture_arguments: bool | None = None,
+    attributes: Mapping[str, Any] | None = None,
 ) -> Any:
     """Record every call of a function as an execution (an agent run or a tool call).
 
@@ -279,10 +291,15 @@ def observe(
         enabled: False turns recording off for this function.
         capture_arguments: keep the (redacted, truncated) call arguments; None follows the
             `capture_arguments` setting.
+        attributes: small JSON-serialisable extras stored with every run (redacted), as
+            `track(name, **attributes)` does; the declared attribution dimensions among
+            them (`team`, `customer`, ...) label the run and the calls made in it.
 
     Example:
         >>> @observe
         ... async def researcher(question: str) -> str: ...
+        >>> @observe(attributes={"team": "search"})
+        ... def ranker(query: str) -> list[str]: ...
         >>> @observe("search", kind="tool")
         ... def web_search(query: str) -> list[str]: ...
     """
@@ -291,9 +308,11 @@ def observe(
     if isinstance(func, str):
         name, func = func, None
 
+    extras = dict(attributes) if attributes else None
+
     def decorate(fn: F) -> F:
         label = name or str(getattr(fn, "__name__", "anonymous"))
-        return _wrap(fn, label, kind, enabled, capture_arguments)
+        return _wrap(fn, label, kind, enabled, capture_arguments, extras)
 
     return decorate if func is None else decorate(func)
 
@@ -332,14 +351,21 @@ def _argument_capturer(
     return bind
 
 
-def _wrap(fn: F, name: str, kind: Kind, enabled: bool, capture: bool | None) -> F:
+def _wrap(
+    fn: F,
+    name: str,
+    kind: Kind,
+    enabled: bool,
+    capture: bool | None,
+    attributes: dict[str, Any] | None = None,
+) -> F:
     binder = _argument_capturer(fn, capture)
 
     if inspect.isasyncgenfunction(fn):
 
         @functools.wraps(fn)
         async def agen_wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-            run = _start(name, kind, enabled, binder(args, kwargs), None)
+            run = _start(name, kind, enabled, binder(args, kwargs), attributes)
             agen = fn(*args, **kwargs)
             if run is None:
                 async for item in _passthrough_async(agen):
@@ -386,7 +412,7 @@ def _wrap(fn: F, name: str, kind: Kind, enabled: bool, capture: bool | None) -> 
 
         @functools.wraps(fn)
         def gen_wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-            run = _start(name, kind, enabled, binder(args, kwargs), None)
+            run = _start(name, kind, enabled, binder(args, kwargs), attributes)
             gen = fn(*args, **kwargs)
             if run is None:
                 return (yield from gen)
@@ -431,7 +457,7 @@ def _wrap(fn: F, name: str, kind: Kind, enabled: bool, capture: bool | None) -> 
 
         @functools.wraps(fn)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            run = _start(name, kind, enabled, binder(args, kwargs), None)
+            run = _start(name, kind, enabled, binder(args, kwargs), attributes)
             if run is None:
                 return await fn(*args, **kwargs)
             token = context.push(run.frame)
@@ -458,7 +484,7 @@ def _wrap(fn: F, name: str, kind: Kind, enabled: bool, capture: bool | None) -> 
 
     @functools.wraps(fn)
     def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-        run = _start(name, kind, enabled, binder(args, kwargs), None)
+        run = _start(name, kind, enabled, binder(args, kwargs), attributes)
         if run is None:
             return fn(*args, **kwargs)
         token = context.push(run.frame)
@@ -578,13 +604,20 @@ class track:
 # -- manual API ----------------------------------------------------------------------------
 
 
-def emit_llm_event(rt: Runtime, event: Event, frame: Frame | None) -> None:
+def emit_llm_event(
+    rt: Runtime,
+    event: Event,
+    frame: Frame | None,
+    call_attributes: Mapping[str, Any] | None = None,
+) -> None:
     """Validate, price and count an LLM call event, then attach it to its execution.
 
     The hot path of every call, manual or from litellm. `event.cost_usd` holds the cost the
     caller or provider reported, or None; an invalid one is counted and, like None, replaced
     by the configured or bundled price of the (validated) tokens when there is one.
     `frame` is the caller's frame (None outside executions: agent label `none`).
+    `call_attributes` are the call's own attribution values (litellm's metadata and user,
+    `record_llm_call`'s keyword arguments); they override the values of the caller's run.
     """
     report = rt.metrics.count_invalid_value
     validation.clean_event(event, report)
@@ -602,9 +635,14 @@ def emit_llm_event(rt: Runtime, event: Event, frame: Frame | None) -> None:
     event.agent = agent
     if frame is not None:
         event.execution_id = frame.execution.id
+        event.attribution = frame.execution.attribution
+    if call_attributes and rt.attribution:
+        event.attribution = rt.attribution.resolve(event.attribution, call_attributes, report)
     if rt.tracer is not None:
         rt.tracer.llm_call(event, frame)
     rt.metrics.observe_llm_call(event, agent)
+    if rt.enforcer is not None:
+        rt.enforcer.spent(event)
     _deliver(rt, event, frame)
 
 
@@ -674,7 +712,7 @@ def record_llm_call(
             error_type=error_type,
             attributes=rt.redactor.redact(attributes) if attributes else {},
         )
-        emit_llm_event(rt, event, context.current_frame())
+        emit_llm_event(rt, event, context.current_frame(), attributes)
     except Exception as exc:
         _contain("capture", exc)
 
@@ -712,6 +750,7 @@ def record_tool_call(
             agent=agent,
             error_type=error_type,
             attributes=rt.redactor.redact(attributes) if attributes else {},
+            attribution=_EMPTY_ATTRIBUTION if frame is None else frame.execution.attribution,
         )
         validation.clean_event(event, rt.metrics.count_invalid_value)
         if rt.tracer is not None:
@@ -756,6 +795,7 @@ def record_event(
             execution_id=None if frame is None else frame.execution.id,
             agent=NO_AGENT if frame is None else frame.agent,
             attributes=rt.redactor.redact(attributes) if attributes else {},
+            attribution=_EMPTY_ATTRIBUTION if frame is None else frame.execution.attribution,
         )
         validation.clean_event(event, rt.metrics.count_invalid_value)
         if rt.tracer is not None:

@@ -10,13 +10,22 @@ durable store caps what every process writes together (so `agentwatch serve`, wh
 the store, stays bounded however many processes write): the store decides inside each
 writer's transaction (`Store.write_batch`), and `AdmissionCache` remembers its decisions so
 that only label sets a process has not seen decided cost a query.
+
+Attribution dimensions (team, customer, ...) have a cap of their own on distinct values,
+`max_values`: past it a new value becomes `__overflow__` in that label only, the other
+labels are kept. `ValueCaps` applies it in-process; the store applies it for every writer
+together and `ValueAdmissionCache` remembers its decisions.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from agentwatch.contract import OVERFLOW
+
+if TYPE_CHECKING:
+    from agentwatch.config import AttributionDimension
 
 
 class CardinalityGuard:
@@ -51,6 +60,52 @@ class CardinalityGuard:
 
     def overflow_counts(self) -> dict[str, int]:
         """Observations folded into the overflow series so far, per metric."""
+        with self._lock:
+            return dict(self._overflowed)
+
+
+class ValueCaps:
+    """Per-dimension caps on distinct label values for one process' registry.
+
+    First come, first served: the first `max_values` values of a dimension are kept as
+    labels, later ones become `__overflow__`. Thread-safe; a value seen before costs one set
+    lookup, a new one takes the lock.
+    """
+
+    def __init__(self, dimensions: tuple[AttributionDimension, ...]) -> None:
+        self._caps = tuple(d.max_values for d in dimensions)
+        self._names = tuple(d.name for d in dimensions)
+        self._seen: tuple[set[str], ...] = tuple(set() for _ in dimensions)
+        self._overflowed: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, values: tuple[str, ...]) -> tuple[str, ...]:
+        """`values` with each value past its dimension's cap replaced by `__overflow__`.
+
+        Each replaced value counts one fold for its dimension (one per run or call).
+        """
+        result: list[str] | None = None
+        for i, value in enumerate(values):
+            if not value:
+                continue
+            seen = self._seen[i]
+            if value in seen:
+                continue
+            with self._lock:
+                if value in seen:
+                    continue
+                if len(seen) < self._caps[i]:
+                    seen.add(value)
+                    continue
+                name = self._names[i]
+                self._overflowed[name] = self._overflowed.get(name, 0) + 1
+            if result is None:
+                result = list(values)
+            result[i] = OVERFLOW
+        return values if result is None else tuple(result)
+
+    def overflow_counts(self) -> dict[str, int]:
+        """Runs and calls whose value was folded so far, per dimension."""
         with self._lock:
             return dict(self._overflowed)
 
@@ -106,6 +161,58 @@ class AdmissionCache:
             bucket = self._refused.setdefault(sample, set())
             if key not in bucket:
                 bucket.add(key)
+                self._refused_size += 1
+
+    def clear(self) -> None:
+        """Forget everything (the store's rollups were deleted)."""
+        self._admitted.clear()
+        self._refused.clear()
+        self._refused_size = 0
+
+
+class ValueAdmissionCache:
+    """What one process learned about the store's attribution-value admissions.
+
+    The store-wide `max_values` cap of each attribution dimension is decided in SQL inside
+    the writer's transaction (`AttributionStore.admit_values`). An admitted value stays
+    admitted, so it costs no query once seen; refusals are remembered while the cap stays
+    the same, up to a bound. Not thread-safe: owned by one store instance.
+    """
+
+    def __init__(self) -> None:
+        self._admitted: dict[str, set[str]] = {}
+        self._refused: dict[str, set[str]] = {}
+        self._refused_size = 0
+        self._caps: dict[str, int] = {}
+
+    def lookup(self, dimension: str, value: str, cap: int) -> bool | None:
+        """True (admitted), False (refused under `cap`) or None (ask the store)."""
+        admitted = self._admitted.get(dimension)
+        if admitted is not None and value in admitted:
+            return True
+        if self._caps.get(dimension) != cap:
+            return None
+        refused = self._refused.get(dimension)
+        if refused is not None and value in refused:
+            return False
+        return None
+
+    def remember(self, decisions: list[tuple[str, str, bool]], caps: dict[str, int]) -> None:
+        """Record `(dimension, value, admitted)` decisions of a committed transaction."""
+        for dimension, cap in caps.items():
+            if self._caps.get(dimension) != cap:
+                self._refused_size -= len(self._refused.pop(dimension, ()))
+                self._caps[dimension] = cap
+        for dimension, value, admitted in decisions:
+            if admitted:
+                self._admitted.setdefault(dimension, set()).add(value)
+                continue
+            if self._refused_size >= _MAX_REMEMBERED_REFUSALS:
+                self._refused.clear()
+                self._refused_size = 0
+            bucket = self._refused.setdefault(dimension, set())
+            if value not in bucket:
+                bucket.add(value)
                 self._refused_size += 1
 
     def clear(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -28,6 +29,7 @@ DEFAULT_HOST = "127.0.0.1"
 
 BudgetPeriod = Literal["day", "week", "month"]
 LogFormat = Literal["text", "json"]
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
 def default_home() -> Path:
@@ -43,9 +45,40 @@ def default_store_url() -> str:
     return f"sqlite:///{default_home() / 'telemetry.db'}"
 
 
+#: Most attribution dimensions a config may declare: each multiplies the series of four
+#: counter families, and a deployment that needs more wants a data warehouse, not labels.
+MAX_ATTRIBUTION_DIMENSIONS = 8
+#: Largest `max_values` of one dimension (the store keeps one row per admitted value).
+MAX_ATTRIBUTION_VALUES = 100_000
+
+
+@dataclass(frozen=True)
+class AttributionDimension:
+    """One cost-attribution dimension: a label on the run, request, token and cost counters.
+
+    Attributes:
+        name: the attribute key read from runs (`track(..., team="search")`) and litellm's
+            `metadata`, and the label name (a valid Prometheus label name).
+        max_values: distinct values kept as labels, per process in-process and for all
+            processes together in the store; later values are counted under `__overflow__`.
+        litellm_user: litellm's `user=` argument fills this dimension when nothing else does.
+    """
+
+    name: str
+    max_values: int = 100
+    litellm_user: bool = False
+
+
 @dataclass(frozen=True)
 class Budget:
-    """A spend limit per calendar period, optionally scoped to an agent, model or provider."""
+    """A spend limit per calendar period, optionally scoped.
+
+    The scope may name an agent, a model, a provider and any declared attribution dimension
+    (`attributes`, sorted `(dimension, value)` pairs); a call is in scope when it matches
+    every one. `enforce` makes agentwatch refuse new LLM calls in scope once the period's
+    spend reached the limit (`enforcement.py`); `fail_closed` refuses them too while the
+    store cannot be read, instead of letting them through unenforced.
+    """
 
     name: str
     period: BudgetPeriod
@@ -54,6 +87,16 @@ class Budget:
     agent: str | None = None
     model: str | None = None
     provider: str | None = None
+    attributes: tuple[tuple[str, str], ...] = ()
+    enforce: bool = False
+    fail_closed: bool = False
+
+    def scope(self) -> dict[str, str]:
+        """Every scope key and value, e.g. `{"agent": "researcher", "team": "search"}`."""
+        scope = {k: v for k, v in (("agent", self.agent), ("model", self.model),
+                                   ("provider", self.provider)) if v is not None}  # fmt: skip
+        scope.update(self.attributes)
+        return scope
 
 
 @dataclass(frozen=True)
@@ -88,6 +131,8 @@ class Settings:
     log_format: LogFormat = "text"
     web_config_file: str | None = None
     external_url: str | None = None
+    attribution: tuple[AttributionDimension, ...] = ()
+    budget_refresh_interval: float = 5.0
     source: str = "defaults"
 
 
@@ -107,6 +152,7 @@ ENV_VARS: dict[str, str] = {
     "AGENTWATCH_LOG_FORMAT": "log_format",
     "AGENTWATCH_WEB_CONFIG_FILE": "web_config_file",
     "AGENTWATCH_EXTERNAL_URL": "external_url",
+    "AGENTWATCH_BUDGET_REFRESH_INTERVAL": "budget_refresh_interval",
 }
 
 #: CLI flags whose name differs from the setting they override (for error messages).
@@ -138,6 +184,8 @@ _FILE_KEYS = frozenset(
         "log_format",
         "web_config_file",
         "external_url",
+        "attribution",
+        "budget_refresh_interval",
     }
 )
 
@@ -194,13 +242,28 @@ def _as_store_url(value: Any, where: str) -> str:
     return text
 
 
+#: Keys of a budget mapping other than its scope.
+_BUDGET_KEYS = frozenset(
+    {"name", "period", "limit_usd", "timezone", "agent", "model", "provider", "enforce",
+     "fail_closed"}
+)  # fmt: skip
+
+
 def _parse_budget(raw: Any, where: str) -> Budget:
+    """One budget; keys outside `_BUDGET_KEYS` are attribution scopes, checked against the
+    declared dimensions by `_check_budget_scopes` once the whole file is read."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: each budget must be a mapping")
-    known = {"name", "period", "limit_usd", "timezone", "agent", "model", "provider"}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r}")
+    attributes: list[tuple[str, str]] = []
+    for key in raw:
+        if key in _BUDGET_KEYS:
+            continue
+        if not isinstance(key, str) or not _LABEL_NAME.match(key):
+            raise ConfigError(f"{where}: unknown key {key!r}")
+        value = raw[key]
+        if not isinstance(value, str | int) or isinstance(value, bool) or str(value) == "":
+            raise ConfigError(f"{where}.{key}: expected a non-empty attribution value")
+        attributes.append((key, str(value)))
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{where}.name: a non-empty name is required")
@@ -227,7 +290,70 @@ def _parse_budget(raw: Any, where: str) -> Budget:
         agent=scope["agent"],
         model=scope["model"],
         provider=scope["provider"],
+        attributes=tuple(sorted(attributes)),
+        enforce=_as_bool(raw.get("enforce", False), f"{where}.enforce"),
+        fail_closed=_as_bool(raw.get("fail_closed", False), f"{where}.fail_closed"),
     )
+
+
+#: Label names a dimension may not take: the labels of agentwatch's metrics (a dimension
+#: becomes a label next to them), Prometheus' own, and the keys of a budget mapping (a
+#: budget names its dimensions among those keys).
+_RESERVED_DIMENSIONS = frozenset(
+    {"agent", "model", "provider", "status", "type", "error_type", "tool", "budget", "period",
+     "reason", "backend", "metric", "component", "field", "version", "python_version",
+     "dimension", "le", "quantile", "job", "instance", "execution_id", "trace_id", "date"}
+) | _BUDGET_KEYS | {"limit_usd", "timezone"}  # fmt: skip
+
+
+def _parse_attribution(raw: Any, where: str) -> tuple[AttributionDimension, ...]:
+    """`attribution: {team: {max_values: 50}, customer: {max_values: 1000}}` (a list of
+    names, each with the default cap, is accepted too)."""
+    if isinstance(raw, list | tuple):
+        raw = {name: {} for name in raw} if all(isinstance(n, str) for n in raw) else raw
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of dimension name to its settings")
+    if len(raw) > MAX_ATTRIBUTION_DIMENSIONS:
+        raise ConfigError(f"{where}: at most {MAX_ATTRIBUTION_DIMENSIONS} dimensions")
+    dimensions = []
+    for name, entry in raw.items():
+        key = f"{where}.{name}"
+        if not isinstance(name, str) or not _LABEL_NAME.match(name) or name.startswith("__"):
+            raise ConfigError(f"{key}: a dimension name must be a Prometheus label name")
+        if name in _RESERVED_DIMENSIONS:
+            raise ConfigError(f"{key}: {name!r} is reserved (a label or budget key already)")
+        entry = {} if entry is None else entry
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{key}: expected max_values and litellm_user")
+        unknown = sorted(set(entry) - {"max_values", "litellm_user"})
+        if unknown:
+            raise ConfigError(f"{key}: unknown key {unknown[0]!r}")
+        dimensions.append(
+            AttributionDimension(
+                name=name,
+                max_values=_as_int(
+                    entry.get("max_values", 100), f"{key}.max_values", 1, MAX_ATTRIBUTION_VALUES
+                ),
+                litellm_user=_as_bool(entry.get("litellm_user", False), f"{key}.litellm_user"),
+            )
+        )
+    if sum(d.litellm_user for d in dimensions) > 1:
+        raise ConfigError(f"{where}: litellm_user may be true for one dimension only")
+    return tuple(dimensions)
+
+
+def _check_budget_scopes(
+    budgets: tuple[Budget, ...], attribution: tuple[AttributionDimension, ...], where: str
+) -> None:
+    """A budget may be scoped only by a declared dimension (a typo must not widen it)."""
+    declared = {d.name for d in attribution}
+    for budget in budgets:
+        for name, _ in budget.attributes:
+            if name not in declared:
+                raise ConfigError(
+                    f"{where}: budget {budget.name!r}: unknown key {name!r} (declare it under "
+                    "attribution: to scope a budget by it)"
+                )
 
 
 def _parse_prices(raw: Any, where: str) -> dict[str, ModelPrice]:
@@ -290,6 +416,13 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         return _as_int(value, where, minimum=1)
     if key == "flush_interval":
         return _as_float(value, where)
+    if key == "budget_refresh_interval":
+        number = _as_float(value, where, minimum=0.05)
+        if number > 3600:
+            raise ConfigError(f"{where}: must be at most 3600 seconds, got {value!r}")
+        return number
+    if key == "attribution":
+        return _parse_attribution(value, where)
     if key == "host":
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a host name or address")
@@ -310,8 +443,6 @@ def _coerce(key: str, value: Any, where: str) -> Any:
     if key == "redact_patterns":
         if not isinstance(value, list | tuple) or not all(isinstance(p, str) for p in value):
             raise ConfigError(f"{where}: expected a list of regular expressions")
-        import re
-
         for pattern in value:
             try:
                 re.compile(pattern)
@@ -497,4 +628,5 @@ def load_settings(
             raise ConfigError(f"unknown setting {key!r}")
         values[key] = _coerce(key, value, _FLAG_NAMES.get(key, f"--{key.replace('_', '-')}"))
     settings = Settings(**values, source=source)
+    _check_budget_scopes(settings.budgets, settings.attribution, source)
     return replace(settings, store_url=_expand_sqlite(settings.store_url))

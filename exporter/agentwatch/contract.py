@@ -73,6 +73,9 @@ class MetricSpec:
         scope: where the metric is exposed: `process` (the in-process registry of an
             instrumented program), `store` (`agentwatch serve`, from the durable store) or
             `both`.
+        attributed: the family also carries one label per attribution dimension the
+            deployment declares (`attribution:` in the config), after `labels`; a value
+            missing from a run or call is the empty (absent) label. See `ATTRIBUTED`.
     """
 
     name: str
@@ -81,6 +84,7 @@ class MetricSpec:
     labels: tuple[str, ...] = ()
     buckets: tuple[float, ...] | None = None
     scope: Literal["process", "store", "both"] = "both"
+    attributed: bool = False
 
     @property
     def sample_names(self) -> tuple[str, ...]:
@@ -97,6 +101,7 @@ EXECUTIONS = MetricSpec(
     "counter",
     "Agent executions that finished, by agent and outcome.",
     ("agent", "status"),
+    attributed=True,
 )
 EXECUTION_ERRORS = MetricSpec(
     "agentwatch_execution_errors",
@@ -116,6 +121,7 @@ LLM_REQUESTS = MetricSpec(
     "counter",
     "LLM requests, by calling agent, model, provider and outcome.",
     ("agent", "model", "provider", "status"),
+    attributed=True,
 )
 LLM_ERRORS = MetricSpec(
     "agentwatch_llm_errors",
@@ -129,12 +135,14 @@ LLM_TOKENS = MetricSpec(
     "Tokens used by LLM requests; type is input, output, cached (a subset of input) or "
     "reasoning (a subset of output).",
     ("agent", "model", "provider", "type"),
+    attributed=True,
 )
 LLM_COST = MetricSpec(
     "agentwatch_llm_cost_usd",
     "counter",
     "Cost of LLM requests in US dollars.",
     ("agent", "model", "provider"),
+    attributed=True,
 )
 LLM_UNPRICED = MetricSpec(
     "agentwatch_llm_unpriced_requests",
@@ -170,6 +178,14 @@ TOOL_DURATION = MetricSpec(
     TOOL_DURATION_BUCKETS,
 )
 
+LLM_REFUSED = MetricSpec(
+    "agentwatch_llm_refused_requests",
+    "counter",
+    "LLM requests refused before they were sent because an enforcing budget in their scope "
+    "was exhausted, by budget, calling agent, model and provider.",
+    ("budget", "agent", "model", "provider"),
+)
+
 # Budgets: computed by `agentwatch serve` from the durable store at scrape time.
 BUDGET_LIMIT = MetricSpec(
     "agentwatch_budget_limit_usd",
@@ -196,6 +212,21 @@ BUDGET_PERIOD_END = MetricSpec(
     "agentwatch_budget_period_end_timestamp_seconds",
     "gauge",
     "End (exclusive) of the budget's current calendar period, as a Unix timestamp.",
+    ("budget", "period"),
+    scope="store",
+)
+BUDGET_REMAINING = MetricSpec(
+    "agentwatch_budget_remaining_usd",
+    "gauge",
+    "Limit minus exact spend in the budget's current calendar period, never below zero.",
+    ("budget", "period"),
+    scope="store",
+)
+BUDGET_EXHAUSTION = MetricSpec(
+    "agentwatch_budget_projected_exhaustion_timestamp_seconds",
+    "gauge",
+    "When the spend reaches the limit at the period's average spend rate so far: the scrape "
+    "time once reached, the period end when not projected inside the period.",
     ("budget", "period"),
     scope="store",
 )
@@ -245,6 +276,13 @@ INTERNAL_ERRORS = MetricSpec(
     "Errors inside agentwatch that were contained so the host program kept running.",
     ("component",),
 )
+ATTRIBUTION_OVERFLOW = MetricSpec(
+    "agentwatch_attribution_overflow",
+    "counter",
+    "Runs and LLM requests counted under the __overflow__ value of an attribution dimension "
+    "because the dimension reached its max_values.",
+    ("dimension",),
+)
 INVALID_VALUES = MetricSpec(
     "agentwatch_invalid_values",
     "counter",
@@ -285,16 +323,20 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     LLM_TTFT,
     TOOL_CALLS,
     TOOL_DURATION,
+    LLM_REFUSED,
     BUDGET_LIMIT,
     BUDGET_SPEND,
     BUDGET_PERIOD_START,
     BUDGET_PERIOD_END,
+    BUDGET_REMAINING,
+    BUDGET_EXHAUSTION,
     EVENTS_DROPPED,
     STORE_WRITE_ERRORS,
     STORE_WRITE_DURATION,
     QUEUE_DEPTH,
     QUEUE_CAPACITY,
     CARDINALITY_OVERFLOW,
+    ATTRIBUTION_OVERFLOW,
     INTERNAL_ERRORS,
     INVALID_VALUES,
     STORE_UP,
@@ -318,12 +360,25 @@ ROLLUP_METRICS: tuple[MetricSpec, ...] = (
     LLM_TTFT,
     TOOL_CALLS,
     TOOL_DURATION,
+    LLM_REFUSED,
     EVENTS_DROPPED,
     STORE_WRITE_ERRORS,
     CARDINALITY_OVERFLOW,
+    ATTRIBUTION_OVERFLOW,
     INTERNAL_ERRORS,
     INVALID_VALUES,
 )
+
+#: Families that carry the declared attribution dimensions as extra labels: the counters
+#: where money and volume are counted. Not the histograms (a dimension with 1,000 values
+#: would multiply every bucket), not the error and tool counters.
+ATTRIBUTED: tuple[MetricSpec, ...] = tuple(spec for spec in ALL_METRICS if spec.attributed)
+
+
+def labels_with(spec: MetricSpec, dimensions: tuple[str, ...]) -> tuple[str, ...]:
+    """The label names of `spec` in a deployment declaring `dimensions` (in that order)."""
+    return (*spec.labels, *dimensions) if spec.attributed else spec.labels
+
 
 BY_NAME: dict[str, MetricSpec] = {spec.name: spec for spec in ALL_METRICS}
 

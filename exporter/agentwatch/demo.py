@@ -13,6 +13,9 @@ calls whatever order the concurrent runs finish in (ids and timings differ).
 `python -m agentwatch.demo` runs the workload in a process of its own and reports progress as
 JSON lines on stdout: `agentwatch demo` serves `/metrics` from another process meanwhile, so
 a scrape never waits for the workload's share of the interpreter lock.
+
+Each agent has a `team` attribute and each call a `customer` in its litellm metadata:
+declare them under `attribution:` in the config to see spend by team and customer.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ _MODELS = (
     ("mistral/mistral-small-latest", 0.1),
     ("hosted_vllm/acme-7b", 0.05),
 )
+#: Customers the demo's calls are made for (litellm `metadata={"customer": ...}`).
+_CUSTOMERS = ("acme", "globex", "initech")
 _ANSWERS = (
     "The quarterly numbers look stable; revenue grew four percent.",
     "Here is a short summary of the three sources you gave me.",
@@ -49,6 +54,11 @@ _ANSWERS = (
 
 #: The random generator of the run the current task belongs to (see `run_rng`).
 _RUN_RNG: contextvars.ContextVar[random.Random] = contextvars.ContextVar("agentwatch_demo_rng")
+#: The customer a top-level run (and its calls) serves: a rotation by run index, no random
+#: draw, so attributing calls changes none of the runs, failures and calls a seed makes.
+_RUN_CUSTOMER: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "agentwatch_demo_customer", default="acme"
+)
 
 
 _Agent = Callable[..., Awaitable[str]]
@@ -143,6 +153,9 @@ async def run_demo_async(
 
     async def llm(model: str, prompt: str, stream: bool = False) -> str:
         report.llm_calls += 1
+        # The customer a call is made for: an attribution dimension when the config declares
+        # `customer` (the team comes from the agent's attributes).
+        metadata = {"customer": _RUN_CUSTOMER.get()}
         delay = rng().uniform(0.05, 0.6)
         if rng().random() < 0.08:
             report.llm_failures += 1
@@ -155,6 +168,7 @@ async def run_demo_async(
                 mock_response=error,
                 mock_delay=delay / 4,
                 num_retries=0,
+                metadata=metadata,
             )
         answer = rng().choice(_ANSWERS)
         if stream:
@@ -164,6 +178,7 @@ async def run_demo_async(
                 mock_response=answer,
                 mock_delay=delay,
                 stream=True,
+                metadata=metadata,
             )
             parts = [chunk.choices[0].delta.content or "" async for chunk in chunks]
             return "".join(parts)
@@ -172,6 +187,7 @@ async def run_demo_async(
             messages=[{"role": "user", "content": prompt}],
             mock_response=answer,
             mock_delay=delay,
+            metadata=metadata,
         )
         return str(response.choices[0].message.content)
 
@@ -188,20 +204,20 @@ async def run_demo_async(
     async def summarizer(texts: list[str]) -> str:
         return await llm("claude-haiku-4-5", "Summarise: " + " ".join(texts))
 
-    @agentwatch.observe(name="researcher")
+    @agentwatch.observe(name="researcher", attributes={"team": "research"})
     @run()
     async def researcher(question: str) -> str:
         results = await web_search(question)
         draft = await llm(pick_model(), question)
         return draft + await summarizer(results)
 
-    @agentwatch.observe(name="support-bot")
+    @agentwatch.observe(name="support-bot", attributes={"team": "support"})
     @run()
     async def support_bot(message: str) -> str:
         model = rng().choice(["gpt-4o-mini", "gemini/gemini-2.5-flash"])
         return await llm(model, message, True)
 
-    @agentwatch.observe(name="translator")
+    @agentwatch.observe(name="translator", attributes={"team": "localization"})
     @run()
     async def translator(text: str) -> str:
         return await llm(pick_model(), "Translate to French: " + text)
@@ -213,6 +229,7 @@ async def run_demo_async(
         agent = agents[index % len(agents)]
         # Set inside this worker's task, before the run: concurrent runs never share draws.
         _RUN_RNG.set(run_rng(seed, index))
+        _RUN_CUSTOMER.set(_CUSTOMERS[(index // len(agents)) % len(_CUSTOMERS)])
         with contextlib.suppress(Exception):  # counted by run(); a demo keeps going
             await agent(f"demo request {index}")
         finished += 1

@@ -83,3 +83,78 @@ class AmbiguousExecutionId(AgentwatchError):
         super().__init__(
             f"the ID prefix {prefix!r} matches several runs ({shown}); give more characters"
         )
+
+
+class BudgetExceeded(AgentwatchError):
+    """An LLM call was refused before it was sent: an enforcing budget in its scope is spent.
+
+    Raised by `agentwatch.check_budget(...)` and, with `instrument_litellm()`, by litellm's
+    `completion`/`acompletion` (and every other litellm call) before any request leaves the
+    process. Only budgets with `enforce: true` raise it. Catch it to degrade gracefully
+    (a cheaper model, a cached answer, a polite refusal).
+
+    Attributes:
+        budget: the budget's name.
+        limit_usd: its limit for one period.
+        spend_usd: the spend this process counted in the current period (the store's, other
+            processes' unwritten spend and its own), at least the limit; or, for
+            `unavailable`, what it last knew.
+        period: `day`, `week` or `month`.
+        scope: the budget's scope, e.g. `{"team": "search"}`.
+        unavailable: True when refused because the store could not be read and the budget
+            says `fail_closed: true`, not because the spend reached the limit.
+    """
+
+    def __init__(
+        self,
+        budget: str,
+        limit_usd: float,
+        spend_usd: float,
+        period: str,
+        scope: dict[str, str] | None = None,
+        *,
+        unavailable: bool = False,
+    ) -> None:
+        self.budget = budget
+        self.limit_usd = limit_usd
+        self.spend_usd = spend_usd
+        self.period = period
+        self.scope = dict(scope or {})
+        self.unavailable = unavailable
+        where = ", ".join(f"{k}={v}" for k, v in sorted(self.scope.items())) or "everything"
+        if unavailable:
+            message = (
+                f"LLM call refused: budget {budget!r} ({_usd(limit_usd)} per {period}, scope "
+                f"{where}) cannot be checked, the store is unreadable, and it is fail_closed"
+            )
+        else:
+            message = (
+                f"LLM call refused: budget {budget!r} exhausted, {_usd(spend_usd)} spent of "
+                f"{_usd(limit_usd)} this {period} (scope {where})"
+            )
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            _rebuild_budget_exceeded,
+            (self.budget, self.limit_usd, self.spend_usd, self.period, self.scope,
+             self.unavailable),
+        )  # fmt: skip
+
+
+def _usd(amount: float) -> str:
+    """Dollars with the digits a small LLM spend needs: $1,234.50, $0.0123, $0.000189."""
+    if abs(amount) >= 1:
+        return f"${amount:,.2f}"
+    return f"${amount:.3g}" if amount else "$0"
+
+
+def _rebuild_budget_exceeded(
+    budget: str,
+    limit_usd: float,
+    spend_usd: float,
+    period: str,
+    scope: dict[str, str],
+    unavailable: bool,
+) -> BudgetExceeded:
+    return BudgetExceeded(budget, limit_usd, spend_usd, period, scope, unavailable=unavailable)

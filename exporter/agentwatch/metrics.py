@@ -35,12 +35,13 @@ from prometheus_client.utils import floatToGoString
 
 from agentwatch import contract
 from agentwatch._version import __version__
-from agentwatch.cardinality import CardinalityGuard
+from agentwatch.cardinality import CardinalityGuard, ValueCaps
 from agentwatch.contract import MetricSpec
 from agentwatch.labels import MAX_LABEL_LENGTH as MAX_LABEL_LENGTH
 from agentwatch.labels import label_value as label_value
 
 if TYPE_CHECKING:
+    from agentwatch.config import AttributionDimension
     from agentwatch.model import Event, Execution
 
 #: Label value of a missing model, provider or error class (same as the store rollups).
@@ -60,6 +61,7 @@ RECORDED: tuple[MetricSpec, ...] = (
     contract.LLM_TTFT,
     contract.TOOL_CALLS,
     contract.TOOL_DURATION,
+    contract.LLM_REFUSED,
 )
 #: Families the scrape-time collector produces.
 SELF_METRICS: tuple[MetricSpec, ...] = (
@@ -69,6 +71,7 @@ SELF_METRICS: tuple[MetricSpec, ...] = (
     contract.QUEUE_DEPTH,
     contract.QUEUE_CAPACITY,
     contract.CARDINALITY_OVERFLOW,
+    contract.ATTRIBUTION_OVERFLOW,
     contract.INTERNAL_ERRORS,
     contract.INVALID_VALUES,
     contract.BUILD_INFO,
@@ -105,13 +108,18 @@ def exemplar_labels(execution_id: str | None, trace_id: str | None) -> dict[str,
 
 
 class _Family:
-    """One prometheus_client metric plus the cache of its labelled children."""
+    """One prometheus_client metric plus the cache of its labelled children.
 
-    __slots__ = ("cache", "metric", "spec")
+    `fixed` is the number of the contract's own labels; an attributed family carries the
+    declared attribution dimensions after them.
+    """
+
+    __slots__ = ("cache", "fixed", "metric", "spec")
 
     def __init__(self, spec: MetricSpec, metric: Any) -> None:
         self.spec = spec
         self.metric = metric
+        self.fixed = len(spec.labels)
         self.cache: dict[tuple[Any, ...], Any] = {}
 
 
@@ -129,6 +137,8 @@ class AgentMetrics:
             with no extra wiring. Tests pass a fresh `CollectorRegistry()`.
         max_label_sets: cap of distinct label sets per metric (see `CardinalityGuard`).
         writer_stats: returns the background writer's stats (or None) at scrape time.
+        attribution: the declared attribution dimensions: each is a label of the attributed
+            families (`contract.ATTRIBUTED`), capped at its `max_values` (`ValueCaps`).
 
     Example:
         >>> registry = CollectorRegistry()
@@ -142,9 +152,13 @@ class AgentMetrics:
         *,
         max_label_sets: int = 2_000,
         writer_stats: Callable[[], WriterStatsLike | None] | None = None,
+        attribution: tuple[AttributionDimension, ...] = (),
     ) -> None:
         self.registry = REGISTRY if registry is None else registry
         self.guard = CardinalityGuard(max_label_sets)
+        self.attribution = attribution
+        self.dimensions: tuple[str, ...] = tuple(d.name for d in attribution)
+        self.value_caps = ValueCaps(attribution)
         self._internal: dict[str, int] = {}
         self._invalid: dict[str, int] = {}
         self._internal_lock = threading.Lock()
@@ -165,6 +179,7 @@ class AgentMetrics:
         self._llm_ttft = families[contract.LLM_TTFT.name]
         self._tool_calls = families[contract.TOOL_CALLS.name]
         self._tool_duration = families[contract.TOOL_DURATION.name]
+        self._llm_refused = families[contract.LLM_REFUSED.name]
         self_collector = _SelfCollector(self)
         try:
             self.registry.register(self_collector)
@@ -178,7 +193,8 @@ class AgentMetrics:
     def _build(self, spec: MetricSpec) -> _Family:
         metric: Any
         if spec.kind == "counter":
-            metric = Counter(spec.name, spec.help, spec.labels, registry=None)
+            labels = contract.labels_with(spec, self.dimensions)
+            metric = Counter(spec.name, spec.help, labels, registry=None)
         elif spec.kind == "histogram":
             assert spec.buckets is not None
             metric = Histogram(
@@ -209,6 +225,10 @@ class AgentMetrics:
             return child
         labels = tuple(label_value(v) for v in key)
         admitted = self.guard.admit(family.spec.name, labels)
+        if admitted is not labels and len(labels) > family.fixed:
+            # The fold replaces the contract's labels; attribution labels stay absent, as in
+            # the store's overflow series.
+            admitted = (*admitted[: family.fixed], *("",) * (len(labels) - family.fixed))
         child = family.metric.labels(*admitted)
         if admitted is labels:
             # Folded label sets are not cached: each of their observations must pass the
@@ -216,11 +236,19 @@ class AgentMetrics:
             family.cache[key] = child
         return child
 
+    def _dimension_values(self, attribution: dict[str, str]) -> tuple[str, ...]:
+        """The attribution label values of a run or call, each capped (`ValueCaps`)."""
+        names = self.dimensions
+        if not attribution:
+            return ("",) * len(names)
+        return self.value_caps.admit(tuple(attribution.get(name, "") for name in names))
+
     def observe_execution(self, execution: Execution) -> None:
         """Count a finished agent execution: outcome, error class and duration."""
         agent = execution.agent
         status = execution.status
-        self._child(self._executions, (agent, status)).inc()
+        dims = self._dimension_values(execution.attribution) if self.dimensions else ()
+        self._child(self._executions, (agent, status, *dims)).inc()
         if status == "failed":
             self._child(self._execution_errors, (agent, execution.error_type or UNKNOWN)).inc()
         duration = execution.duration
@@ -240,21 +268,22 @@ class AgentMetrics:
         provider = event.provider or UNKNOWN
         status = event.status
         child = self._child
-        child(self._llm_requests, (agent, model, provider, status)).inc()
+        dims = self._dimension_values(event.attribution) if self.dimensions else ()
+        child(self._llm_requests, (agent, model, provider, status, *dims)).inc()
         if status == "failure":
             child(self._llm_errors, (agent, model, provider, event.error_type or UNKNOWN)).inc()
         tokens = self._llm_tokens
         # input/output series always exist (as in the store rollups); cached/reasoning only
         # once a model uses them, so models without those features grow no idle series.
-        child(tokens, (agent, model, provider, "input")).inc(event.input_tokens)
-        child(tokens, (agent, model, provider, "output")).inc(event.output_tokens)
+        child(tokens, (agent, model, provider, "input", *dims)).inc(event.input_tokens)
+        child(tokens, (agent, model, provider, "output", *dims)).inc(event.output_tokens)
         if event.cached_tokens > 0:
-            child(tokens, (agent, model, provider, "cached")).inc(event.cached_tokens)
+            child(tokens, (agent, model, provider, "cached", *dims)).inc(event.cached_tokens)
         if event.reasoning_tokens > 0:
-            child(tokens, (agent, model, provider, "reasoning")).inc(event.reasoning_tokens)
+            child(tokens, (agent, model, provider, "reasoning", *dims)).inc(event.reasoning_tokens)
         cost = event.cost_usd
         if cost is not None:
-            child(self._llm_cost, (agent, model, provider)).inc(cost)
+            child(self._llm_cost, (agent, model, provider, *dims)).inc(cost)
         else:
             child(self._llm_unpriced, (model, provider)).inc()
         exemplar = exemplar_labels(event.execution_id, event.trace_id)
@@ -272,6 +301,10 @@ class AgentMetrics:
         if duration is not None:
             exemplar = exemplar_labels(event.execution_id, event.trace_id)
             self._child(self._tool_duration, (event.name,)).observe(duration, exemplar)
+
+    def observe_refusal(self, budget: str, agent: str, model: str, provider: str) -> None:
+        """Count one LLM call an enforcing budget refused (`agentwatch_llm_refused_requests`)."""
+        self._child(self._llm_refused, (budget, agent, model, provider)).inc()
 
     # -- self-metrics ---------------------------------------------------------------------
 
@@ -399,6 +432,12 @@ class _SelfCollector(Collector):
         family = CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
         for metric, count in sorted(overflow.items()):
             family.add_metric([metric], count)
+        yield family
+
+        spec = contract.ATTRIBUTION_OVERFLOW
+        family = CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
+        for dimension, count in sorted(self._metrics.value_caps.overflow_counts().items()):
+            family.add_metric([dimension], count)
         yield family
 
         spec = contract.INTERNAL_ERRORS

@@ -24,6 +24,8 @@ class Event:
 
     LLM-specific fields (model, provider, tokens, cost, time to first token) stay None for
     other kinds. `attributes` holds small JSON-serialisable extras (already redacted).
+    `attribution` holds the call's value of each declared attribution dimension (inherited
+    from its run, or from litellm's metadata and user), only the non-empty ones.
     """
 
     kind: EventKind
@@ -50,6 +52,7 @@ class Event:
     #: Extra span attributes an integration read from its payload (response model, finish
     #: reasons, ...), set only when tracing is on. Not stored.
     trace_attributes: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    attribution: dict[str, str] = field(default_factory=dict)
 
     @property
     def total_tokens(self) -> int:
@@ -61,6 +64,8 @@ class Event:
 class Execution:
     """One run of an agent (or of a function observed with `kind="tool"`).
 
+    `attribution` holds the run's value of each declared attribution dimension: its own
+    attribute, else its parent run's (only the non-empty ones; shared, never mutated).
     `events` is the ordered timeline. While the run is open, capture appends to it under
     `lock`; once `ended_at` is set the record is handed to the writer and events that arrive
     later (litellm's async hooks can fire after the caller resumed) travel as `LateEvent`.
@@ -77,6 +82,7 @@ class Execution:
     error_message: str | None = None
     arguments: dict[str, Any] | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    attribution: dict[str, str] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     #: W3C trace id of the run's sampled span when OpenTelemetry tracing is on, else None.
     trace_id: str | None = None
@@ -108,7 +114,21 @@ class LateEvent:
     event: Event
 
 
-WriterItem = ExecutionFinished | LateEvent
+@dataclass(slots=True)
+class Refusal:
+    """Writer item: an LLM call an enforcing budget refused before it was sent.
+
+    Not stored as a row; counted in `agentwatch_llm_refused_requests_total` in the store's
+    rollups, so `agentwatch serve` shows the refusals of every process.
+    """
+
+    budget: str
+    agent: str
+    model: str
+    provider: str
+
+
+WriterItem = ExecutionFinished | LateEvent | Refusal
 
 
 class Sink(Protocol):

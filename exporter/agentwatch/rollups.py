@@ -25,6 +25,13 @@ Labelling rules (kept in step with the in-process registry of `metrics.py`):
 - an event is labelled with its own `agent` (capture sets it: the calling agent, also for
   calls made inside a tool's execution), else the agent of the `ExecutionFinished` it came
   in; a `LateEvent` without an agent gets `contract.NO_AGENT`;
+- the attributed families (`contract.ATTRIBUTED`) also carry each declared attribution
+  dimension that has a value; an absent one is left out of the label set (the empty label),
+  so runs without a team share the series of runs recorded before `team` was declared. The
+  store admits at most `max_values` values per dimension across every writer
+  (`fold_values` folds the others into `__overflow__`), before the label-set cap;
+- a `Refusal` (an LLM call an enforcing budget refused) counts in
+  `llm_refused_requests_total` and has no row;
 - a missing model or provider is labelled `unknown`, a missing error class `unknown`;
   label values are cut to `metrics.MAX_LABEL_LENGTH` characters, as in the registry;
 - `llm_tokens_total` always gets `input` and `output`, and `cached`/`reasoning` only when
@@ -45,13 +52,16 @@ import json
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentwatch import contract, validation
 from agentwatch.audit import AuditEntry
 from agentwatch.cardinality import CardinalityGuard
 from agentwatch.labels import label_value
-from agentwatch.model import Event, ExecutionFinished, LateEvent, WriterItem
+from agentwatch.model import Event, ExecutionFinished, LateEvent, Refusal, WriterItem
+
+if TYPE_CHECKING:
+    from agentwatch.config import AttributionDimension
 
 UNKNOWN = "unknown"
 #: Bound of the builder's cache of canonical label texts (the label sets are capped anyway).
@@ -62,6 +72,7 @@ EXECUTION_COLUMNS: tuple[str, ...] = (
     "id", "agent", "parent_id", "kind", "status", "started_at", "ended_at", "duration",
     "error_type", "error_message", "arguments", "attributes", "cost_usd", "input_tokens",
     "output_tokens", "cached_tokens", "reasoning_tokens", "llm_calls", "tool_calls",
+    "attribution",
 )  # fmt: skip
 #: Column order of the rows in `RollupBatch.events` (and of late events, whose `seq` the
 #: store computes in SQL as the next free position of their execution).
@@ -69,7 +80,7 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "execution_id", "agent", "seq", "kind", "name", "started_at", "duration", "status",
     "model", "provider", "input_tokens", "output_tokens", "cached_tokens",
     "reasoning_tokens", "cost_usd", "time_to_first_token", "error_type", "error_message",
-    "attributes",
+    "attributes", "attribution",
 )  # fmt: skip
 
 #: One rollup delta: (sample name, canonical label text, value to add, exemplar execution id,
@@ -105,6 +116,13 @@ class RollupBatch:
         overflow: observations folded into the overflow series, per metric family; set by
             the store once the batch is written.
         audit: audit entries of the batch's records; empty unless the audit trail is on.
+        attribution_caps: `max_values` of each declared attribution dimension, the
+            store-wide cap on its distinct label values this writer enforces (see
+            `fold_values`).
+        attribution_overflow: runs and calls whose attribution value the store folded into
+            `__overflow__`, per dimension; set by the store once the batch is written.
+        attribution_decided: the store's `(dimension, value, admitted)` decisions for this
+            batch, remembered once it committed.
     """
 
     executions: list[tuple[Any, ...]] = field(default_factory=list)
@@ -118,6 +136,9 @@ class RollupBatch:
     overflow: dict[str, int] = field(default_factory=dict)
     #: Audit trail entries (`agentwatch.audit`), chained in the batch's transaction.
     audit: list[AuditEntry] = field(default_factory=list)
+    attribution_caps: dict[str, int] = field(default_factory=dict)
+    attribution_overflow: dict[str, int] = field(default_factory=dict)
+    attribution_decided: list[tuple[str, str, bool]] = field(default_factory=list)
 
 
 def labels_text(names: Sequence[str], values: Sequence[str]) -> str:
@@ -129,6 +150,13 @@ def parse_labels(text: str) -> dict[str, str]:
     """Inverse of `labels_text`."""
     value = json.loads(text)
     return {str(k): str(v) for k, v in value.items()}
+
+
+def attribution_json(values: dict[str, str]) -> str:
+    """The stored form of a run's or call's attribution: compact JSON, sorted keys."""
+    if not values:
+        return "{}"
+    return json.dumps(values, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 def to_json(value: Any) -> str:
@@ -172,7 +200,10 @@ class LabelSet:
 
     Attributes:
         spec: the metric family.
-        labels: its label values (cut to `metrics.MAX_LABEL_LENGTH`).
+        labels: its label values (cut to `metrics.MAX_LABEL_LENGTH`), in `names` order.
+        names: its label names: the family's own, then the attribution dimensions that have
+            a value (an absent dimension is left out, so a run without a team and a run
+            recorded before `team` was declared share one series).
         observations: observations behind the deltas (what a fold adds to
             `agentwatch_cardinality_overflow_total`); 0 for self-metric deltas.
         sample: the sample with exactly one store row per admitted label set (`_total` of a
@@ -187,6 +218,7 @@ class LabelSet:
 
     spec: contract.MetricSpec
     labels: tuple[str, ...]
+    names: tuple[str, ...] = ()
     observations: int = 0
     sample: str = ""
     key: str = ""
@@ -212,23 +244,42 @@ class _Samples:
     ) -> None:
         self._texts = texts
         self._clean = {} if clean is None else clean
-        self._sets: dict[tuple[str, tuple[str, ...]], LabelSet] = {}
+        self._sets: dict[tuple[str, tuple[str, ...], tuple[str, ...]], LabelSet] = {}
         self._le: dict[str, tuple[str, ...]] = {}
 
-    def _set(self, spec: contract.MetricSpec, labels: tuple[str, ...], n: int) -> LabelSet:
+    def _set(
+        self,
+        spec: contract.MetricSpec,
+        labels: tuple[str, ...],
+        n: int,
+        names: tuple[str, ...] | None = None,
+    ) -> LabelSet:
         clean = self._clean.get(labels)
         if clean is None:  # label values as exposed, computed once per label set
             clean = self._clean[labels] = tuple(map(label_value, labels))
         labels = clean
-        found = self._sets.get((spec.name, labels))
+        names = spec.labels if names is None else names
+        found = self._sets.get((spec.name, names, labels))
         if found is None:
-            found = self._sets[(spec.name, labels)] = LabelSet(spec, labels)
+            found = self._sets[(spec.name, names, labels)] = LabelSet(spec, labels, names)
         found.observations += n
         return found
 
     def counter(
-        self, spec: contract.MetricSpec, labels: tuple[str, ...], value: float, n: int = 1
+        self,
+        spec: contract.MetricSpec,
+        labels: tuple[str, ...],
+        value: float,
+        n: int = 1,
+        attribution: tuple[tuple[str, str], ...] = (),
     ) -> None:
+        """Add `value` to a counter; `attribution` holds the (dimension, value) pairs of an
+        attributed family (non-empty values only, in dimension order)."""
+        if attribution:
+            names = (*spec.labels, *(d for d, _ in attribution))
+            labels = (*labels, *(v for _, v in attribution))
+            self._set(spec, labels, n, names).add((spec.name + "_total", names, ()), value)
+            return
         self._set(spec, labels, n).add((spec.name + "_total", spec.labels, ()), value)
 
     def histogram(
@@ -270,11 +321,17 @@ class _Samples:
         target.add((spec.name + "_count", spec.labels, ()), float(n))
 
     def fold(self, refused: LabelSet) -> None:
-        """Add a refused label set's deltas to its family's overflow series."""
+        """Add a refused label set's deltas to its family's overflow series (whose every
+        own label is `__overflow__` and which has no attribution label)."""
         spec = refused.spec
-        target = self._set(spec, (contract.OVERFLOW,) * len(spec.labels), refused.observations)
-        for key, (value, seen) in refused.values.items():
-            target.add(key, value, seen)
+        self.relabel(refused, spec.labels, (contract.OVERFLOW,) * len(spec.labels))
+
+    def relabel(self, source: LabelSet, names: tuple[str, ...], labels: tuple[str, ...]) -> None:
+        """Add `source`'s deltas to the label set `names` = `labels` of the same family."""
+        target = self._set(source.spec, labels, source.observations, names)
+        width = len(source.names)
+        for (sample, key_names, extra), (value, seen) in source.values.items():
+            target.add((sample, (*names, *key_names[width:]), extra), value, seen)
 
     def rows(self) -> tuple[list[RollupDelta], list[LabelSet]]:
         """Every delta as a row, and the label sets owning consecutive slices of them."""
@@ -306,7 +363,7 @@ class _Samples:
                 suffix = "_total" if spec.kind == "counter" else "_count"
                 family = families[spec.name] = (spec.name + suffix, overflow)
             s.sample, s.overflow_key = family
-            s.key = texts.get((spec.labels, labels)) or labels_text(spec.labels, labels)
+            s.key = texts.get((s.names, labels)) or labels_text(s.names, labels)
         return rows, sets
 
 
@@ -346,6 +403,54 @@ def resolve_rollups(batch: RollupBatch, admit: Admit) -> tuple[list[RollupDelta]
         rows.extend(folds.rows()[0])
     rows.sort(key=_row_key)
     return rows, overflow
+
+
+def attribution_values(batch: RollupBatch) -> dict[str, set[str]]:
+    """The attribution values each dimension takes in the batch's label sets (`__overflow__`
+    excepted), for the store to admit under its per-dimension caps."""
+    found: dict[str, set[str]] = {}
+    for s in batch.label_sets:
+        fixed = len(s.spec.labels)
+        if len(s.names) > fixed:
+            for name, value in zip(s.names[fixed:], s.labels[fixed:], strict=True):
+                if value != contract.OVERFLOW:
+                    found.setdefault(name, set()).add(value)
+    return found
+
+
+#: Families whose observations count the runs and calls of a fold (one per run or call).
+_OBSERVED_ONCE = frozenset({contract.EXECUTIONS.name, contract.LLM_REQUESTS.name})
+
+
+def fold_values(batch: RollupBatch, refused: set[tuple[str, str]]) -> None:
+    """Fold the refused `(dimension, value)` pairs of the batch into `__overflow__`.
+
+    The store decided which attribution values it admits (at most `attribution_caps[d]` per
+    dimension across every writer); every label set carrying a refused value is relabelled
+    with `__overflow__` in that dimension and merged with the others that now share its
+    labels. The runs and calls so folded are counted in
+    `agentwatch_attribution_overflow_total{dimension}` (added to the batch, and to
+    `batch.attribution_overflow`). Rebuilds `batch.rollups` and `batch.label_sets`.
+    """
+    samples = _Samples({})
+    overflow: dict[str, int] = {}
+    for s in batch.label_sets:
+        fixed = len(s.spec.labels)
+        labels = s.labels
+        if len(s.names) > fixed:
+            values = list(labels)
+            for i in range(fixed, len(labels)):
+                if (s.names[i], labels[i]) in refused:
+                    values[i] = contract.OVERFLOW
+                    if s.spec.name in _OBSERVED_ONCE:
+                        overflow[s.names[i]] = overflow.get(s.names[i], 0) + s.observations
+            labels = tuple(values)
+        samples.relabel(s, s.names, labels)
+    for dimension, n in sorted(overflow.items()):
+        samples.counter(contract.ATTRIBUTION_OVERFLOW, (dimension,), float(n), 0)
+    batch.rollups, batch.label_sets = samples.rows()
+    for dimension, n in overflow.items():
+        batch.attribution_overflow[dimension] = batch.attribution_overflow.get(dimension, 0) + n
 
 
 def _row_key(row: RollupDelta) -> tuple[str, str]:
@@ -422,10 +527,12 @@ def cumulative_rows(rows: Iterable[StoredRow], empty: Any = None) -> list[Stored
     return result
 
 
-# Aggregate slots. Executions: (agent, status, error_type) -> [n, dur_sum, counts, seen]
+# Aggregate slots. Executions: (agent, status, error_type, attribution) ->
+# [n, dur_sum, counts, seen]
 # where seen[i] is the latest observation in bucket i (`Seen` or None).
 _EX_N, _EX_SUM, _EX_BUCKETS, _EX_SEEN = 0, 1, 2, 3
-# LLM calls: (agent, model, provider, status, error_type) -> list with these slots.
+# LLM calls: (agent, model, provider, status, error_type, attribution) -> list with these
+# slots. `attribution` is the `_attribution_key` of the run or call.
 _L_N, _L_IN, _L_OUT, _L_CACHED, _L_REASON, _L_COST, _L_PRICED, _L_UNPRICED = range(8)
 _L_DSUM, _L_TSUM, _L_DUR, _L_TTFT, _L_DUR_SEEN, _L_TTFT_SEEN = 8, 9, 10, 11, 12, 13
 # Tool calls: (agent, tool, status) -> [n, dur_sum, counts, seen].
@@ -443,12 +550,20 @@ class RollupBuilder:
         guard: its `max_label_sets` is the store-wide cap of the rollup metrics.
         report_invalid: counts each value `validation.clean_item` repairs (the writer's
             `record_invalid_value`, so it reaches `agentwatch_invalid_values_total`).
+        attribution: the declared attribution dimensions: labels of the attributed
+            families, each capped store-wide at its `max_values` (see `fold_values`).
     """
 
     def __init__(
-        self, guard: CardinalityGuard, *, report_invalid: validation.Report | None = None
+        self,
+        guard: CardinalityGuard,
+        *,
+        report_invalid: validation.Report | None = None,
+        attribution: tuple[AttributionDimension, ...] = (),
     ) -> None:
         self.guard = guard
+        self._dimensions = tuple(d.name for d in attribution)
+        self._caps = {d.name: d.max_values for d in attribution}
         self._report: validation.Report = report_invalid or validation.count_nothing
         self._texts: dict[Any, str] = {}
         self._clean: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -474,6 +589,8 @@ class RollupBuilder:
         ex_agg: dict[tuple[Any, ...], list[Any]] = {}
         llm_agg: dict[tuple[Any, ...], list[Any]] = {}
         tool_agg: dict[tuple[Any, ...], list[Any]] = {}
+        refusals: dict[tuple[str, ...], int] = {}
+        attribution_key = self._attribution_key
         ex_bounds = self._ex_bounds
         nex = len(ex_bounds) + 1
         no_agent = contract.NO_AGENT
@@ -505,10 +622,16 @@ class RollupBuilder:
                         ex.error_type, ex.error_message,
                         None if arguments is None else to_json(arguments),
                         to_json(attributes) if attributes else "{}", *totals,
+                        attribution_json(ex.attribution),
                     )
                 )  # fmt: skip
                 if ex.kind == "agent":
-                    key = (agent, status, ex.error_type if status == "failed" else None)
+                    key = (
+                        agent,
+                        status,
+                        ex.error_type if status == "failed" else None,
+                        attribution_key(ex.attribution),
+                    )
                     agg = ex_agg.get(key)
                     if agg is None:
                         agg = ex_agg[key] = [0, 0.0, [0] * nex, [None] * nex]
@@ -535,16 +658,34 @@ class RollupBuilder:
                     ex_id = ev.execution_id
                     late_rows.append((*row[:2], ex_id, *row[3:], ex_id))
                     late_totals.append((*totals, ev.execution_id))
+            elif type(item) is Refusal:
+                validation.clean_item(item, report)
+                rkey = (item.budget, item.agent, item.model, item.provider)
+                refusals[rkey] = refusals.get(rkey, 0) + 1
             else:
                 raise TypeError(f"not a writer item: {type(item).__name__}")
         batch.records = records
         samples = _Samples(self._texts, self._clean)
         self._expand(samples, ex_agg, llm_agg, tool_agg)
+        for labels, n in refusals.items():
+            samples.counter(contract.LLM_REFUSED, labels, float(n), n)
         for spec, labels, value in self_deltas:
             samples.counter(spec, labels, value, 0)
         batch.rollups, batch.label_sets = samples.rows()
         batch.max_label_sets = self.guard.max_label_sets
+        batch.attribution_caps = self._caps
         return batch
+
+    def _attribution_key(self, values: dict[str, str]) -> tuple[tuple[str, str], ...]:
+        """The non-empty (dimension, label value) pairs of a run or call, in dimension order.
+
+        Only declared dimensions count; a value is cut and repaired like any label value.
+        """
+        if not values or not self._dimensions:
+            return ()
+        return tuple(
+            (name, label_value(values[name])) for name in self._dimensions if values.get(name)
+        )
 
     def _event(
         self,
@@ -567,6 +708,7 @@ class RollupBuilder:
                 ev.provider or UNKNOWN,
                 status,
                 (ev.error_type or UNKNOWN) if status == "failure" else None,
+                self._attribution_key(ev.attribution),
             )
             agg = llm_agg.get(key)
             if agg is None:
@@ -638,7 +780,7 @@ class RollupBuilder:
             ex_id, agent, seq, kind, ev.name, ev.started_at, ev.duration, ev.status, ev.model,
             ev.provider, ev.input_tokens, ev.output_tokens, ev.cached_tokens,
             ev.reasoning_tokens, cost, ev.time_to_first_token, ev.error_type, ev.error_message,
-            to_json(attributes) if attributes else "{}",
+            to_json(attributes) if attributes else "{}", attribution_json(ev.attribution),
         )  # fmt: skip
 
     @staticmethod
@@ -674,26 +816,26 @@ class RollupBuilder:
                         if a is None or b[0] >= a[0]:
                             merged[i] = b
 
-        for (agent, status, error_type), agg in ex_agg.items():
+        for (agent, status, error_type, attribution), agg in ex_agg.items():
             n = agg[_EX_N]
-            s.counter(c.EXECUTIONS, (agent, status), float(n), n)
+            s.counter(c.EXECUTIONS, (agent, status), float(n), n, attribution)
             if status == "failed":
                 s.counter(c.EXECUTION_ERRORS, (agent, error_type or UNKNOWN), float(n), n)
             merge(c.EXECUTION_DURATION, (agent,), agg[_EX_BUCKETS], agg[_EX_SUM], agg[_EX_SEEN])
-        for (agent, model, provider, status, error_type), agg in llm_agg.items():
+        for (agent, model, provider, status, error_type, attr), agg in llm_agg.items():
             n = agg[_L_N]
-            s.counter(c.LLM_REQUESTS, (agent, model, provider, status), float(n), n)
+            s.counter(c.LLM_REQUESTS, (agent, model, provider, status), float(n), n, attr)
             if status == "failure":
                 s.counter(c.LLM_ERRORS, (agent, model, provider, error_type), float(n), n)
             base = (agent, model, provider)
-            s.counter(c.LLM_TOKENS, (*base, "input"), float(agg[_L_IN]), n)
-            s.counter(c.LLM_TOKENS, (*base, "output"), float(agg[_L_OUT]), n)
+            s.counter(c.LLM_TOKENS, (*base, "input"), float(agg[_L_IN]), n, attr)
+            s.counter(c.LLM_TOKENS, (*base, "output"), float(agg[_L_OUT]), n, attr)
             if agg[_L_CACHED]:
-                s.counter(c.LLM_TOKENS, (*base, "cached"), float(agg[_L_CACHED]), n)
+                s.counter(c.LLM_TOKENS, (*base, "cached"), float(agg[_L_CACHED]), n, attr)
             if agg[_L_REASON]:
-                s.counter(c.LLM_TOKENS, (*base, "reasoning"), float(agg[_L_REASON]), n)
+                s.counter(c.LLM_TOKENS, (*base, "reasoning"), float(agg[_L_REASON]), n, attr)
             if agg[_L_PRICED]:
-                s.counter(c.LLM_COST, base, agg[_L_COST], agg[_L_PRICED])
+                s.counter(c.LLM_COST, base, agg[_L_COST], agg[_L_PRICED], attr)
             if agg[_L_UNPRICED]:
                 s.counter(c.LLM_UNPRICED, (model, provider), float(agg[_L_UNPRICED]), n)
             merge(c.LLM_DURATION, (model, provider), agg[_L_DUR], agg[_L_DSUM], agg[_L_DUR_SEEN])

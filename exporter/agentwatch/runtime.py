@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
+from agentwatch.attribution import Attribution
 from agentwatch.config import Settings, load_settings
 from agentwatch.errors import AgentwatchError
 from agentwatch.metrics import AgentMetrics
@@ -35,6 +36,8 @@ from agentwatch.model import Sink, WriterItem
 from agentwatch.redaction import Redactor, redactor_for
 
 if TYPE_CHECKING:
+    from agentwatch.enforcement import Enforcer
+    from agentwatch.store.base import Store
     from agentwatch.tracing import GenAITracer
 
 logger = logging.getLogger("agentwatch")
@@ -66,6 +69,8 @@ class Runtime:
         enabled: False turns every capture path into a plain call of the user function.
         tracer: the OpenTelemetry GenAI tracer when the `otel` setting is on, else None.
         tracer_provider: the TracerProvider given to `configure()`, if any.
+        attribution: the declared attribution dimensions and how values are resolved.
+        enforcer: the budget enforcer when a budget has `enforce: true`, else None.
     """
 
     def __init__(
@@ -79,13 +84,27 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.enabled = settings.enabled
-        self.metrics = metrics or AgentMetrics(registry, max_label_sets=settings.max_label_sets)
+        self.metrics = metrics or AgentMetrics(
+            registry, max_label_sets=settings.max_label_sets, attribution=settings.attribution
+        )
         self.redactor: Redactor = redactor_for(settings.redact_patterns)
+        self.attribution = Attribution(settings.attribution, self.redactor.redact_name)
         self.writer: Any = None
         self._closed = False
+        self._logged: set[str] = set()
+        self.enforcer: Enforcer | None = None
+        if settings.enabled and any(b.enforce for b in settings.budgets):
+            from agentwatch.enforcement import make_enforcer
+
+            self.enforcer = make_enforcer(
+                settings.budgets,
+                settings.store_url,
+                settings.budget_refresh_interval,
+                self.internal_error,
+            )
         if sink is None and settings.enabled:
             try:
-                sink = self.writer = _make_writer(settings)
+                sink = self.writer = _make_writer(settings, self.enforcer)
             except Exception as exc:  # no store layer: keep the host running, count drops
                 logger.error("agentwatch: cannot start the background writer: %s", exc)
                 sink = _DroppingSink()
@@ -98,7 +117,8 @@ class Runtime:
             report if callable(report) else None,
             report_invalid if callable(report_invalid) else None,
         )
-        self._logged: set[str] = set()
+        if self.enforcer is not None:
+            self.enforcer.start()
         self.tracer_provider = tracer_provider
         self.tracer: GenAITracer | None = None
         if settings.enabled and settings.otel:
@@ -156,6 +176,8 @@ class Runtime:
                 close(timeout)
             except Exception as exc:
                 self.internal_error("writer", exc)
+        if self.enforcer is not None:
+            self.enforcer.close()
 
 
 class _DroppingStats:
@@ -226,14 +248,25 @@ def _make_tracer(runtime: Runtime) -> GenAITracer | None:
     return None
 
 
-def _make_writer(settings: Settings) -> Sink:
-    """A BatchWriter for the configured store; the store itself opens in the writer thread."""
+def _make_writer(settings: Settings, enforcer: Enforcer | None = None) -> Sink:
+    """A BatchWriter for the configured store; the store itself opens in the writer thread.
+
+    With an enforcing budget, the enforcer hears of every batch the store committed (so it
+    knows which of this process' spend the store holds).
+    """
     from agentwatch.store import backend_for_url, open_store
     from agentwatch.writer import BatchWriter
 
     url = settings.store_url
+
+    def factory() -> Store:
+        store = open_store(url)
+        if enforcer is not None:
+            store.add_commit_listener(enforcer.committed)
+        return store
+
     writer: Sink = BatchWriter(
-        lambda: open_store(url),
+        factory,
         queue_size=settings.queue_size,
         batch_size=settings.batch_size,
         flush_interval=settings.flush_interval,
@@ -241,6 +274,7 @@ def _make_writer(settings: Settings) -> Sink:
         backend=backend_for_url(url),
         spill_url=url,
         audit=settings.audit,
+        attribution=settings.attribution,
     )
     return writer
 
@@ -290,8 +324,9 @@ def configure(
 ) -> Runtime:
     """Rebuild the runtime with explicit settings (highest precedence) and return it.
 
-    The old writer is flushed and closed first. Metrics keep their values when the registry
-    and the label cap stay the same; otherwise the old families are unregistered.
+    The old writer is flushed and closed first. Metrics keep their values when the registry,
+    the label cap and the attribution dimensions stay the same; otherwise the old families
+    are unregistered.
 
     Args:
         registry: CollectorRegistry for the in-process metrics (default: the one in use, or
@@ -317,7 +352,11 @@ def configure(
         if old is not None:
             old.close()
             same_registry = registry is None or registry is old.metrics.registry
-            if same_registry and old.settings.max_label_sets == new_settings.max_label_sets:
+            if (
+                same_registry
+                and old.settings.max_label_sets == new_settings.max_label_sets
+                and old.settings.attribution == new_settings.attribution
+            ):
                 metrics = old.metrics
             else:
                 old.metrics.unregister()

@@ -55,7 +55,7 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from agentwatch import audit, contract
 from agentwatch.cardinality import CardinalityGuard
@@ -64,6 +64,9 @@ from agentwatch.model import WriterItem
 from agentwatch.rollups import RollupBatch, RollupBuilder, SelfDelta
 from agentwatch.store import spill
 from agentwatch.store.base import Store, StoreUnavailable, new_batch_id
+
+if TYPE_CHECKING:
+    from agentwatch.config import AttributionDimension
 
 logger = logging.getLogger("agentwatch")
 
@@ -300,6 +303,8 @@ class BatchWriter:
             loss file, if the store never opened).
         audit: append every record to the store's hash-chained audit trail, in the same
             transaction (`agentwatch.audit`, docs/audit.md).
+        attribution: the declared attribution dimensions (labels of the attributed rollup
+            families, each capped store-wide at its `max_values`).
 
     Example:
         writer = BatchWriter(lambda: open_store("sqlite:////tmp/aw.db"))
@@ -318,6 +323,7 @@ class BatchWriter:
         backend: str = "unknown",
         spill_url: str | None = None,
         audit: bool = False,
+        attribution: tuple[AttributionDimension, ...] = (),
     ) -> None:
         if queue_size < 1 or batch_size < 1:
             raise ValueError("queue_size and batch_size must be >= 1")
@@ -327,7 +333,9 @@ class BatchWriter:
         self._batch_size = batch_size
         self._interval = max(0.0, flush_interval)
         self._builder = RollupBuilder(
-            CardinalityGuard(max_label_sets), report_invalid=self.record_invalid_value
+            CardinalityGuard(max_label_sets),
+            report_invalid=self.record_invalid_value,
+            attribution=attribution,
         )
         self._queue: deque[WriterItem] = deque()
         self._pending: deque[WriterItem] = deque()  # owned by the writer thread

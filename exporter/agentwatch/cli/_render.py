@@ -241,7 +241,8 @@ def cost_table(rows: Sequence[CostRow], group_by: Sequence[str]) -> Table:
     unpriced = sum(r.unpriced_calls for r in rows)
     table = Table(show_footer=True)
     for index, key in enumerate(group_by):
-        table.add_column(_GROUP_TITLES[key], footer="Total" if index == 0 else "", style="cyan")
+        title = _GROUP_TITLES.get(key, key)  # an attribution dimension: its own name
+        table.add_column(title, footer="Total" if index == 0 else "", style="cyan")
     table.add_column("Calls", justify="right", footer=count(calls))
     table.add_column("Unpriced", justify="right", footer=count(unpriced))
     table.add_column("Tokens", justify="right", footer=count(sum(r.tokens for r in rows)))
@@ -252,7 +253,10 @@ def cost_table(rows: Sequence[CostRow], group_by: Sequence[str]) -> Table:
     )
     for row in rows:
         table.add_row(
-            *[str(v) if (v := row.group.get(key)) is not None else "(none)" for key in group_by],
+            *[
+                str(v) if (v := row.group.get(key)) not in (None, "") else "(none)"
+                for key in group_by
+            ],
             count(row.llm_calls),
             count(row.unpriced_calls),
             count(row.tokens),

@@ -58,7 +58,15 @@ def _short(key: str, value: Any) -> str:
     if key == "prices":
         return ", ".join(sorted(value)) or "(none)"
     if key == "budgets":
-        return ", ".join(f"{b.name} ${b.limit_usd:g}/{b.period}" for b in value) or "(none)"
+        return (
+            ", ".join(
+                f"{b.name} ${b.limit_usd:g}/{b.period}" + (" (enforced)" if b.enforce else "")
+                for b in value
+            )
+            or "(none)"
+        )
+    if key == "attribution":
+        return ", ".join(f"{d.name} (max {d.max_values})" for d in value) or "(none)"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, frozenset | tuple):

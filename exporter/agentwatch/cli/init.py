@@ -41,12 +41,20 @@ port: {port}
 #     input_cost_per_token: 0.000002
 #     output_cost_per_token: 0.000008
 
-# Spend limits, exported as agentwatch_budget_* metrics for alerting:
+# Cost attribution: each dimension labels runs, LLM requests, tokens and cost, from the
+# run's attributes (track("job", team="search")) or the call's litellm metadata:
+# attribution:
+#   team: {{max_values: 50}}
+#   customer: {{max_values: 1000, litellm_user: true}}
+
+# Spend limits, exported as agentwatch_budget_* metrics for alerting; enforce: true refuses
+# new LLM calls in the budget's scope once it is spent (agentwatch.BudgetExceeded):
 # budgets:
 #   - name: monthly-total
 #     period: month          # day, week or month
 #     limit_usd: 100
 #     timezone: UTC
+#   - {{name: search-team, period: month, limit_usd: 50, team: search, enforce: true}}
 """
 
 

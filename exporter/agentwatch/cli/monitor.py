@@ -12,6 +12,7 @@ observed tools too), and calls are counted from the stored call events (see
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -83,20 +84,59 @@ _kind_option = click.option(
 )
 
 
+_ATTRIBUTE_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def _attributes(
+    ctx: click.Context, param: click.Parameter, value: Sequence[str]
+) -> dict[str, str] | None:
+    found: dict[str, str] = {}
+    for item in value:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not _ATTRIBUTE_NAME.match(key) or not text:
+            raise click.BadParameter(
+                f"expected DIMENSION=VALUE (e.g. team=search), got {item!r}", ctx=ctx, param=param
+            )
+        found[key] = text
+    return found or None
+
+
+def _attr_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--attr",
+        "attributes",
+        multiple=True,
+        callback=_attributes,
+        metavar="DIMENSION=VALUE",
+        help=f"Only {what} attributed to this value of an attribution dimension (team=search: "
+        "the run's own or inherited attribute, or the call's litellm metadata); repeat to "
+        "require several. Default: no filter.",
+    )
+
+
 def _filter(
     agent: str | None,
     status: str | None,
     since: float | None,
     until: float | None,
     kind: str = "agent",
+    attributes: dict[str, str] | None = None,
 ) -> ExecutionFilter:
     from agentwatch.store.rows import ExecutionFilter
 
-    return ExecutionFilter(agent, status, since, until, None if kind == "all" else kind)
+    pairs = tuple(sorted((attributes or {}).items()))
+    return ExecutionFilter(agent, status, since, until, None if kind == "all" else kind, pairs)
 
 
-def _scope(agent: str | None, since: float | None, until: float | None) -> str:
+def _scope(
+    agent: str | None,
+    since: float | None,
+    until: float | None,
+    attributes: dict[str, str] | None = None,
+) -> str:
     parts = [f"agent {agent}" if agent else "all agents"]
+    parts.extend(f"{k}={v}" for k, v in sorted((attributes or {}).items()))
     if since is not None:
         parts.append(f"since {format_local(since)}")
     if until is not None:
@@ -297,6 +337,7 @@ def _settings_from(ctx: click.Context, store_url: str | None, config_path: Path 
     help="Most recent runs to show (use `monitor export` for everything).",
 )
 @_kind_option
+@_attr_option("runs")
 @_json_option
 @click.pass_context
 def list_(
@@ -309,6 +350,7 @@ def list_(
     until: float | None,
     limit: int,
     kind: str,
+    attributes: dict[str, str] | None,
     as_json: bool,
 ) -> None:
     """List recorded runs, newest first: time, ID, agent, status, duration, tokens, cost.
@@ -318,7 +360,7 @@ def list_(
     made inside the tools it ran; calls that could not be priced are shown as unpriced.
     """
     settings = _settings_from(ctx, store_url, config_path)
-    flt = _filter(agent, status, since, until, kind)
+    flt = _filter(agent, status, since, until, kind, attributes)
     with open_for_reading(settings) as store:
         executions = store.executions(flt, limit=limit)
         if as_json:
@@ -335,7 +377,7 @@ def list_(
     out.print(table)
     noun = _KIND_NOUNS[kind]
     if not executions:
-        out.print(f"No {noun} match ({_scope(agent, since, until)}).")
+        out.print(f"No {noun} match ({_scope(agent, since, until, attributes)}).")
     elif total > len(executions):
         out.print(
             f"Showing the {len(executions)} most recent of {total:,} {noun}; "
@@ -351,6 +393,7 @@ def list_(
 @_agent_option("Only runs of this agent.")
 @_since_option()
 @_until_option
+@_attr_option("runs and calls")
 @_json_option
 @click.pass_context
 def stats(
@@ -360,6 +403,7 @@ def stats(
     agent: str | None,
     since: float | None,
     until: float | None,
+    attributes: dict[str, str] | None,
     as_json: bool,
 ) -> None:
     """Summary statistics: runs, success rate, p50 / p95 / p99 duration, calls and spend.
@@ -372,11 +416,12 @@ def stats(
     """
     settings = _settings_from(ctx, store_url, config_path)
     with open_for_reading(settings) as store:
-        summary = store.summary(agent=agent, since=since, until=until)
+        summary = store.summary(agent=agent, since=since, until=until, attributes=attributes)
     if as_json:
         echo_json(
             {
                 "agent": agent,
+                "attributes": attributes or {},
                 "since": iso_utc(since),
                 "until": iso_utc(until),
                 **summary.to_record(),
@@ -384,7 +429,7 @@ def stats(
         )
         return
     out = console()
-    out.print(f"[bold]📊 Summary Statistics[/bold] ({_scope(agent, since, until)})")
+    out.print(f"[bold]📊 Summary Statistics[/bold] ({_scope(agent, since, until, attributes)})")
     out.print(_render.stats_table(summary))
 
 
@@ -458,12 +503,16 @@ def _group_by(ctx: click.Context, param: click.Parameter, value: Sequence[str]) 
     groups: list[str] = []
     for item in value or ("agent",):
         for part in item.split(","):
-            name = part.strip().lower()
+            name = part.strip()
+            if name.lower() in _GROUPS:
+                name = name.lower()
             if not name:
                 continue
-            if name not in _GROUPS:
+            if name not in _GROUPS and not _ATTRIBUTE_NAME.match(name):
                 raise click.BadParameter(
-                    f"{name!r} is not one of {', '.join(_GROUPS)}", ctx=ctx, param=param
+                    f"{name!r} is not one of {', '.join(_GROUPS)} nor an attribution dimension",
+                    ctx=ctx,
+                    param=param,
                 )
             if name not in groups:
                 groups.append(name)
@@ -491,13 +540,15 @@ def _window_words(since: float, until: float | None, seconds: float) -> str:
     "group_by",
     multiple=True,
     callback=_group_by,
-    metavar="agent|model|provider|date",
-    help="Group spend by agent, model, provider or date (local days); repeat or join with "
-    "commas for several (--group-by agent,model). Default: agent.",
+    metavar="agent|model|provider|date|DIMENSION",
+    help="Group spend by agent, model, provider, date (local days) or an attribution "
+    "dimension (team, customer: as declared in the config); repeat or join with commas for "
+    "several (--group-by team,model). Default: agent.",
 )
 @_since_option("7d", what="spend")
 @_until_option
 @_agent_option("Only spend of this agent.")
+@_attr_option("spend")
 @_json_option
 @click.pass_context
 def cost(
@@ -508,9 +559,11 @@ def cost(
     since: float,
     until: float | None,
     agent: str | None,
+    attributes: dict[str, str] | None,
     as_json: bool,
 ) -> None:
-    """Spend by agent, model, provider or date, with an estimated monthly cost.
+    """Spend by agent, model, provider, date or attribution dimension, with an estimated
+    monthly cost.
 
     The estimate scales the spend over the window (--since, default the last 7 days) to 30
     days; the output states that basis. Calls no price is known for are counted as unpriced
@@ -520,7 +573,14 @@ def cost(
     zone = local_zone_key()
     end = until if until is not None else time.time()
     with open_for_reading(settings) as store:
-        rows = store.costs(list(group_by), since=since, until=until, agent=agent, tz=zone)
+        rows = store.costs(
+            list(group_by),
+            since=since,
+            until=until,
+            agent=agent,
+            tz=zone,
+            attributes=attributes,
+        )
     window = max(end - since, 1.0)
     total = sum(r.cost_usd or 0.0 for r in rows)
     unpriced = sum(r.unpriced_calls for r in rows)
@@ -533,6 +593,7 @@ def cost(
             {
                 "group_by": list(group_by),
                 "agent": agent,
+                "attributes": attributes or {},
                 "since": iso_utc(since),
                 "until": iso_utc(until),
                 "window_seconds": window,
@@ -547,7 +608,7 @@ def cost(
         return
     out = console()
     title = "💰 Cost by " + ", ".join(g.title() for g in group_by)
-    out.print(f"[bold]{title}[/bold] ({_scope(agent, since, until)})")
+    out.print(f"[bold]{title}[/bold] ({_scope(agent, since, until, attributes)})")
     out.print(_render.cost_table(rows, group_by))
     out.print(
         f"Estimated monthly cost: [bold]{_render.money(monthly)}[/bold] "
@@ -586,6 +647,7 @@ _SUFFIX_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson":
 @_since_option()
 @_until_option
 @_kind_option
+@_attr_option("runs")
 @click.option(
     "--progress/--no-progress",
     default=None,
@@ -603,6 +665,7 @@ def export(
     since: float | None,
     until: float | None,
     kind: str,
+    attributes: dict[str, str] | None,
     progress: bool | None,
 ) -> None:
     """Stream recorded runs, oldest first, as CSV, JSON or JSON Lines.
@@ -618,7 +681,7 @@ def export(
             _SUFFIX_FORMATS.get(Path(output).suffix.lower(), "jsonl") if output != "-" else "jsonl"
         )
     settings = _settings_from(ctx, store_url, config_path)
-    flt = _filter(agent, status, since, until, kind)
+    flt = _filter(agent, status, since, until, kind, attributes)
     with open_for_reading(settings) as store:
         written = write_export(store, flt, fmt=fmt, output=output, progress=progress)
     if output != "-":

@@ -294,7 +294,11 @@ def budget_page(store: Store, budget: Budget, now: float) -> dict[str, Any]:
     costs = [
         r
         for r in store.costs(
-            ["agent", "model", "provider"], since=window.since, until=now, agent=budget.agent
+            ["agent", "model", "provider"],
+            since=window.since,
+            until=now,
+            agent=budget.agent,
+            attributes=dict(budget.attributes) or None,
         )
         if (budget.model is None or r.group.get("model") == budget.model)
         and (budget.provider is None or r.group.get("provider") == budget.provider)

@@ -13,7 +13,13 @@ first token for streams), status and error class. Cached and reasoning tokens co
 usage details. A call id already recorded is ignored, so a call is never counted twice even
 if litellm fires both a sync and an async hook for it. The hooks never raise into litellm.
 The payload's values are taken as litellm gives them: `capture.emit_llm_event` validates
-(`validation.py`) and prices them, exactly as for a manual `record_llm_call`.
+(`validation.py`) and prices them, exactly as for a manual `record_llm_call`. A call's
+attribution values (team, customer, ...) are its run's, overridden by the declared dimensions
+among its `metadata={...}` keys and by `user=` (`attribution.py`).
+
+`instrument_litellm()` also installs the budget guard (`litellm_budget.py`): with a budget
+that has `enforce: true`, a call in its scope is refused with `agentwatch.BudgetExceeded`
+before any request leaves the process, once the budget is spent.
 
 Importing this module imports litellm (after making it read its bundled price map instead
 of fetching one); `import agentwatch` alone does not.
@@ -38,6 +44,10 @@ from agentwatch import context  # noqa: E402
 from agentwatch import runtime as _runtime_module  # noqa: E402
 from agentwatch.capture import MAX_ERROR_MESSAGE, add_settle_hook, emit_llm_event  # noqa: E402
 from agentwatch.genai_semconv import litellm_attributes  # noqa: E402
+from agentwatch.integrations.litellm_budget import (  # noqa: E402
+    install_budget_guard,
+    uninstall_budget_guard,
+)
 from agentwatch.model import Event  # noqa: E402
 
 __all__ = ["AgentwatchLogger", "instrument_litellm", "uninstrument_litellm"]
@@ -179,7 +189,7 @@ class AgentwatchLogger(CustomLogger):
             event = _event_from_payload(rt, slo, response_obj, status)
             if rt.tracer is not None:
                 event.trace_attributes = litellm_attributes(slo, response_obj)
-            emit_llm_event(rt, event, frame)
+            emit_llm_event(rt, event, frame, _call_attributes(rt, kwargs))
         except Exception as exc:
             if rt is not None:
                 rt.internal_error("litellm", exc)
@@ -260,6 +270,21 @@ def _event_from_payload(
     return event
 
 
+def _call_attributes(
+    rt: _runtime_module.Runtime, kwargs: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The call's own attribution values: litellm's `metadata={...}` keys and `user=`."""
+    if not rt.attribution:
+        return None
+    params = kwargs.get("litellm_params")
+    metadata = params.get("metadata") if isinstance(params, Mapping) else None
+    user = kwargs.get("user")
+    if user is None:
+        optional = kwargs.get("optional_params")
+        user = optional.get("user") if isinstance(optional, Mapping) else None
+    return rt.attribution.litellm_attributes(metadata, user)
+
+
 def _token_details(slo: Mapping[str, Any], response_obj: Any) -> tuple[Any, Any]:
     """Cached prompt tokens and reasoning tokens (as reported), from the usage details."""
     usage: Any = None
@@ -308,12 +333,14 @@ def instrument_litellm() -> AgentwatchLogger:
             add_settle_hook(_logger.settle)
         if not any(cb is _logger for cb in litellm.callbacks):
             litellm.callbacks.append(_logger)
+        install_budget_guard()
         return _logger
 
 
 def uninstrument_litellm() -> None:
     """Remove the callback from every litellm callback list (tests, or to stop recording)."""
     with _install_lock:
+        uninstall_budget_guard()
         if _logger is None:
             return
         for name in _CALLBACK_LISTS:

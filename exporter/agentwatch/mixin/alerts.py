@@ -16,6 +16,7 @@ from agentwatch.mixin.promql import Q
 from agentwatch.mixin.rules import (
     EVENTS_DROPPED_TOTAL,
     LLM_COST_TOTAL,
+    LLM_REFUSED_TOTAL,
     LLM_REQUESTS_TOTAL,
     SLO_COUNTERS,
     STORE_WRITE_ERRORS_TOTAL,
@@ -129,6 +130,20 @@ def budget_alerts(config: MixinConfig) -> list[Alert]:
             description=(
                 f"At the spend rate of the last {b.forecast_window}, {who} will reach "
                 "{{ $value | humanizePercentage }} of its limit by the end of the period."
+            ),
+            console=console,
+        ),
+        _alert(
+            config,
+            "AgentwatchLLMCallsRefused",
+            _new_or_increased(q, LLM_REFUSED_TOTAL, ("budget",), b.refused_window),
+            severity="warning",
+            summary="An enforcing budget is refusing LLM calls.",
+            description=(
+                "Budget {{ $labels.budget }} refused {{ $value | humanize }} LLM calls in the "
+                f"last {b.refused_window} (job {{{{ $labels.job }}}}): it is spent, and the "
+                "agents in its scope get BudgetExceeded until the period ends or the limit "
+                "is raised."
             ),
             console=console,
         ),

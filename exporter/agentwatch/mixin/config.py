@@ -158,6 +158,13 @@ class Budgets:
         default="30m",
         metadata=_help("How long the forecast must stay above the limit before the warning."),
     )
+    refused_window: str = field(
+        default="10m",
+        metadata=_help(
+            """Window over which any LLM call refused by an enforcing budget (enforce: true)
+            fires the refusal warning: users of that scope are being turned away."""
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -339,6 +346,15 @@ class MixinConfig:
             dashboard variables. Add e.g. [cluster] when one Prometheus sees several
             agentwatch deployments that must not be summed together. Each label multiplies
             the recorded series; the recording-rule names start with it."""
+        ),
+    )
+    attribution: tuple[str, ...] = field(
+        default=(),
+        metadata=_help(
+            """The attribution dimensions agentwatch's config declares (attribution: team,
+            project, customer, ...). Each gets recording rules of spend, tokens and requests
+            by its value and a dashboard row of spend and tokens by it. Each value is one
+            more series per rule: list only dimensions of a few hundred values at most."""
         ),
     )
     rate_window: str = field(
@@ -537,6 +553,13 @@ def validate(config: MixinConfig, where: str) -> MixinConfig:
             fail("aggregation_labels", f"{label!r} is already a label of agentwatch's metrics")
     if len(set(config.aggregation_labels)) != len(config.aggregation_labels):
         fail("aggregation_labels", "a label is listed twice")
+    for label in config.attribution:
+        if not _LABEL.match(label) or label.startswith("__"):
+            fail("attribution", f"{label!r} is not a label name")
+        if label in _METRIC_LABELS or label in config.aggregation_labels:
+            fail("attribution", f"{label!r} is already a label of agentwatch's metrics")
+    if len(set(config.attribution)) != len(config.attribution):
+        fail("attribution", "a dimension is listed twice")
     duration("rate_window", config.rate_window)
     if seconds(config.rate_window) < 60:
         fail("rate_window", "must be at least 1m (4 scrapes of 15s)")
@@ -568,6 +591,7 @@ def validate(config: MixinConfig, where: str) -> MixinConfig:
         ("budgets.for", b.for_),
         ("budgets.forecast_window", b.forecast_window),
         ("budgets.forecast_for", b.forecast_for),
+        ("budgets.refused_window", b.refused_window),
         ("latency.for", config.latency.for_),
         ("cost_spike.window", config.cost_spike.window),
         ("cost_spike.baseline_window", config.cost_spike.baseline_window),

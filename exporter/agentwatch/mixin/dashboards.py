@@ -45,6 +45,7 @@ from agentwatch.mixin.rules import (
     EXECUTIONS_TOTAL,
     LLM_COST_TOTAL,
     LLM_ERRORS_TOTAL,
+    LLM_REFUSED_TOTAL,
     LLM_REQUESTS_TOTAL,
     LLM_TOKENS_TOTAL,
     LLM_UNPRICED_TOTAL,
@@ -468,6 +469,47 @@ def cost_dashboard(config: MixinConfig) -> Board:
         links=budget_link,
         ignores=budget_ignores,
     )
+    board.bars(
+        "Budget remaining this period",
+        "Limit minus exact spend in each budget's current calendar period (never below 0).",
+        [
+            Target(
+                f"{contract.BUDGET_REMAINING.name}{budget_sel}",
+                "{{budget}} ({{period}})",
+                instant=True,
+            )
+        ],
+        "currencyUSD",
+        width=8,
+        decimals=2,
+        links=budget_link,
+        ignores=budget_ignores,
+    )
+    board.bars(
+        "Time until exhausted",
+        "Until each budget reaches its limit at its average spend rate of the period so far "
+        "(0: spent; the time left in the period when it is not projected to run out).",
+        [
+            Target(
+                f"clamp_min({contract.BUDGET_EXHAUSTION.name}{budget_sel} - time(), 0)",
+                "{{budget}} ({{period}})",
+                instant=True,
+            )
+        ],
+        "dtdurations",
+        width=8,
+        links=budget_link,
+        ignores=budget_ignores,
+    )
+    board.timeseries(
+        "Refused LLM calls by budget",
+        "Calls per second that budgets with enforce: true refused before they were sent "
+        "(agentwatch.BudgetExceeded): the agents in the budget's scope are being turned away.",
+        [Target(f"sum by (budget) ({_rate(LLM_REFUSED_TOTAL + sel)})", "{{budget}}")],
+        "reqps",
+        width=8,
+        links=budget_link,
+    )
     board.timeseries(
         "Budget spend and limit",
         "Spend in the current period against the limit.",
@@ -509,7 +551,57 @@ def cost_dashboard(config: MixinConfig) -> Board:
         width=24,
         decimals=4,
     )
+    for dimension in config.attribution:
+        _attribution_row(board, f, dimension)
     return board
+
+
+def _attribution_row(board: Board, f: Any, dimension: str) -> None:
+    """Spend and tokens by one attribution dimension (a `team`, `customer` row).
+
+    Calls without a value are shown as `(none)`, so the series add up to the total.
+    """
+    cost, tokens = LLM_COST_TOTAL, LLM_TOKENS_TOTAL
+    sel = f.raw()
+    legend = "{{" + dimension + "}}"
+
+    def named(expr: str) -> str:
+        return f'label_replace(\n  {expr},\n  "{dimension}", "(none)", "{dimension}", ""\n)'
+
+    board.row(f"Spend and tokens by {dimension}")
+    board.bars(
+        f"Top {dimension} values by spend in range",
+        f"The ten values of the {dimension} attribution dimension that spent most during the "
+        "selected time range (pick \"This month so far\" for this month's spend).",
+        [
+            Target(
+                "sort_desc("
+                + named(f"topk(10, sum by ({dimension}) (increase({cost}{sel}[$__range])))")
+                + ")",
+                legend,
+                instant=True,
+            )
+        ],
+        "currencyUSD",
+        width=8,
+        decimals=2,
+    )  # fmt: skip
+    board.timeseries(
+        f"Spend rate by {dimension}",
+        f"US dollars per hour by {dimension} (`(none)`: calls without one).",
+        [Target(named(f"sum by ({dimension}) ({_rate(cost + sel)}) * 3600"), legend)],
+        USD_PER_HOUR,
+        width=8,
+        stack=True,
+    )
+    board.timeseries(
+        f"Token rate by {dimension}",
+        f"Input + output tokens per second by {dimension}.",
+        [Target(named(f"sum by ({dimension}) ({_rate(tokens + f.raw(_IN_OUT))})"), legend)],
+        "short",
+        width=8,
+        stack=True,
+    )
 
 
 def llm_dashboard(config: MixinConfig) -> Board:

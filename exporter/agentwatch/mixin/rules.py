@@ -80,6 +80,7 @@ LLM_TOKENS_TOTAL = contract.LLM_TOKENS.sample_names[0]
 LLM_COST_TOTAL = contract.LLM_COST.sample_names[0]
 LLM_UNPRICED_TOTAL = contract.LLM_UNPRICED.sample_names[0]
 TOOL_CALLS_TOTAL = contract.TOOL_CALLS.sample_names[0]
+LLM_REFUSED_TOTAL = contract.LLM_REFUSED.sample_names[0]
 EVENTS_DROPPED_TOTAL = contract.EVENTS_DROPPED.sample_names[0]
 STORE_WRITE_ERRORS_TOTAL = contract.STORE_WRITE_ERRORS.sample_names[0]
 
@@ -286,12 +287,36 @@ def recording_groups(config: MixinConfig) -> list[RuleGroup]:
             f"  * clamp_min({end} - time(), 0)",
         ),
     ]
-    return [
+    groups = [
         RuleGroup("agentwatch.recording", tuple(main)),
         RuleGroup("agentwatch.slo", tuple(slo)),
         RuleGroup("agentwatch.budget", tuple(budget)),
         RuleGroup("agentwatch.genai", tuple(genai_rules(config))),
     ]
+    attribution = attribution_rules(config)
+    if attribution:
+        groups.append(RuleGroup("agentwatch.attribution", tuple(attribution)))
+    return groups
+
+
+def attribution_rules(config: MixinConfig) -> list[Recording]:
+    """Spend, tokens and requests by each declared attribution dimension (`team:...`).
+
+    Calls without a value for a dimension are summed under the empty label, so the series of
+    one dimension add up to the total. The refusals of enforcing budgets are recorded per
+    budget alongside.
+    """
+    q = Q(config)
+    w = config.rate_window
+    rules: list[Recording] = []
+    for dimension in config.attribution:
+        rules.append(_rate(q, (dimension,), LLM_COST_TOTAL, w))
+        rules.append(_rate(q, (dimension, "type"), LLM_TOKENS_TOTAL, w))
+        rules.append(_rate(q, (dimension, "status"), LLM_REQUESTS_TOTAL, w))
+        rules.append(_rate(q, (dimension, "status"), EXECUTIONS_TOTAL, w))
+    if rules:
+        rules.append(_rate(q, ("budget",), LLM_REFUSED_TOTAL, w))
+    return rules
 
 
 # --------------------------------------------------------------------------------------------

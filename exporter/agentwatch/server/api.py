@@ -34,7 +34,7 @@ from agentwatch.config import Budget
 from agentwatch.server.records import execution_record, json_safe
 from agentwatch.server.render import Lane, json_response
 from agentwatch.store.base import Store
-from agentwatch.store.rows import ExecutionFilter, iso_utc
+from agentwatch.store.rows import ATTRIBUTE_NAME, ExecutionFilter, iso_utc
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
@@ -103,6 +103,17 @@ def _limit(params: Mapping[str, str], default: int = DEFAULT_PAGE, maximum: int 
     return number
 
 
+def _attributes(request: Request) -> tuple[tuple[str, str], ...]:
+    """Every `attr=DIMENSION=VALUE` parameter (repeatable: all must match), sorted."""
+    pairs: dict[str, str] = {}
+    for item in request.query_params.getlist("attr"):
+        name, sep, value = item.partition("=")
+        if not sep or not ATTRIBUTE_NAME.match(name) or not value:
+            raise QueryError(f"attr must be DIMENSION=VALUE (e.g. team=search), got {item!r}")
+        pairs[name] = value
+    return tuple(sorted(pairs.items()))
+
+
 def _status(params: Mapping[str, str]) -> str | None:
     status = params.get("status")
     if status is not None and status not in contract.EXECUTION_STATUSES:
@@ -133,15 +144,18 @@ def decode_cursor(text: str) -> tuple[float, str]:
 
 # -- v1 --------------------------------------------------------------------------------------
 def _executions_page(ctx: ApiContext, request: Request) -> Callable[[Store], Any]:
-    params = _params(request, ("agent", "status", "since", "until", "limit", "cursor"))
+    params = _params(request, ("agent", "status", "since", "until", "limit", "cursor", "attr"))
     since, until = _window(params, ctx.clock())
     status = _status(params)
     limit = _limit(params)
     before = decode_cursor(params["cursor"]) if "cursor" in params else None
     agent = params.get("agent")
+    attributes = _attributes(request)
 
     def read(store: Store) -> dict[str, Any]:
-        flt = ExecutionFilter(agent=agent, status=status, since=since, until=until)
+        flt = ExecutionFilter(
+            agent=agent, status=status, since=since, until=until, attributes=attributes
+        )
         rows = store.executions(flt, limit=limit + 1, before=before)
         page = rows[:limit]
         next_cursor = None
@@ -161,24 +175,37 @@ def _execution_detail(execution_id: str) -> Callable[[Store], Any]:
 
 
 def _stats(ctx: ApiContext, request: Request) -> Callable[[Store], Any]:
-    params = _params(request, ("agent", "since", "until"))
+    params = _params(request, ("agent", "since", "until", "attr"))
     since, until = _window(params, ctx.clock())
     agent = params.get("agent")
-    return lambda store: store.summary(agent=agent, since=since, until=until).to_record()
+    attributes = dict(_attributes(request)) or None
+    return lambda store: store.summary(
+        agent=agent, since=since, until=until, attributes=attributes
+    ).to_record()
 
 
 def _budget_json(status: BudgetStatus, *, iso: bool) -> dict[str, Any]:
     budget = status.budget
     start: Any = iso_utc(status.period_start) if iso else status.period_start
     end: Any = iso_utc(status.period_end) if iso else status.period_end
+    exhaustion = status.projected_exhaustion
     return {
         "name": budget.name,
         "period": budget.period,
         "timezone": budget.timezone,
-        "scope": {"agent": budget.agent, "model": budget.model, "provider": budget.provider},
+        "scope": {
+            "agent": budget.agent,
+            "model": budget.model,
+            "provider": budget.provider,
+            **dict(budget.attributes),
+        },
+        "enforce": budget.enforce,
+        "fail_closed": budget.fail_closed,
         "limit_usd": budget.limit_usd,
         "spend_usd": status.spend_usd,
+        "remaining_usd": status.remaining_usd,
         "used_ratio": status.used_ratio,
+        "projected_exhaustion": iso_utc(exhaustion) if iso else exhaustion,
         "period_start": start,
         "period_end": end,
     }

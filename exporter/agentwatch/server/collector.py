@@ -11,15 +11,9 @@ from __future__ import annotations
 
 import platform
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agentwatch import contract
@@ -29,77 +23,9 @@ from agentwatch.config import Budget
 from agentwatch.rollup_exemplars import attach_exemplars
 from agentwatch.server.store_access import StoreAccess
 from agentwatch.store.base import RollupRow, Store
+from agentwatch.store_metrics import budget_families, rollup_families
 
-_INF = float("inf")
-
-
-def _parse_le(value: str) -> float:
-    return _INF if value == "+Inf" else float(value)
-
-
-def rollup_families(rows: Sequence[RollupRow]) -> list[Metric]:
-    """Turn rollup rows into metric families, using the contract for help text and labels.
-
-    Rows whose sample name is not in the contract are ignored (a newer writer may know
-    metrics this server does not). Histogram buckets missing from the rows are filled from
-    the contract's bucket list, so every exposed histogram is complete and cumulative.
-    Exemplars are added by `rollup_exemplars.attach_exemplars`.
-    """
-    counters: dict[str, dict[tuple[str, ...], float]] = defaultdict(dict)
-    buckets: dict[str, dict[tuple[str, ...], dict[float, float]]] = defaultdict(
-        lambda: defaultdict(dict)
-    )
-    sums: dict[str, dict[tuple[str, ...], float]] = defaultdict(dict)
-    for row in rows:
-        spec = contract.spec_for_sample(row.sample)
-        if spec is None or spec.kind == "gauge":
-            continue
-        key = tuple(row.labels.get(name, "") for name in spec.labels)
-        if spec.kind == "counter":
-            counters[spec.name][key] = row.value
-        elif row.sample.endswith("_bucket"):
-            bound = _parse_le(row.labels.get("le", "+Inf"))
-            buckets[spec.name][key][bound] = row.value
-        elif row.sample.endswith("_sum"):
-            sums[spec.name][key] = row.value
-        # _count equals the +Inf bucket; prometheus_client derives it.
-
-    families: list[Metric] = []
-    for spec in contract.ROLLUP_METRICS:
-        if spec.kind == "counter" and spec.name in counters:
-            family = CounterMetricFamily(spec.name, spec.help, labels=list(spec.labels))
-            for key, value in sorted(counters[spec.name].items()):
-                family.add_metric(list(key), value)
-            families.append(family)
-        elif spec.kind == "histogram" and spec.name in buckets:
-            hist = HistogramMetricFamily(spec.name, spec.help, labels=list(spec.labels))
-            bounds = [*(spec.buckets or ()), _INF]
-            for key, observed in sorted(buckets[spec.name].items()):
-                cumulative, filled = 0.0, []
-                for bound in bounds:
-                    cumulative = max(cumulative, observed.get(bound, cumulative))
-                    label = "+Inf" if bound == _INF else repr(float(bound))
-                    filled.append((label, cumulative))
-                hist.add_metric(list(key), filled, sum_value=sums[spec.name].get(key, 0.0))
-            families.append(hist)
-    return families
-
-
-def budget_families(statuses: Sequence[BudgetStatus]) -> list[Metric]:
-    """Limit, exact spend and period bounds per budget (labels budget, period)."""
-    specs: tuple[tuple[contract.MetricSpec, Callable[[BudgetStatus], float]], ...] = (
-        (contract.BUDGET_LIMIT, lambda s: s.budget.limit_usd),
-        (contract.BUDGET_SPEND, lambda s: s.spend_usd),
-        (contract.BUDGET_PERIOD_START, lambda s: s.period_start),
-        (contract.BUDGET_PERIOD_END, lambda s: s.period_end),
-    )
-    families: list[Metric] = []
-    for spec, value_of in specs:
-        family = GaugeMetricFamily(spec.name, spec.help, labels=list(spec.labels))
-        for status in statuses:
-            family.add_metric([status.budget.name, status.budget.period], value_of(status))
-        families.append(family)
-    return families
+__all__ = ["StoreCollector", "budget_families", "rollup_families"]
 
 
 class StoreCollector(Collector):

@@ -63,6 +63,12 @@ _EXECUTION = {
             "description": "Attributes given to track() / @observe.",
             "additionalProperties": True,
         },
+        "attribution": {
+            "type": "object",
+            "description": "The run's value of each declared attribution dimension (team, "
+            "customer, ...), its own or inherited from the run it is nested in.",
+            "additionalProperties": {"type": "string"},
+        },
         "arguments": {
             "nullable": True,
             "description": "Captured arguments (only with capture_arguments).",
@@ -96,6 +102,12 @@ _EVENT = {
         "error_type": _nullable("string", "Exception class of a failed call."),
         "error_message": _nullable("string", "Exception message (redacted)."),
         "attributes": {"type": "object", "additionalProperties": True},
+        "attribution": {
+            "type": "object",
+            "description": "The call's attribution values: its run's, or its own litellm "
+            "metadata and user.",
+            "additionalProperties": {"type": "string"},
+        },
     },
 }
 
@@ -141,10 +153,24 @@ _BUDGET = {
                 "model": _nullable("string", "Only this model's spend."),
                 "provider": _nullable("string", "Only this provider's spend."),
             },
+            "additionalProperties": _field(
+                "string", "Only the spend of calls with this attribution value (team, ...)."
+            ),
         },
+        "enforce": _field("boolean", "New LLM calls in scope are refused once it is spent."),
+        "fail_closed": _field(
+            "boolean", "Calls in scope are refused while the spend cannot be read."
+        ),
         "limit_usd": _field("number", "Limit for the period, USD."),
         "spend_usd": _field("number", "Exact spend so far in the period, USD."),
+        "remaining_usd": _field("number", "Limit minus spend, never below 0, USD."),
         "used_ratio": _nullable("number", "spend / limit."),
+        "projected_exhaustion": _field(
+            "string",
+            "When the spend reaches the limit at the period's average rate so far, ISO-8601 "
+            "UTC: now once reached, the period end when not projected inside the period.",
+            format="date-time",
+        ),
         "period_start": _field("string", "Period start, ISO-8601 UTC.", format="date-time"),
         "period_end": _field("string", "Period end, ISO-8601 UTC.", format="date-time"),
     },
@@ -211,6 +237,11 @@ def _query(name: str, description: str, schema: dict[str, Any] | None = None) ->
 _SINCE = _query("since", f"Only rows started at or after this time. {_TIME_NOTE}")
 _UNTIL = _query("until", f"Only rows started before this time (exclusive). {_TIME_NOTE}")
 _AGENT_Q = _query("agent", "Only this agent.")
+_ATTR_Q = _query(
+    "attr",
+    "Only runs (and calls) attributed to this value of an attribution dimension, as "
+    "DIMENSION=VALUE (`team=search`); repeat it to require several.",
+)
 _LIMIT = _query(
     "limit",
     f"Page size (default {DEFAULT_PAGE}, at most {MAX_PAGE}).",
@@ -323,6 +354,7 @@ def document() -> dict[str, Any]:
                 _UNTIL,
                 _LIMIT,
                 _query("cursor", "The `next_cursor` of the previous page."),
+                _ATTR_Q,
             ],
         ),
         "/api/v1/executions/{execution_id}": {
@@ -339,7 +371,7 @@ def document() -> dict[str, Any]:
         "/api/v1/stats": _get(
             "Summary of runs: counts, success rate, duration percentiles, totals.",
             _json(_ref("Stats"), "The summary."),
-            [_AGENT_Q, _SINCE, _UNTIL],
+            [_AGENT_Q, _SINCE, _UNTIL, _ATTR_Q],
         ),
         "/api/v1/budgets": _get(
             "Every configured budget with its spend in the current period.",

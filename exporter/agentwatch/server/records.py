@@ -39,6 +39,7 @@ EVENT_FIELDS: tuple[str, ...] = (
     "error_type",
     "error_message",
     "attributes",
+    "attribution",
 )
 
 

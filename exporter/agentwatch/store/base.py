@@ -12,16 +12,17 @@ a long export neither holds that lock nor loads the whole table into memory.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from agentwatch.cardinality import AdmissionCache
+from agentwatch.cardinality import AdmissionCache, ValueAdmissionCache
 from agentwatch.errors import IncompatibleStore, StoreError, StoreNotFound
 from agentwatch.rollups import (
     EVENT_COLUMNS,
@@ -33,6 +34,7 @@ from agentwatch.rollups import (
     resolve_rollups,
 )
 from agentwatch.store import aggregates, audit, schema
+from agentwatch.store.attribution import AttributionStore
 from agentwatch.store.queries import StoreQueries
 from agentwatch.store.schema import LATE_SEQ_BASE
 
@@ -172,7 +174,7 @@ def new_batch_id() -> str:
     return f"{time.time_ns():016x}-{secrets.token_hex(8)}"
 
 
-class Store(StoreQueries, ABC):
+class Store(StoreQueries, AttributionStore, ABC):
     """A durable store of executions, events and rollups.
 
     Subclasses provide the connection, `atomic()` and a few dialect fragments; every query
@@ -191,6 +193,8 @@ class Store(StoreQueries, ABC):
         self._lock = threading.RLock()
         self._sql_cache: dict[str, str] = {}
         self._admissions = AdmissionCache()
+        self._values = ValueAdmissionCache()
+        self._commit_listeners: list[Callable[[RollupBatch], None]] = []
 
     # -- backend hooks -------------------------------------------------------------------
     @abstractmethod
@@ -376,13 +380,28 @@ class Store(StoreQueries, ABC):
             StoreUnavailable: retry later, with the same id.
             RecordRefused: the data was refused; nothing was written.
         """
+        decided: list[tuple[str, str, bool]] = []
         with self.atomic() as cur:
-            if not self._claim(cur, batch_id or new_batch_id(), batch.records):
-                return False
-            decided = self._apply(cur, batch)
-            audit.append(self, cur, batch.audit)
-        self._admissions.remember(decided, batch.max_label_sets)
-        return True
+            applied = self._claim(cur, batch_id or new_batch_id(), batch.records)
+            if applied:
+                decided = self._apply(cur, batch)
+                audit.append(self, cur, batch.audit)
+        if applied:
+            self._admissions.remember(decided, batch.max_label_sets)
+            self._values.remember(batch.attribution_decided, batch.attribution_caps)
+        for listener in tuple(self._commit_listeners):
+            with contextlib.suppress(Exception):  # a listener must not fail a committed batch
+                listener(batch)
+        return applied
+
+    def add_commit_listener(self, listener: Callable[[RollupBatch], None]) -> None:
+        """Call `listener(batch)` after each `write_batch` whose rows are in the store.
+
+        Called in the writing thread, after the commit (also for a batch found applied
+        before). Budget enforcement uses it to know which of its own spend the store holds.
+        Exceptions are ignored.
+        """
+        self._commit_listeners.append(listener)
 
     def fold_spill(
         self,
@@ -412,6 +431,7 @@ class Store(StoreQueries, ABC):
             ):
                 decided += self._apply(cur, conditional)
         self._admissions.remember(decided, batch.max_label_sets)
+        self._values.remember(batch.attribution_decided, batch.attribution_caps)
         return True
 
     def _claim(self, cur: Any, batch_id: str, records: int) -> bool:
@@ -499,6 +519,7 @@ class Store(StoreQueries, ABC):
         """
         decided: list[tuple[str, str, bool]] = []
         cap = batch.max_label_sets
+        batch.attribution_decided = self.admit_values(cur, batch)
 
         def admit(sets: Sequence[LabelSet]) -> list[bool]:
             return self._admit(cur, sets, cap, decided)
@@ -594,13 +615,18 @@ class Store(StoreQueries, ABC):
         agent: str | None = None,
         model: str | None = None,
         provider: str | None = None,
+        attributes: Mapping[str, str] | None = None,
     ) -> float:
         """Exact sum of event `cost_usd` with `start <= started_at < end`, optionally scoped.
 
         Whole hours are read from the hourly aggregates, the partial hours at either end from
-        the events themselves. `agent` matches the execution's agent, or a late/orphan
-        event's own agent.
+        the events themselves. `agent` matches the agent the call is billed to (the calling
+        agent), or a late/orphan event's own agent. `attributes` match the call's attribution
+        values (`{"team": "search"}`, inherited from its run or its own); the aggregates do
+        not keep them, so an attribution scope sums the events of the whole window.
         """
+        if attributes:
+            return self._attributed_spend(start, end, agent, model, provider, attributes)
         window = aggregates.split_window(start, end)
         filters = [("agent", agent), ("model", model), ("provider", provider)]
         scope = "".join(f" AND {column} = ?" for column, value in filters if value is not None)
@@ -623,6 +649,31 @@ class Store(StoreQueries, ABC):
                 )
                 total += float(cur.fetchone()[0])
         return total
+
+    def _attributed_spend(
+        self,
+        start: float,
+        end: float,
+        agent: str | None,
+        model: str | None,
+        provider: str | None,
+        attributes: Mapping[str, str],
+    ) -> float:
+        sql = (
+            "SELECT COALESCE(SUM(cost_usd), 0) FROM events WHERE started_at >= ? AND started_at < ?"
+        )
+        params: list[Any] = [start, end]
+        for column, value in (("agent", agent), ("model", model), ("provider", provider)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        conditions, extra = self.attribute_conditions(attributes)
+        for condition in conditions:
+            sql += f" AND {condition}"
+        params.extend(extra)
+        with self._read() as cur:
+            cur.execute(self._sql(sql), params)
+            return float(cur.fetchone()[0])
 
     # -- retention -----------------------------------------------------------------------
     def delete_old_executions(self, older_than: float) -> int:
@@ -709,13 +760,15 @@ class Store(StoreQueries, ABC):
     def clear_all(self) -> None:
         """Delete every execution, event AND rollup (exported counters restart at zero)."""
         with self.atomic() as cur:
-            for table in ("events", "executions", "rollups", *aggregates.TABLES):
+            for table in ("events", "executions", "rollups", "attribution_values",
+                          *aggregates.TABLES):  # fmt: skip
                 cur.execute(f"DELETE FROM {table}")
             # A change like any write: readers caching on the marker (serve) see it.
             cur.execute(self._sql(_SET_META), (_LAST_WRITE, time.time()))
         # Label sets are admitted afresh. Other processes still trust what they saw admitted
         # until they reopen the store, which can let their label sets in beyond the cap once.
         self._admissions.clear()
+        self._values.clear()
 
 
 class _Chunk:

@@ -236,6 +236,12 @@ class PostgresStore(Store):
         assert row is not None  # an aggregate always returns one row
         return [None if v is None else float(v) for v in row]
 
+    def _json_text(self, column: str) -> str:
+        return f"({column}::jsonb ->> ?)"
+
+    def _json_key(self, key: str) -> str:
+        return key
+
     def _local_date(self) -> str:
         return "to_char(to_timestamp(started_at) AT TIME ZONE ?, 'YYYY-MM-DD')"
 

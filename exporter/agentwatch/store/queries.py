@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agentwatch.store import aggregates
 from agentwatch.store.rows import (
+    ATTRIBUTE_NAME,
     AgentRow,
     CostRow,
     ErrorCount,
@@ -62,9 +63,9 @@ _TOTALS = (
 #: Columns of an execution row; the last eight are the totals, in `_TOTALS` order.
 _EXEC_SELECT = (
     "SELECT id, agent, parent_id, kind, status, started_at, ended_at, duration, error_type, "
-    f"error_message, arguments, attributes, {_TOTALS} FROM executions"
+    f"error_message, arguments, attributes, attribution, {_TOTALS} FROM executions"
 )
-_TOTALS_AT = 12
+_TOTALS_AT = 13
 _TOOL_CHILDREN = (
     f"SELECT parent_id, id, {_TOTALS} FROM executions "
     "WHERE kind = 'tool' AND parent_id IS NOT NULL AND parent_id IN ({marks})"
@@ -72,7 +73,7 @@ _TOOL_CHILDREN = (
 _EVENT_SELECT = (
     "SELECT id, execution_id, agent, seq, kind, name, started_at, duration, status, model, "
     "provider, input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_usd, "
-    "time_to_first_token, error_type, error_message, attributes FROM events"
+    "time_to_first_token, error_type, error_message, attributes, attribution FROM events"
 )
 _IS_LLM = "kind = 'llm_call'"
 _CALL_TOTALS = (
@@ -150,8 +151,9 @@ def _where(
     return (" WHERE " + " AND ".join(parts) if parts else ""), params
 
 
-def _filter_where(flt: ExecutionFilter) -> tuple[str, list[Any]]:
-    return _where(flt.agent, flt.status, flt.since, flt.until, flt.kind)
+def _pairs(attributes: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """An attribute filter as the sorted pairs `ExecutionFilter` holds."""
+    return tuple(sorted((str(k), str(v)) for k, v in (attributes or {}).items()))
 
 
 def _and(where: str, condition: str) -> str:
@@ -160,7 +162,8 @@ def _and(where: str, condition: str) -> str:
 
 def _event_row(row: Sequence[Any], execution_started: float | None) -> EventRow:
     (ev_id, ex_id, agent, seq, kind, name, started_at, duration, status, model, provider, tin,
-     tout, tcached, treason, cost, ttft, error_type, error_message, attributes) = row  # fmt: skip
+     tout, tcached, treason, cost, ttft, error_type, error_message, attributes,
+     attribution) = row  # fmt: skip
     return EventRow(
         id=int(ev_id),
         execution_id=ex_id,
@@ -183,13 +186,14 @@ def _event_row(row: Sequence[Any], execution_started: float | None) -> EventRow:
         error_type=error_type,
         error_message=error_message,
         attributes=_loads(attributes) or {},
+        attribution=_loads(attribution) or {},
     )
 
 
 def _execution_row(row: Sequence[Any], totals: Sequence[Any]) -> ExecutionRow:
     # Positional, in `ExecutionRow` field order: an export builds millions of these.
     (ex_id, agent, parent_id, kind, status, started_at, ended_at, duration, error_type,
-     error_message, arguments, attributes) = row[:_TOTALS_AT]  # fmt: skip
+     error_message, arguments, attributes, attribution) = row[:_TOTALS_AT]  # fmt: skip
     cost, tin, tout, tcached, treason, llm, tool, unpriced = totals
     llm, unpriced = int(llm), int(unpriced)
     return ExecutionRow(
@@ -213,6 +217,7 @@ def _execution_row(row: Sequence[Any], totals: Sequence[Any]) -> ExecutionRow:
         int(treason),
         llm,
         int(tool),
+        _loads(attribution) or {},
     )
 
 
@@ -245,6 +250,53 @@ class StoreQueries(ABC):
     def _local_date(self) -> str:
         """SQL expression for `events.started_at` as YYYY-MM-DD in the zone bound to `?`."""
 
+    @abstractmethod
+    def _json_text(self, column: str) -> str:
+        """SQL for the text value of one key of the JSON `column`; the key is a `?`."""
+
+    @abstractmethod
+    def _json_key(self, key: str) -> str:
+        """The parameter `_json_text` expects for `key` (a JSON path, or the key itself)."""
+
+    # -- attribution -------------------------------------------------------------------
+    def attribute_conditions(
+        self, attributes: Mapping[str, str] | Sequence[tuple[str, str]] | None
+    ) -> tuple[list[str], list[Any]]:
+        """SQL conditions (and parameters) matching every `dimension = value` of the
+        `attribution` JSON column, with the backend's JSON operator (`json_extract` in
+        SQLite, `->>` in PostgreSQL). Names are label names; values are bound parameters.
+
+        Raises:
+            ValueError: a name that is not a label name.
+        """
+        if not attributes:
+            return [], []
+        pairs = attributes.items() if isinstance(attributes, Mapping) else attributes
+        parts: list[str] = []
+        params: list[Any] = []
+        for name, value in sorted(pairs):
+            if not ATTRIBUTE_NAME.match(name):
+                raise ValueError(f"attribute names are label names, got {name!r}")
+            parts.append(f"{self._json_text('attribution')} = ?")
+            params.extend((self._json_key(name), str(value)))
+        return parts, params
+
+    def _narrowed(
+        self,
+        where: str,
+        params: list[Any],
+        attributes: Mapping[str, str] | Sequence[tuple[str, str]] | None,
+    ) -> tuple[str, list[Any]]:
+        """`where` and its parameters narrowed to rows whose attribution matches."""
+        conditions, extra = self.attribute_conditions(attributes)
+        for condition in conditions:
+            where = _and(where, condition)
+        return where, params + extra
+
+    def _filter_where(self, flt: ExecutionFilter) -> tuple[str, list[Any]]:
+        where, params = _where(flt.agent, flt.status, flt.since, flt.until, flt.kind)
+        return self._narrowed(where, params, flt.attributes)
+
     # -- typed queries -------------------------------------------------------------------
     def executions(
         self,
@@ -259,7 +311,7 @@ class StoreQueries(ABC):
         `before` is a keyset cursor: only rows after `(started_at, id)` in this order, so a
         page costs the same however deep it is (the JSON API's `cursor`).
         """
-        where, params = _filter_where(flt or ExecutionFilter())
+        where, params = self._filter_where(flt or ExecutionFilter())
         if before is not None:
             where = _and(where, "(started_at < ? OR (started_at = ? AND id < ?))")
             params.extend([before[0], before[0], before[1]])
@@ -284,7 +336,7 @@ class StoreQueries(ABC):
 
         Reads on a connection of its own; close the generator (or exhaust it) to release it.
         """
-        where, params = _filter_where(flt or ExecutionFilter())
+        where, params = self._filter_where(flt or ExecutionFilter())
         sql = f"{_EXEC_SELECT}{where} ORDER BY started_at, id"
         size = max(1, chunk_size)
         chunk: list[Any] = []
@@ -298,7 +350,7 @@ class StoreQueries(ABC):
 
     def count(self, flt: ExecutionFilter | None = None) -> int:
         """Number of executions matching `flt` (default: every run)."""
-        where, params = _filter_where(flt or ExecutionFilter())
+        where, params = self._filter_where(flt or ExecutionFilter())
         with self._read() as cur:
             cur.execute(self._sql(f"SELECT COUNT(*) FROM executions{where}"), params)
             return int(cur.fetchone()[0])
@@ -425,6 +477,7 @@ class StoreQueries(ABC):
         agent: str | None = None,
         since: float | None = None,
         until: float | None = None,
+        attributes: Mapping[str, str] | None = None,
     ) -> SummaryStats:
         """Run counts, success, mean and nearest-rank p50/p95/p99 duration, and call totals.
 
@@ -432,6 +485,34 @@ class StoreQueries(ABC):
         calls are every LLM and tool call billed to `agent` (every call, including those
         outside any run, when `agent` is None) made in the window. See `SummaryStats`.
         """
+        if attributes:  # the aggregates keep no attribution: the rows of the whole window
+            runs, calls, percentiles = self._attributed_summary(agent, since, until, attributes)
+        else:
+            runs, calls, percentiles = self._aggregated_summary(agent, since, until)
+        n_runs, top, completed, failed, duration_sum, durations = runs
+        llm, unpriced, tools, tin, tout, cost = calls
+        p50, p95, p99 = percentiles
+        return SummaryStats(
+            runs=int(n_runs),
+            top_level_runs=int(top),
+            completed_runs=int(completed),
+            failed_runs=int(failed),
+            avg_duration=float(duration_sum) / int(durations) if durations else None,
+            p50_duration=p50,
+            p95_duration=p95,
+            p99_duration=p99,
+            llm_calls=int(llm),
+            unpriced_calls=int(unpriced),
+            tool_calls=int(tools),
+            input_tokens=int(tin),
+            output_tokens=int(tout),
+            cost_usd=known_cost(float(cost), int(llm), int(unpriced)),
+        )
+
+    def _aggregated_summary(
+        self, agent: str | None, since: float | None, until: float | None
+    ) -> tuple[list[Any], list[Any], list[float | None]]:
+        """Whole hours from the hourly aggregates, the partial hours from the rows."""
         window = aggregates.split_window(since, until)
         edges = window.edges if not window.empty else ((since, until),)
         runs = [0, 0, 0, 0, 0.0, 0]
@@ -454,25 +535,29 @@ class StoreQueries(ABC):
                 where, params = _where(agent, None, edge_since, edge_until)
                 cur.execute(self._sql(f"{_CALL_TOTALS}{where}"), params)
                 calls = [a + b for a, b in zip(calls, cur.fetchone(), strict=True)]
-        n_runs, top, completed, failed, duration_sum, durations = runs
-        llm, unpriced, tools, tin, tout, cost = calls
-        p50, p95, p99 = self._summary_percentiles(agent, since, until, window, int(durations))
-        return SummaryStats(
-            runs=int(n_runs),
-            top_level_runs=int(top),
-            completed_runs=int(completed),
-            failed_runs=int(failed),
-            avg_duration=float(duration_sum) / int(durations) if durations else None,
-            p50_duration=p50,
-            p95_duration=p95,
-            p99_duration=p99,
-            llm_calls=int(llm),
-            unpriced_calls=int(unpriced),
-            tool_calls=int(tools),
-            input_tokens=int(tin),
-            output_tokens=int(tout),
-            cost_usd=known_cost(float(cost), int(llm), int(unpriced)),
+        durations = int(runs[5])
+        return runs, calls, self._summary_percentiles(agent, since, until, window, durations)
+
+    def _attributed_summary(
+        self,
+        agent: str | None,
+        since: float | None,
+        until: float | None,
+        attributes: Mapping[str, str],
+    ) -> tuple[list[Any], list[Any], list[float | None]]:
+        """Runs and calls whose attribution matches, from the rows of the whole window."""
+        runs_where, runs_params = self._narrowed(
+            *_where(agent, None, since, until, "agent"), attributes
         )
+        calls_where, calls_params = self._narrowed(*_where(agent, None, since, until), attributes)
+        with self._read() as cur:
+            cur.execute(self._sql(f"{_RUN_COUNTS}{runs_where}"), runs_params)
+            runs = list(cur.fetchone())
+            cur.execute(self._sql(f"{_CALL_TOTALS}{calls_where}"), calls_params)
+            calls = list(cur.fetchone())
+        if not int(runs[5] or 0):
+            return runs, calls, [None] * len(PERCENTILES)
+        return runs, calls, self._percentiles(runs_where, runs_params)
 
     def _summary_percentiles(
         self,
@@ -515,19 +600,24 @@ class StoreQueries(ABC):
         until: float | None = None,
         agent: str | None = None,
         tz: str = "UTC",
+        attributes: Mapping[str, str] | None = None,
     ) -> list[CostRow]:
-        """LLM calls, unpriced calls, tokens and cost grouped by agent, model, provider, date.
+        """LLM calls, unpriced calls, tokens and cost grouped by agent, model, provider, date
+        and/or attribution dimension (`team`; "" for calls without a value).
 
         `date` is the call's day (YYYY-MM-DD) in time zone `tz`. Rows are sorted by cost,
-        highest first, or by date when grouping by date.
+        highest first, or by date when grouping by date. `attributes` keeps calls whose
+        attribution has every `dimension: value` given.
 
         Raises:
             ValueError: an unknown group key or time zone.
         """
         keys = list(dict.fromkeys(group_by))
-        unknown = [k for k in keys if k not in GROUP_KEYS]
+        unknown = [k for k in keys if k not in GROUP_KEYS and not ATTRIBUTE_NAME.match(k)]
         if unknown or not keys:
-            raise ValueError(f"group_by items must be among {', '.join(GROUP_KEYS)}")
+            raise ValueError(
+                f"group_by items must be among {', '.join(GROUP_KEYS)} or an attribution dimension"
+            )
         try:
             ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError):
@@ -537,10 +627,12 @@ class StoreQueries(ABC):
         raw: list[tuple[float | None, float | None]] = list(
             window.edges if not window.empty else ((since, until),)
         )
-        if not window.empty:
+        if attributes or any(k not in GROUP_KEYS for k in keys):
+            raw = [(since, until)]  # the aggregates keep no attribution: the whole window raw
+        elif not window.empty:
             raw += self._costs_from_aggregates(keys, window, agent, tz, totals)
         for edge_since, edge_until in raw:
-            for row in self._raw_costs(keys, edge_since, edge_until, agent, tz):
+            for row in self._raw_costs(keys, edge_since, edge_until, agent, tz, attributes):
                 acc = totals.setdefault(tuple(row[: len(keys)]), [0, 0, 0, 0.0])
                 for i, value in enumerate(row[len(keys) :]):
                     acc[i] += value or 0
@@ -622,6 +714,7 @@ class StoreQueries(ABC):
         until: float | None,
         agent: str | None,
         tz: str,
+        attributes: Mapping[str, str] | None = None,
     ) -> list[Any]:
         """`costs` rows (group values, calls, unpriced, tokens, cost) read from raw events."""
         select: list[str] = []
@@ -630,9 +723,12 @@ class StoreQueries(ABC):
             if key == "date":
                 select.append(self._local_date())
                 params.append(tz)
-            else:
+            elif key in GROUP_KEYS:
                 select.append(key)
-        where, where_params = _where(agent, None, since, until)
+            else:
+                select.append(f"COALESCE({self._json_text('attribution')}, '')")
+                params.append(self._json_key(key))
+        where, where_params = self._narrowed(*_where(agent, None, since, until), attributes)
         where = _and(where, f"({_IS_LLM} OR cost_usd IS NOT NULL)")
         positions = ", ".join(str(i + 1) for i in range(len(keys)))
         sql = (
@@ -912,9 +1008,10 @@ class StoreQueries(ABC):
         offset: int = 0,
         *,
         kind: str | None = "agent",
+        attributes: Mapping[str, str] | None = None,
     ) -> list[dict[str, Any]]:
         """`executions()` as pre-1.0 dicts (runs by default; `kind=None` for every kind)."""
-        flt = ExecutionFilter(agent_name, status, since, until, kind)
+        flt = ExecutionFilter(agent_name, status, since, until, kind, _pairs(attributes))
         return [r.legacy_dict() for r in self.executions(flt, limit=limit, offset=offset)]
 
     def iter_executions(
@@ -926,9 +1023,10 @@ class StoreQueries(ABC):
         chunk_size: int = 1000,
         *,
         kind: str | None = "agent",
+        attributes: Mapping[str, str] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """`stream_executions()` as pre-1.0 dicts, oldest first, in bounded memory."""
-        flt = ExecutionFilter(agent_name, status, since, until, kind)
+        flt = ExecutionFilter(agent_name, status, since, until, kind, _pairs(attributes))
         for row in self.stream_executions(flt, chunk_size=chunk_size):
             yield row.legacy_dict()
 
@@ -940,9 +1038,12 @@ class StoreQueries(ABC):
         until: float | None = None,
         *,
         kind: str | None = "agent",
+        attributes: Mapping[str, str] | None = None,
     ) -> int:
         """Number of matching executions (runs by default; `kind=None` for every kind)."""
-        return self.count(ExecutionFilter(agent_name, status, since, until, kind))
+        return self.count(
+            ExecutionFilter(agent_name, status, since, until, kind, _pairs(attributes))
+        )
 
     def get_execution(self, execution_id: str) -> dict[str, Any] | None:
         """`execution()` as a pre-1.0 dict with `events` and `children` (ids), or None."""
@@ -966,9 +1067,13 @@ class StoreQueries(ABC):
         agent_name: str | None = None,
         since: float | None = None,
         until: float | None = None,
+        *,
+        attributes: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """`summary()` as the pre-1.0 dict (`total_executions` = runs, `total_cost`, ...)."""
-        return self.summary(agent=agent_name, since=since, until=until).legacy_dict()
+        return self.summary(
+            agent=agent_name, since=since, until=until, attributes=attributes
+        ).legacy_dict()
 
     def cost_breakdown(
         self,
@@ -977,11 +1082,15 @@ class StoreQueries(ABC):
         until: float | None = None,
         agent_name: str | None = None,
         tz: str = "UTC",
+        *,
+        attributes: Mapping[str, str] | None = None,
     ) -> list[dict[str, Any]]:
         """`costs()` as pre-1.0 dicts (group keys, `calls`, `tokens`, `cost`).
 
         Raises:
             ValueError: an unknown group key or time zone.
         """
-        rows = self.costs(group_by, since=since, until=until, agent=agent_name, tz=tz)
+        rows = self.costs(
+            group_by, since=since, until=until, agent=agent_name, tz=tz, attributes=attributes
+        )
         return [r.legacy_dict() for r in rows]

@@ -24,6 +24,7 @@ What the numbers mean (docs/metrics.md, "Runs, tool calls and LLM calls"):
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -34,6 +35,9 @@ ExecutionKind = Literal["agent", "tool"]
 STATUSES: tuple[str, ...] = ("completed", "failed")
 #: Execution kinds a filter accepts; `None` selects every kind.
 KINDS: tuple[str, ...] = ("agent", "tool")
+
+#: What an attribution dimension's name looks like (a Prometheus label name).
+ATTRIBUTE_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 #: Keys of `ExecutionRow.to_record()`, in order (also the columns of `export --format csv`).
 EXECUTION_RECORD_FIELDS: tuple[str, ...] = (
@@ -56,6 +60,7 @@ EXECUTION_RECORD_FIELDS: tuple[str, ...] = (
     "llm_calls",
     "tool_calls",
     "attributes",
+    "attribution",
     "arguments",
 )
 
@@ -102,9 +107,11 @@ class ExecutionFilter:
         since: started at or after this Unix time (inclusive).
         until: started before this Unix time (exclusive).
         kind: `agent` (runs, the default), `tool`, or None for every kind.
+        attributes: `(dimension, value)` pairs the execution's attribution must all have
+            (`(("team", "search"),)`): its own attribute or one inherited from its parent.
 
     Raises:
-        ValueError: an unknown status or kind.
+        ValueError: an unknown status or kind, or an attribute name that is not a label name.
     """
 
     agent: str | None = None
@@ -112,8 +119,12 @@ class ExecutionFilter:
     since: float | None = None
     until: float | None = None
     kind: str | None = "agent"
+    attributes: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        for name, _ in self.attributes:
+            if not ATTRIBUTE_NAME.match(name):
+                raise ValueError(f"attribute names are label names, got {name!r}")
         if self.status is not None and self.status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {self.status!r}")
         if self.kind is not None and self.kind not in KINDS:
@@ -149,6 +160,7 @@ class ExecutionRow:
     reasoning_tokens: int
     llm_calls: int
     tool_calls: int
+    attribution: dict[str, str] = field(default_factory=dict)
 
     @property
     def total_tokens(self) -> int:
@@ -177,6 +189,7 @@ class ExecutionRow:
             "llm_calls": self.llm_calls,
             "tool_calls": self.tool_calls,
             "attributes": dict(self.attributes),
+            "attribution": dict(self.attribution),
             "arguments": self.arguments,
         }
 
@@ -200,6 +213,7 @@ class ExecutionRow:
             "error": self.error_message,
             "arguments": self.arguments,
             "attributes": dict(self.attributes),
+            "attribution": dict(self.attribution),
             "metrics": {
                 "total_cost": self.cost_usd or 0.0,
                 "unpriced_calls": self.unpriced_calls,
@@ -245,6 +259,7 @@ class EventRow:
     error_type: str | None
     error_message: str | None
     attributes: dict[str, Any]
+    attribution: dict[str, str] = field(default_factory=dict)
 
     @property
     def total_tokens(self) -> int:
@@ -280,6 +295,7 @@ class EventRow:
             "error_type": self.error_type,
             "error_message": self.error_message,
             "attributes": dict(self.attributes),
+            "attribution": dict(self.attribution),
         }
 
     def legacy_dict(self) -> dict[str, Any]:

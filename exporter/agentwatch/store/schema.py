@@ -28,6 +28,9 @@ Design notes a maintainer must keep:
   `Store.write_batch`), and admission can never disagree with what `serve` exposes.
 - A histogram bucket row carries its exemplar (`exemplar_*`: the latest execution observed
   in that bucket); other rows leave those columns NULL.
+- `executions.attribution` / `events.attribution` hold the declared attribution dimensions
+  (team, customer, ...) as JSON; budget scopes and CLI filters read one key with the
+  backend's JSON operator (`json_extract` / `->>`), after the `started_at` range scan.
 - `batches` records the id of every batch applied, in the batch's own transaction, so a
   batch retried after a lost commit acknowledgement changes nothing (exactly once).
 - `agg_*` hold hourly aggregates of the rows (see `aggregates.py`): the writer adds to them
@@ -258,6 +261,40 @@ MIGRATIONS: tuple[Migration, ...] = (
         "hourly aggregates of runs, run durations and calls, built from existing rows",
         aggregates.DDL,
         backfill=True,
+    ),
+    Migration(
+        6,
+        "attribution of runs and events, admitted attribution values, budget pending spend",
+        (
+            # The run's or call's value of each declared attribution dimension (team,
+            # customer, ...) as JSON: filters and budget scopes read it with the backend's
+            # JSON operator. A constant default: instant on both backends.
+            "ALTER TABLE executions ADD COLUMN attribution TEXT NOT NULL DEFAULT '{}'",
+            "ALTER TABLE events ADD COLUMN attribution TEXT NOT NULL DEFAULT '{}'",
+            # The values admitted as labels, per dimension, for every writer together (the
+            # store-wide `max_values` cap; see Store.write_batch). Rows are never deleted
+            # (except by clear_all): an admitted value stays admitted.
+            """
+            CREATE TABLE attribution_values (
+                dimension TEXT NOT NULL,
+                value TEXT NOT NULL,
+                PRIMARY KEY (dimension, value)
+            )
+            """,
+            # Budget enforcement: each enforcing process publishes the spend it recorded but
+            # has not written yet (calls inside runs still open, records in its queue), so
+            # other processes count it (see enforcement.py). One row per process and budget.
+            """
+            CREATE TABLE budget_pending (
+                owner TEXT NOT NULL,
+                budget TEXT NOT NULL,
+                period_start DOUBLE PRECISION NOT NULL,
+                amount DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (owner, budget)
+            )
+            """,
+        ),
     ),
     Migration(
         7,

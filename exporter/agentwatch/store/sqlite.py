@@ -296,6 +296,12 @@ class SQLiteStore(Store):
     def _lock_for_admission(self, cur: Any) -> None:
         """Nothing to do: BEGIN IMMEDIATE already holds the database's write lock."""
 
+    def _json_text(self, column: str) -> str:
+        return f"json_extract({column}, ?)"
+
+    def _json_key(self, key: str) -> str:
+        return f'$."{key}"'
+
     def _local_date(self) -> str:
         return "aw_local_date(started_at, ?)"
 
