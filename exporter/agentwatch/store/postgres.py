@@ -32,14 +32,20 @@ _TEXT, _FLOAT, _INT, _INT4 = "text[]", "float8[]", "int8[]", "int4[]"
 _ARRAY_TYPES: dict[str, tuple[str, ...]] = {
     base._INSERT_EXECUTION: (
         _TEXT, _TEXT, _TEXT, _TEXT, _TEXT, _FLOAT, _FLOAT, _FLOAT, _TEXT, _TEXT, _TEXT, _TEXT,
-        _FLOAT, _INT, _INT, _INT, _INT, _INT, _INT,
+        _FLOAT, _INT, _INT, _INT, _INT, _INT, _INT, _TEXT,
     ),
     base._INSERT_EVENT: (
         _TEXT, _TEXT, _INT4, _TEXT, _TEXT, _FLOAT, _FLOAT, _TEXT, _TEXT, _TEXT, _INT, _INT,
-        _INT, _INT, _FLOAT, _FLOAT, _TEXT, _TEXT, _TEXT,
+        _INT, _INT, _FLOAT, _FLOAT, _TEXT, _TEXT, _TEXT, _TEXT,
     ),
     base._UPSERT_ROLLUP: (_TEXT, _TEXT, _FLOAT, _TEXT, _FLOAT, _FLOAT),
 }  # fmt: skip
+
+
+for _statement, _types in _ARRAY_TYPES.items():
+    # A column added to EXECUTION_COLUMNS / EVENT_COLUMNS must get its array type here too.
+    if _statement.count("?") != len(_types):  # pragma: no cover - caught at import in tests
+        raise AssertionError(f"array types out of step with: {_statement[:60]}...")
 
 
 def _unnest(statement: str, types: Sequence[str]) -> str:
