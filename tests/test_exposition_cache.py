@@ -250,3 +250,39 @@ def test_serve_answers_scrapes_from_the_cache(
         assert server.exposition.renders == 2
     finally:
         server.shutdown()
+
+
+def test_attribution_labels_are_rendered_as_the_collector_renders_them(
+    backend_url: str, store: Store
+) -> None:
+    """Attributed counters carry their dimension labels (team=...) in the cached body too."""
+    import agentwatch
+
+    agentwatch.configure(
+        registry=CollectorRegistry(),
+        store_url=backend_url,
+        attribution={"team": {"max_values": 10}},
+    )
+    try:
+        with agentwatch.track("job", team="search"):
+            agentwatch.record_llm_call("m", provider="p", input_tokens=1, cost_usd=0.5)
+        assert agentwatch.flush(timeout=30)
+        access = StoreAccess(backend_url)
+        cache = ExpositionCache(access, [], lambda: NOW)
+        try:
+            text, openmetrics = _reference(backend_url, [])
+            assert b'team="search"' in text
+            assert cache.render(False) == text
+            assert cache.render(True) == openmetrics
+            # A second team adds no dimension; a run without a team shows team="".
+            with agentwatch.track("job", team="ads"):
+                agentwatch.record_llm_call("m", provider="p", input_tokens=1, cost_usd=0.25)
+            agentwatch.record_llm_call("m", provider="p", input_tokens=1, cost_usd=0.125)
+            assert agentwatch.flush(timeout=30)
+            text2, openmetrics2 = _reference(backend_url, [])
+            assert cache.render(False) == text2 and b'team="ads"' in text2
+            assert cache.render(True) == openmetrics2
+        finally:
+            access.close()
+    finally:
+        agentwatch.close(timeout=5)

@@ -39,7 +39,7 @@ def _parse_le(value: str) -> float:
     return _INF if value == "+Inf" else float(value)
 
 
-def _dimensions(rows: Sequence[RollupRow]) -> dict[str, tuple[str, ...]]:
+def attribution_dimensions(rows: Sequence[RollupRow]) -> dict[str, tuple[str, ...]]:
     """Per attributed family, the attribution label names its rows carry (sorted)."""
     found: dict[str, set[str]] = defaultdict(set)
     for row in rows:
@@ -66,7 +66,7 @@ def rollup_families(rows: Sequence[RollupRow]) -> list[Metric]:
     the contract's bucket list, so every exposed histogram is complete and cumulative.
     Exemplars are added by `rollup_exemplars.attach_exemplars`.
     """
-    dimensions = _dimensions(rows)
+    dimensions = attribution_dimensions(rows)
     counters: dict[str, dict[tuple[str, ...], float]] = defaultdict(dict)
     buckets: dict[str, dict[tuple[str, ...], dict[float, float]]] = defaultdict(
         lambda: defaultdict(dict)

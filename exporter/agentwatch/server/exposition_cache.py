@@ -46,6 +46,7 @@ from agentwatch.rollup_exemplars import EXEMPLAR_LABEL, MAX_EXEMPLAR_LABEL_CHARS
 from agentwatch.server.collector import budget_families
 from agentwatch.server.store_access import StoreAccess
 from agentwatch.store.base import Exemplar, RollupRow, Store
+from agentwatch.store_metrics import attribution_dimensions
 
 _INF = float("inf")
 #: Typed aliases of prometheus_client's untyped functions.
@@ -167,13 +168,19 @@ class RollupRenderer:
         self._prefixes: dict[_SeriesKey, str] = {}
         # Per format: series -> (value, exemplar, rendered line).
         self._lines: tuple[dict[Any, tuple[float, Any, str]], ...] = ({}, {})
+        # Attribution label names per attributed family, as `rollup_families` derives them
+        # from the rows: a change renames every series of the family, so all caches reset.
+        self._dimensions: dict[str, tuple[str, ...]] = {}
+
+    def _names(self, spec: contract.MetricSpec) -> tuple[str, ...]:
+        return (*spec.labels, *self._dimensions.get(spec.name, ()))
 
     def _place(self, row: RollupRow) -> _Place | None:
         spec = contract.spec_for_sample(row.sample)
         if spec is None or spec.kind == "gauge":
             return None
         labels = row.labels
-        key = tuple(labels.get(name, "") for name in spec.labels)
+        key = tuple(labels.get(name, "") for name in self._names(spec))
         names = set(labels) - {"le"}
         exemplar_ok = names == set(spec.labels)
         if spec.kind == "counter":
@@ -193,6 +200,10 @@ class RollupRenderer:
         sums: dict[str, dict[tuple[str, ...], float]] = {}
         exemplars: dict[tuple[str, tuple[str, ...], float], Exemplar] = {}
         room = MAX_EXEMPLAR_LABEL_CHARS - len(EXEMPLAR_LABEL)
+        dimensions = attribution_dimensions(rows)
+        if dimensions != self._dimensions:
+            self._dimensions = dimensions
+            self._places, self._prefixes, self._lines = {}, {}, ({}, {})
         places = self._places
         seen: dict[_RowKey, _Place | None] = {}
         for row in rows:
@@ -254,10 +265,11 @@ class RollupRenderer:
                 if values is None:
                     continue
                 out.clear()
+                names = self._names(spec)
                 for key, value in sorted(values.items()):
                     line(
                         (family.sample, key, None),
-                        spec.labels,
+                        names,
                         value,
                         None,
                     )
