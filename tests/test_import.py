@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 
 def _modules_after(code: str) -> set[str]:
     probe = f"{code}\nimport sys\nprint('\\n'.join(sorted(sys.modules)))"
@@ -35,6 +37,7 @@ def test_using_the_decorator_and_manual_api_does_not_import_litellm() -> None:
     assert "litellm" not in modules
 
 
+@pytest.mark.slow
 def test_instrument_litellm_imports_it_offline() -> None:
     modules = _modules_after(
         "import os\n"

@@ -67,6 +67,7 @@ def test_promtool_accepts_every_rule_file() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("test_file", TEST_FILES, ids=lambda p: p.name)
 def test_promtool_unit_tests_pass(test_file: Path) -> None:
     done = _promtool("test", "rules", str(test_file))
@@ -267,6 +268,7 @@ def test_burn_rate_alerts_use_the_configured_slo_windows_and_traffic_guard() -> 
         ]
 
 
+@pytest.mark.slow
 def test_without_the_traffic_guard_a_quiet_agent_would_page(tmp_path: Path) -> None:
     """Guards the guard: the promtool case of the quiet agent fails once min_events is 0."""
     out = tmp_path / "nomin"

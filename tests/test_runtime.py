@@ -92,6 +92,7 @@ def test_late_event_lands_on_its_execution_in_the_store(store_url: str) -> None:
     assert metrics["total_cost"] == pytest.approx(100 * 0.6e-6)
 
 
+@pytest.mark.slow
 def test_unwritable_store_never_breaks_the_agent_and_drops_are_counted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -259,6 +260,7 @@ def test_sigterm_flushes_then_terminates_like_the_default(tmp_path: Path) -> Non
     assert _count(url) == 5
 
 
+@pytest.mark.slow
 def test_sigterm_while_a_record_is_being_queued_still_flushes_and_exits(
     tmp_path: Path,
 ) -> None:

@@ -309,6 +309,7 @@ def test_start_http_server_takes_the_same_web_config(pki: PKI, tmp_path: Path) -
         endpoint.shutdown()
 
 
+@pytest.mark.slow
 def test_a_password_spray_never_delays_a_scraper_whose_password_is_cached(
     store_url: str, tmp_path: Path
 ) -> None:

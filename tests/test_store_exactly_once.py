@@ -70,6 +70,7 @@ def _run(records: Records, agent: str, i: int) -> ExecutionFinished:
     return ExecutionFinished(records.execution(agent, 1_000.0 + i, events=[llm]))
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.parametrize("after_commit", [True, False], ids=["reply-lost", "commit-lost"])
 def test_a_lost_commit_reply_never_double_counts(
