@@ -117,3 +117,15 @@ def test_a_bad_sampling_setting_is_one_config_error(
     with pytest.raises(ConfigError) as caught:
         load_settings(path, environ=env)
     assert "\n" not in str(caught.value) and "sample" in str(caught.value).lower()
+
+
+def test_sampling_next_to_a_budget_scoped_by_attribution_is_refused(tmp_path: Path) -> None:
+    """Such a budget sums stored calls, which sampling leaves out: it would under-count."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "attribution: {team: {max_values: 5}}\n"
+        "budgets: [{name: search-team, period: month, limit_usd: 5, team: search}]\n"
+    )
+    assert load_settings(path, environ={}).budgets  # alone: fine
+    with pytest.raises(ConfigError, match=r"search-team.*sampl"):
+        load_settings(path, environ={"AGENTWATCH_SAMPLE_RATE": "0.5"})

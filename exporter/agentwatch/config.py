@@ -237,6 +237,19 @@ def _as_float(value: Any, where: str, minimum: float = 0.0) -> float:
     return number
 
 
+def _check_sampling(settings: Settings, source: str) -> None:
+    """Refuse sampling next to a budget scoped by attribution: such a budget sums the stored
+    calls of its whole period (the hourly aggregates keep no attribution), which sampling
+    would leave out, so the budget would under-count rather than stay exact."""
+    sampled = settings.sample_rate < 1.0 or any(r < 1.0 for r in settings.sample_rates.values())
+    scoped = next((b.name for b in settings.budgets if b.attributes), None)
+    if sampled and scoped is not None:
+        raise ConfigError(
+            f"{source}: budget {scoped!r} is scoped by attribution and counts stored calls, "
+            "which sampling leaves out; keep sample_rate and sample_rates at 1 with it"
+        )
+
+
 def _as_rate(value: Any, where: str) -> float:
     """A sampling rate: a number in [0, 1] (1 stores every run)."""
     number = _as_float(value, where)
@@ -653,4 +666,5 @@ def load_settings(
         values[key] = _coerce(key, value, _FLAG_NAMES.get(key, f"--{key.replace('_', '-')}"))
     settings = Settings(**values, source=source)
     _check_budget_scopes(settings.budgets, settings.attribution, source)
+    _check_sampling(settings, source)
     return replace(settings, store_url=_expand_sqlite(settings.store_url))
