@@ -154,7 +154,10 @@ def test_late_events_of_a_sampled_out_run_are_counted_not_stored(
     """Rows of a sampled-out run (and events arriving after it) never reach the store,
     yet the rollups and the hourly aggregates behind `monitor stats` count them."""
     builder = RollupBuilder(CardinalityGuard(1000))
-    out = records.execution("planner", events=[records.llm(agent="planner")])
+    # The sampled-out run is the later one, so it would win every exemplar if allowed to.
+    out = records.execution(
+        "planner", started_at=2_000.0, events=[records.llm(2_000.0, agent="planner")]
+    )
     kept = records.execution("planner", events=[records.llm(agent="planner")])
     store.write_batch(
         builder.build([ExecutionFinished(out, stored=False), ExecutionFinished(kept)])
@@ -170,6 +173,9 @@ def test_late_events_of_a_sampled_out_run_are_counted_not_stored(
     assert len(store.events(limit=None)) == 2
     assert _rollup(store, "agentwatch_llm_requests_total") == 4
     assert _rollup(store, "agentwatch_runs_sampled_out_total", agent="planner") == 1
+    # No exemplar links to a run that is not stored.
+    linked = {r.exemplar.execution_id for r in store.read_rollups() if r.exemplar is not None}
+    assert linked == {kept.id}
     summary = store.summary()
     assert (summary.runs, summary.llm_calls) == (2, 4)
     assert summary.cost_usd == pytest.approx(4 * 0.001)

@@ -621,11 +621,14 @@ class RollupBuilder:
                     ev_rows, ex_rows_to = batch.sampled_events, batch.sampled_executions
                     self._remember_sampled_out(ex_id)
                     sampled_out[agent] = sampled_out.get(agent, 0) + 1
+                stored = item.stored  # no exemplar may link to a run that is not stored
                 for seq, ev in enumerate(ex.events):
                     # An event carries the agent it is billed to (the calling agent inside a
                     # tool's execution), as the in-process metrics label it.
                     ev_rows.append(
-                        self._event(ev, ex_id, ev.agent or agent, seq, llm_agg, tool_agg, totals)
+                        self._event(
+                            ev, ex_id, ev.agent or agent, seq, llm_agg, tool_agg, totals, stored
+                        )
                     )
                 started = ex.started_at
                 ended = ex.ended_at
@@ -661,7 +664,7 @@ class RollupBuilder:
                         ts = started + duration
                         seen = agg[_EX_SEEN]
                         latest = seen[i]
-                        if latest is None or ts >= latest[0]:
+                        if stored and (latest is None or ts >= latest[0]):
                             seen[i] = (ts, ex_id, duration)
             elif type(item) is LateEvent:
                 validation.clean_item(item, report)
@@ -671,7 +674,9 @@ class RollupBuilder:
                 if ev.execution_id is None:
                     event_rows.append(self._event(ev, None, agent, 0, llm_agg, tool_agg, totals))
                 elif ev.execution_id in self._sampled_out:
-                    row = self._event(ev, ev.execution_id, agent, 0, llm_agg, tool_agg, totals)
+                    row = self._event(
+                        ev, ev.execution_id, agent, 0, llm_agg, tool_agg, totals, False
+                    )
                     batch.sampled_events.append(row)
                 else:
                     row = self._event(ev, ev.execution_id, agent, 0, llm_agg, tool_agg, totals)
@@ -725,6 +730,7 @@ class RollupBuilder:
         llm_agg: dict[tuple[Any, ...], list[Any]],
         tool_agg: dict[tuple[Any, ...], list[Any]],
         totals: list[Any],
+        exemplar: bool = True,
     ) -> tuple[Any, ...]:
         """Aggregate one event into the call aggregates and totals; return its row."""
         kind = ev.kind
@@ -761,7 +767,7 @@ class RollupBuilder:
                 agg[_L_DSUM] += duration
                 i = bisect_left(self._llm_bounds, duration)
                 agg[_L_DUR][i] += 1
-                if ex_id is not None:
+                if exemplar and ex_id is not None:
                     ts = ev.started_at + duration
                     seen = agg[_L_DUR_SEEN]
                     latest = seen[i]
@@ -772,7 +778,7 @@ class RollupBuilder:
                 agg[_L_TSUM] += ttft
                 i = bisect_left(self._ttft_bounds, ttft)
                 agg[_L_TTFT][i] += 1
-                if ex_id is not None:
+                if exemplar and ex_id is not None:
                     ts = ev.started_at + ttft
                     seen = agg[_L_TTFT_SEEN]
                     latest = seen[i]
@@ -791,7 +797,7 @@ class RollupBuilder:
                 agg[_T_SUM] += duration
                 i = bisect_left(self._tool_bounds, duration)
                 agg[_T_BUCKETS][i] += 1
-                if ex_id is not None:
+                if exemplar and ex_id is not None:
                     ts = ev.started_at + duration
                     seen = agg[_T_SEEN]
                     latest = seen[i]
