@@ -198,3 +198,31 @@ def test_runs_still_held_at_exit_are_stored(url: str) -> None:
         assert [r.agent for r in stored] == ["child"]
     finally:
         store.close()
+
+
+def test_an_enforcing_budget_counts_sampled_out_spend_once(url: str) -> None:
+    """Spend of a sampled-out run moves from unwritten to written like any other."""
+    agentwatch.configure(
+        store_url=url,
+        registry=CollectorRegistry(),
+        sample_rate=0.0,
+        budgets=[{"name": "all", "period": "day", "limit_usd": 100.0, "enforce": True}],
+        budget_refresh_interval=3600,
+    )
+    enforcer = runtime.get_runtime().enforcer
+    assert enforcer is not None
+    enforcer.refresh()
+    with agentwatch.track("ranker"):
+        for _ in range(3):
+            agentwatch.record_llm_call("gpt-4o-mini", provider="openai", cost_usd=1.0)
+    state = enforcer.states[0]
+    assert enforcer.estimate(state, time.time())[0] == pytest.approx(3.0)  # unwritten
+    assert agentwatch.flush()
+    assert enforcer.estimate(state, time.time())[0] == pytest.approx(3.0)  # written since
+    enforcer.refresh()
+    assert enforcer.estimate(state, time.time())[0] == pytest.approx(3.0)  # read back
+    store = open_store(url)
+    try:
+        assert store.executions(limit=None) == []  # the run itself was sampled out
+    finally:
+        store.close()
