@@ -226,3 +226,18 @@ def test_an_enforcing_budget_counts_sampled_out_spend_once(url: str) -> None:
         assert store.executions(limit=None) == []  # the run itself was sampled out
     finally:
         store.close()
+
+
+def test_the_writer_remembers_a_bounded_number_of_sampled_out_runs(
+    records: Records, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentwatch import rollups
+
+    monkeypatch.setattr(rollups, "_MAX_SAMPLED_OUT", 3)
+    builder = RollupBuilder(CardinalityGuard(1000))
+    runs = [records.execution("planner") for _ in range(5)]
+    builder.build([ExecutionFinished(r, stored=False) for r in runs])
+    late = builder.build([LateEvent(records.llm(execution_id=r.id)) for r in runs])
+    # The two oldest are forgotten: their late events are stored (pending), the rest not.
+    assert [row[-1] for row in late.late_events] == [runs[0].id, runs[1].id]
+    assert len(late.sampled_events) == 3

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_left
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -580,7 +581,7 @@ class RollupBuilder:
         self._tool_bounds = contract.TOOL_DURATION_BUCKETS
         #: Ids of recent sampled-out runs (insertion-ordered, bounded): their late events
         #: are counted but not stored.
-        self._sampled_out: dict[str, None] = {}
+        self._sampled_out: OrderedDict[str, None] = OrderedDict()
 
     def build(
         self, items: Iterable[WriterItem], self_deltas: Iterable[SelfDelta] = ()
@@ -708,7 +709,7 @@ class RollupBuilder:
         ids = self._sampled_out
         ids[ex_id] = None
         if len(ids) > _MAX_SAMPLED_OUT:
-            del ids[next(iter(ids))]
+            ids.popitem(last=False)
 
     def _attribution_key(self, values: dict[str, str]) -> tuple[tuple[str, str], ...]:
         """The non-empty (dimension, label value) pairs of a run or call, in dimension order.
