@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
+from agentwatch.config import load_settings
+from agentwatch.errors import ConfigError
 from agentwatch.model import ExecutionFinished
 from agentwatch.sampling import SAMPLED_RATE_ATTRIBUTE, SamplingPolicy, TreeSampler, fraction
 from conftest import Records
@@ -79,3 +85,47 @@ def test_no_sampling_holds_nothing(records: Records) -> None:
     sampler = TreeSampler(SamplingPolicy())
     tree = _tree(records)
     assert sampler.offer(tree[0], tree[-1].execution.id) == [(tree[0], True)]
+
+
+def test_sampling_settings_from_a_file_and_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("sample_rates: {crawler: 0.05, support-bot: 1}\nsample_slow_seconds: 30\n")
+    settings = load_settings(path, environ={"AGENTWATCH_SAMPLE_RATE": "0.25"})
+    assert settings.sample_rate == 0.25
+    assert settings.sample_rates == {"crawler": 0.05, "support-bot": 1.0}
+    assert settings.sample_slow_seconds == 30.0
+    assert load_settings(None, environ={}).sample_rate == 1.0  # default: store everything
+
+
+@pytest.mark.parametrize(
+    ("text", "env"),
+    [
+        ("", {"AGENTWATCH_SAMPLE_RATE": "1.5"}),
+        ("", {"AGENTWATCH_SAMPLE_RATE": "nan"}),
+        ("", {"AGENTWATCH_SAMPLE_RATE": "-0.1"}),
+        ("", {"AGENTWATCH_SAMPLE_SLOW_SECONDS": "soon"}),
+        ("sample_rates: [crawler]\n", {}),
+        ("sample_rates: {crawler: lots}\n", {}),
+        ("sample_rates: {crawler: 2}\n", {}),
+    ],
+)
+def test_a_bad_sampling_setting_is_one_config_error(
+    tmp_path: Path, text: str, env: dict[str, str]
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ=env)
+    assert "\n" not in str(caught.value) and "sample" in str(caught.value).lower()
+
+
+def test_sampling_next_to_a_budget_scoped_by_attribution_is_refused(tmp_path: Path) -> None:
+    """Such a budget sums stored calls, which sampling leaves out: it would under-count."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "attribution: {team: {max_values: 5}}\n"
+        "budgets: [{name: search-team, period: month, limit_usd: 5, team: search}]\n"
+    )
+    assert load_settings(path, environ={}).budgets  # alone: fine
+    with pytest.raises(ConfigError, match=r"search-team.*sampl"):
+        load_settings(path, environ={"AGENTWATCH_SAMPLE_RATE": "0.5"})

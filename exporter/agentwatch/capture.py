@@ -167,7 +167,7 @@ def _finish(run: _Run, exc: BaseException | None, end: float | None = None) -> N
             event.trace_id = execution.trace_id
             rt.metrics.observe_tool_call(event, run.frame.agent)
             _deliver(rt, event, parent)
-        rt.submit(ExecutionFinished(execution))
+        rt.submit(ExecutionFinished(execution, run.frame.root_id))
     except Exception as err:
         rt.internal_error("capture", err)
 

@@ -133,6 +133,9 @@ class Settings:
     external_url: str | None = None
     attribution: tuple[AttributionDimension, ...] = ()
     budget_refresh_interval: float = 5.0
+    sample_rate: float = 1.0
+    sample_rates: Mapping[str, float] = field(default_factory=dict)
+    sample_slow_seconds: float | None = None
     source: str = "defaults"
 
 
@@ -153,6 +156,8 @@ ENV_VARS: dict[str, str] = {
     "AGENTWATCH_WEB_CONFIG_FILE": "web_config_file",
     "AGENTWATCH_EXTERNAL_URL": "external_url",
     "AGENTWATCH_BUDGET_REFRESH_INTERVAL": "budget_refresh_interval",
+    "AGENTWATCH_SAMPLE_RATE": "sample_rate",
+    "AGENTWATCH_SAMPLE_SLOW_SECONDS": "sample_slow_seconds",
 }
 
 #: CLI flags whose name differs from the setting they override (for error messages).
@@ -186,6 +191,9 @@ _FILE_KEYS = frozenset(
         "external_url",
         "attribution",
         "budget_refresh_interval",
+        "sample_rate",
+        "sample_rates",
+        "sample_slow_seconds",
     }
 )
 
@@ -226,6 +234,27 @@ def _as_float(value: Any, where: str, minimum: float = 0.0) -> float:
         raise ConfigError(f"{where}: expected a number, got {value!r}") from None
     if math.isnan(number) or math.isinf(number) or number < minimum:
         raise ConfigError(f"{where}: must be a finite number >= {minimum}, got {value!r}")
+    return number
+
+
+def _check_sampling(settings: Settings, source: str) -> None:
+    """Refuse sampling next to a budget scoped by attribution: such a budget sums the stored
+    calls of its whole period (the hourly aggregates keep no attribution), which sampling
+    would leave out, so the budget would under-count rather than stay exact."""
+    sampled = settings.sample_rate < 1.0 or any(r < 1.0 for r in settings.sample_rates.values())
+    scoped = next((b.name for b in settings.budgets if b.attributes), None)
+    if sampled and scoped is not None:
+        raise ConfigError(
+            f"{source}: budget {scoped!r} is scoped by attribution and counts stored calls, "
+            "which sampling leaves out; keep sample_rate and sample_rates at 1 with it"
+        )
+
+
+def _as_rate(value: Any, where: str) -> float:
+    """A sampling rate: a number in [0, 1] (1 stores every run)."""
+    number = _as_float(value, where)
+    if number > 1.0:
+        raise ConfigError(f"{where}: must be between 0 and 1, got {value!r}")
     return number
 
 
@@ -421,6 +450,14 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         if number > 3600:
             raise ConfigError(f"{where}: must be at most 3600 seconds, got {value!r}")
         return number
+    if key == "sample_rate":
+        return _as_rate(value, where)
+    if key == "sample_rates":
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{where}: expected a mapping of agent name to rate (0..1)")
+        return {k: _as_rate(v, f"{where}.{k}") for k, v in value.items()}
+    if key == "sample_slow_seconds":
+        return _as_float(value, where)
     if key == "attribution":
         return _parse_attribution(value, where)
     if key == "host":
@@ -629,4 +666,5 @@ def load_settings(
         values[key] = _coerce(key, value, _FLAG_NAMES.get(key, f"--{key.replace('_', '-')}"))
     settings = Settings(**values, source=source)
     _check_budget_scopes(settings.budgets, settings.attribution, source)
+    _check_sampling(settings, source)
     return replace(settings, store_url=_expand_sqlite(settings.store_url))

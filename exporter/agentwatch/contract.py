@@ -290,6 +290,14 @@ INVALID_VALUES = MetricSpec(
     "NaN, infinite or absurd numbers), by record field; the rest of the record is kept.",
     ("field",),
 )
+RUNS_SAMPLED_OUT = MetricSpec(
+    "agentwatch_runs_sampled_out",
+    "counter",
+    "Finished runs (agents and tools) whose stored rows were left out by sampling, by the "
+    "agent of the run; their metrics are counted in full.",
+    ("agent",),
+    scope="store",
+)
 STORE_UP = MetricSpec(
     "agentwatch_store_up",
     "gauge",
@@ -339,6 +347,7 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     ATTRIBUTION_OVERFLOW,
     INTERNAL_ERRORS,
     INVALID_VALUES,
+    RUNS_SAMPLED_OUT,
     STORE_UP,
     LAST_WRITE,
     BUILD_INFO,
@@ -367,6 +376,7 @@ ROLLUP_METRICS: tuple[MetricSpec, ...] = (
     ATTRIBUTION_OVERFLOW,
     INTERNAL_ERRORS,
     INVALID_VALUES,
+    RUNS_SAMPLED_OUT,
 )
 
 #: Families that carry the declared attribution dimensions as extra labels: the counters

@@ -185,7 +185,7 @@ class Enforcer:
         """
         moved = False
         try:
-            for row in (*batch.events, *batch.late_events):
+            for row in (*batch.events, *batch.late_events, *batch.sampled_events):
                 cost = row[_COST]
                 if not cost or row[_KIND] != "llm_call":
                     continue

@@ -98,9 +98,16 @@ class Execution:
 
 @dataclass(slots=True)
 class ExecutionFinished:
-    """Writer item: a finished execution with the events it collected while open."""
+    """Writer item: a finished execution with the events it collected while open.
+
+    `root_id` is the id of the outermost run of its tree (None: the run is its own root);
+    `stored` is False when sampling left the tree out of the store's raw rows (its metrics
+    are still counted, see `agentwatch.sampling`).
+    """
 
     execution: Execution
+    root_id: str | None = None
+    stored: bool = True
 
 
 @dataclass(slots=True)

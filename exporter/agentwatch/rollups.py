@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_left
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -137,6 +138,10 @@ class RollupBatch:
     #: Audit trail entries (`agentwatch.audit`), chained in the batch's transaction.
     audit: list[AuditEntry] = field(default_factory=list)
     attribution_caps: dict[str, int] = field(default_factory=dict)
+    #: Rows of sampled-out runs (and their events, late ones included): never inserted,
+    #: only added to the hourly aggregates, which count every run.
+    sampled_executions: list[tuple[Any, ...]] = field(default_factory=list)
+    sampled_events: list[tuple[Any, ...]] = field(default_factory=list)
     attribution_overflow: dict[str, int] = field(default_factory=dict)
     attribution_decided: list[tuple[str, str, bool]] = field(default_factory=list)
 
@@ -457,6 +462,9 @@ def _row_key(row: RollupDelta) -> tuple[str, str]:
     return row[0], row[1]
 
 
+#: Sampled-out run ids a builder remembers, so late events of those runs are not stored.
+_MAX_SAMPLED_OUT = 100_000
+
 #: Bucket bounds (`le` values) of every histogram kept in the rollups, by bucket sample name.
 _BUCKET_BOUNDS: dict[str, tuple[str, ...]] = {
     spec.name + "_bucket": _le_values(spec.buckets)
@@ -571,6 +579,9 @@ class RollupBuilder:
         self._llm_bounds = contract.LLM_DURATION_BUCKETS
         self._ttft_bounds = contract.TTFT_BUCKETS
         self._tool_bounds = contract.TOOL_DURATION_BUCKETS
+        #: Ids of recent sampled-out runs (insertion-ordered, bounded): their late events
+        #: are counted but not stored.
+        self._sampled_out: OrderedDict[str, None] = OrderedDict()
 
     def build(
         self, items: Iterable[WriterItem], self_deltas: Iterable[SelfDelta] = ()
@@ -590,6 +601,7 @@ class RollupBuilder:
         llm_agg: dict[tuple[Any, ...], list[Any]] = {}
         tool_agg: dict[tuple[Any, ...], list[Any]] = {}
         refusals: dict[tuple[str, ...], int] = {}
+        sampled_out: dict[str, int] = {}
         attribution_key = self._attribution_key
         ex_bounds = self._ex_bounds
         nex = len(ex_bounds) + 1
@@ -604,11 +616,20 @@ class RollupBuilder:
                 agent = ex.agent
                 ex_id = ex.id
                 totals = [0.0, 0, 0, 0, 0, 0, 0]
+                if item.stored:
+                    ev_rows, ex_rows_to = event_rows, exec_rows
+                else:
+                    ev_rows, ex_rows_to = batch.sampled_events, batch.sampled_executions
+                    self._remember_sampled_out(ex_id)
+                    sampled_out[agent] = sampled_out.get(agent, 0) + 1
+                stored = item.stored  # no exemplar may link to a run that is not stored
                 for seq, ev in enumerate(ex.events):
                     # An event carries the agent it is billed to (the calling agent inside a
                     # tool's execution), as the in-process metrics label it.
-                    event_rows.append(
-                        self._event(ev, ex_id, ev.agent or agent, seq, llm_agg, tool_agg, totals)
+                    ev_rows.append(
+                        self._event(
+                            ev, ex_id, ev.agent or agent, seq, llm_agg, tool_agg, totals, stored
+                        )
                     )
                 started = ex.started_at
                 ended = ex.ended_at
@@ -616,7 +637,7 @@ class RollupBuilder:
                 status = ex.status
                 arguments = ex.arguments
                 attributes = ex.attributes
-                exec_rows.append(
+                ex_rows_to.append(
                     (
                         ex_id, agent, ex.parent_id, ex.kind, status, started, ended, duration,
                         ex.error_type, ex.error_message,
@@ -644,7 +665,7 @@ class RollupBuilder:
                         ts = started + duration
                         seen = agg[_EX_SEEN]
                         latest = seen[i]
-                        if latest is None or ts >= latest[0]:
+                        if stored and (latest is None or ts >= latest[0]):
                             seen[i] = (ts, ex_id, duration)
             elif type(item) is LateEvent:
                 validation.clean_item(item, report)
@@ -653,6 +674,11 @@ class RollupBuilder:
                 totals = [0.0, 0, 0, 0, 0, 0, 0]
                 if ev.execution_id is None:
                     event_rows.append(self._event(ev, None, agent, 0, llm_agg, tool_agg, totals))
+                elif ev.execution_id in self._sampled_out:
+                    row = self._event(
+                        ev, ev.execution_id, agent, 0, llm_agg, tool_agg, totals, False
+                    )
+                    batch.sampled_events.append(row)
                 else:
                     row = self._event(ev, ev.execution_id, agent, 0, llm_agg, tool_agg, totals)
                     ex_id = ev.execution_id
@@ -669,12 +695,21 @@ class RollupBuilder:
         self._expand(samples, ex_agg, llm_agg, tool_agg)
         for labels, n in refusals.items():
             samples.counter(contract.LLM_REFUSED, labels, float(n), n)
+        for agent, n in sampled_out.items():
+            samples.counter(contract.RUNS_SAMPLED_OUT, (agent,), float(n), n)
         for spec, labels, value in self_deltas:
             samples.counter(spec, labels, value, 0)
         batch.rollups, batch.label_sets = samples.rows()
         batch.max_label_sets = self.guard.max_label_sets
         batch.attribution_caps = self._caps
         return batch
+
+    def _remember_sampled_out(self, ex_id: str) -> None:
+        """Remember a sampled-out run id (the oldest forgotten past `_MAX_SAMPLED_OUT`)."""
+        ids = self._sampled_out
+        ids[ex_id] = None
+        if len(ids) > _MAX_SAMPLED_OUT:
+            ids.popitem(last=False)
 
     def _attribution_key(self, values: dict[str, str]) -> tuple[tuple[str, str], ...]:
         """The non-empty (dimension, label value) pairs of a run or call, in dimension order.
@@ -696,6 +731,7 @@ class RollupBuilder:
         llm_agg: dict[tuple[Any, ...], list[Any]],
         tool_agg: dict[tuple[Any, ...], list[Any]],
         totals: list[Any],
+        exemplar: bool = True,
     ) -> tuple[Any, ...]:
         """Aggregate one event into the call aggregates and totals; return its row."""
         kind = ev.kind
@@ -732,7 +768,7 @@ class RollupBuilder:
                 agg[_L_DSUM] += duration
                 i = bisect_left(self._llm_bounds, duration)
                 agg[_L_DUR][i] += 1
-                if ex_id is not None:
+                if exemplar and ex_id is not None:
                     ts = ev.started_at + duration
                     seen = agg[_L_DUR_SEEN]
                     latest = seen[i]
@@ -743,7 +779,7 @@ class RollupBuilder:
                 agg[_L_TSUM] += ttft
                 i = bisect_left(self._ttft_bounds, ttft)
                 agg[_L_TTFT][i] += 1
-                if ex_id is not None:
+                if exemplar and ex_id is not None:
                     ts = ev.started_at + ttft
                     seen = agg[_L_TTFT_SEEN]
                     latest = seen[i]
@@ -762,7 +798,7 @@ class RollupBuilder:
                 agg[_T_SUM] += duration
                 i = bisect_left(self._tool_bounds, duration)
                 agg[_T_BUCKETS][i] += 1
-                if ex_id is not None:
+                if exemplar and ex_id is not None:
                     ts = ev.started_at + duration
                     seen = agg[_T_SEEN]
                     latest = seen[i]

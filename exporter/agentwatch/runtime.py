@@ -32,8 +32,9 @@ from agentwatch.attribution import Attribution
 from agentwatch.config import Settings, load_settings
 from agentwatch.errors import AgentwatchError
 from agentwatch.metrics import AgentMetrics
-from agentwatch.model import Sink, WriterItem
+from agentwatch.model import ExecutionFinished, Sink, WriterItem
 from agentwatch.redaction import Redactor, redactor_for
+from agentwatch.sampling import SamplingPolicy, TreeSampler
 
 if TYPE_CHECKING:
     from agentwatch.enforcement import Enforcer
@@ -92,6 +93,8 @@ class Runtime:
         self.writer: Any = None
         self._closed = False
         self._logged: set[str] = set()
+        #: Decides which run trees keep their stored rows; None (the default) stores all.
+        self.sampler: TreeSampler | None = _make_sampler(settings)
         self.enforcer: Enforcer | None = None
         if settings.enabled and any(b.enforce for b in settings.budgets):
             from agentwatch.enforcement import make_enforcer
@@ -129,7 +132,26 @@ class Runtime:
             use_log_format(settings.log_format)
 
     def submit(self, item: WriterItem) -> None:
-        """Hand a record to the writer; a refusal is counted by the writer, never raised."""
+        """Hand a record to the writer; a refusal is counted by the writer, never raised.
+
+        With sampling on, a finished run goes through the sampler first: a nested run waits
+        for its root's decision, then the whole tree is handed over, each run marked stored
+        or not (the writer keeps the metrics of every run, the rows of stored ones only).
+        """
+        try:
+            sampler = self.sampler
+            if sampler is not None and type(item) is ExecutionFinished:
+                root_id = item.root_id or item.execution.id
+                for run, keep in sampler.offer(item, root_id):
+                    run.stored = keep
+                    self.sink.submit(run)
+                return
+            self.sink.submit(item)
+        except Exception as exc:
+            self.internal_error("writer", exc)
+
+    def submit_decided(self, item: WriterItem) -> None:
+        """Hand a record to the writer, bypassing the sampler (its decision is taken)."""
         try:
             self.sink.submit(item)
         except Exception as exc:
@@ -170,6 +192,10 @@ class Runtime:
         self._closed = True
         if self.tracer is not None:
             self.tracer.flush(timeout)
+        if self.sampler is not None:
+            # Nested runs whose root never ended (still running at exit): kept whole.
+            for run in self.sampler.release():
+                self.submit_decided(run)
         close = getattr(self.sink, "close", None)
         if close is not None:
             try:
@@ -228,6 +254,14 @@ class _DroppingSink:
     def submit(self, item: WriterItem) -> bool:
         self.stats.add_drop()
         return False
+
+
+def _make_sampler(settings: Settings) -> TreeSampler | None:
+    """The run-tree sampler when some agent's sample rate is below 1, else None."""
+    policy = SamplingPolicy(
+        settings.sample_rate, settings.sample_rates, settings.sample_slow_seconds
+    )
+    return TreeSampler(policy) if settings.enabled and policy.active else None
 
 
 def _make_tracer(runtime: Runtime) -> GenAITracer | None:

@@ -14,8 +14,9 @@ flat). A kept run of a sampled agent carries `agentwatch.sampled_rate` in its at
 so a reader can weight what it sees (1 / rate); sampled-out runs are counted
 (`TreeSampler.sampled_out`) for a self-metric.
 
-Status: the policy, the decision and the tree holder are here and tested; they are not yet
-wired into capture, the writer and the settings (see the branch's report).
+Wiring: `Runtime.submit` offers every finished run (when a rate is below 1) and hands the
+decided runs to the writer marked `stored`; the writer's `RollupBuilder` counts every run in
+the rollups and the hourly aggregates but writes rows for stored runs only.
 """
 
 from __future__ import annotations
@@ -140,3 +141,11 @@ class TreeSampler:
             with self._lock:
                 self.sampled_out += len(runs)
         return [(run, keep) for run in runs]
+
+    def release(self) -> list[ExecutionFinished]:
+        """Every run still held (its root never ended), kept: called at shutdown."""
+        with self._lock:
+            trees, self._trees = self._trees, {}
+            self._held = 0
+            self._forced.clear()
+        return [run for tree in trees.values() for run in tree.runs]

@@ -454,7 +454,13 @@ class Store(StoreQueries, AttributionStore, ABC):
             cur.executemany(self._sql(_INSERT_LATE_EVENT), batch.late_events)
         if batch.late_totals:
             cur.executemany(self._sql(_UPDATE_TOTALS), batch.late_totals)
-        self._add_deltas(cur, aggregates.batch_deltas(executions, [*events, *batch.late_events]))
+        self._add_deltas(
+            cur,
+            aggregates.batch_deltas(
+                [*executions, *batch.sampled_executions],
+                [*events, *batch.late_events, *batch.sampled_events],
+            ),
+        )
         decided = self._write_rollups(cur, batch)
         cur.execute(self._sql(_SET_META), (_LAST_WRITE, time.time()))
         return decided
