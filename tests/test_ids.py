@@ -23,7 +23,10 @@ def test_ids_keep_the_text_form() -> None:
 
 def test_short_forms_of_runs_started_together_differ() -> None:
     ids = [new_execution_id() for _ in range(2_000)]  # mostly within one millisecond or two
-    assert len({short_id(i) for i in ids}) == len(ids)
+    # 24 random bits after the time: two of ~1,000 ids of one millisecond share a short form
+    # about once in ten such bursts (the birthday bound), and the console then lists both as
+    # candidates. What must hold is that such collisions stay rare, never systematic.
+    assert len({short_id(i) for i in ids}) >= len(ids) - 5
 
 
 def test_ids_start_with_the_time_so_later_runs_sort_after() -> None:
