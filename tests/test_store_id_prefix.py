@@ -187,7 +187,9 @@ def test_canonical_and_other_ids_are_found_by_prefix_together(
 def test_every_id_is_found_by_the_empty_prefix_in_id_order(mixed: Store) -> None:
     everything = sorted((*CANONICAL, *IDS))
     assert mixed.ids_with_prefix("", limit=100) == everything
-    assert mixed.ids_with_prefix("exec", limit=100) == [i for i in everything if i.startswith("exec")]
+    assert mixed.ids_with_prefix("exec", limit=100) == [
+        i for i in everything if i.startswith("exec")
+    ]
     assert mixed.ids_starting_with("", limit=100) == []
 
 
@@ -207,7 +209,9 @@ def test_prefix_lookups_are_index_ranges(mixed: Store) -> None:
     from agentwatch.store import idcodec
 
     span = idcodec.prefix_ranges("exec_01a")[0]
-    sql = "SELECT id FROM executions WHERE id >= ? AND id < ? AND length(id) = 16 ORDER BY id LIMIT ?"
+    sql = (
+        "SELECT id FROM executions WHERE id >= ? AND id < ? AND length(id) = 16 ORDER BY id LIMIT ?"
+    )
     with mixed._read() as cur:
         if mixed.backend == "sqlite":
             cur.execute("EXPLAIN QUERY PLAN " + sql, (span.low, span.high, 5))

@@ -59,7 +59,9 @@ def test_distinct_ids_have_distinct_stored_forms() -> None:
     rng = random.Random(7)
     texts = set(HOSTILE)
     texts.update(new_execution_id() for _ in range(50))
-    texts.update("".join(rng.choice("exc_0f\x00é") for _ in range(rng.randrange(20))) for _ in range(2000))
+    texts.update(
+        "".join(rng.choice("exc_0f\x00é") for _ in range(rng.randrange(20))) for _ in range(2000)
+    )
     stored = {idcodec.encode(t) for t in texts}
     assert len(stored) == len(texts)
 
@@ -93,7 +95,9 @@ def _in(span: idcodec.IdRange, stored: bytes) -> bool:
 def test_prefix_ranges_hold_exactly_the_ids_with_the_prefix(prefix: str) -> None:
     rng = random.Random(prefix)
     texts = list(HOSTILE) + [new_execution_id() for _ in range(30)]
-    texts += ["exec_" + "".join(rng.choice("0123456789abcdef") for _ in range(32)) for _ in range(300)]
+    texts += [
+        "exec_" + "".join(rng.choice("0123456789abcdef") for _ in range(32)) for _ in range(300)
+    ]
     texts += ["exec_01a" + "0" * 29, "exec_01af" + "f" * 28, "exec_01b" + "0" * 29]
     texts += ["exec_f" + "f" * 31, "exec_e" + "f" * 31, prefix, prefix + "x"]
     spans = idcodec.prefix_ranges(prefix)

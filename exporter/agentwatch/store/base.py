@@ -33,8 +33,7 @@ from agentwatch.rollups import (
     parse_labels,
     resolve_rollups,
 )
-from agentwatch.store import aggregates, audit, schema
-from agentwatch.store.idcodec import encode, encode_optional
+from agentwatch.store import aggregates, audit, idcodec, schema
 from agentwatch.store.attribution import AttributionStore
 from agentwatch.store.queries import StoreQueries
 from agentwatch.store.schema import LATE_SEQ_BASE
@@ -173,7 +172,7 @@ _BATCH_ID_RETENTION = 86_400.0
 def _late_event_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
     """A late event's parameters with its execution id (first, in the `seq` slot and last)
     in the stored form."""
-    stored = encode(row[0])
+    stored = idcodec.encode(row[0])
     return (stored, row[1], stored, *row[3:-1], stored)
 
 
@@ -464,7 +463,8 @@ class Store(StoreQueries, AttributionStore, ABC):
             )
         if batch.late_totals:
             cur.executemany(
-                self._sql(_UPDATE_TOTALS), [(*r[:-1], encode(r[-1])) for r in batch.late_totals]
+                self._sql(_UPDATE_TOTALS),
+                [(*r[:-1], idcodec.encode(r[-1])) for r in batch.late_totals],
             )
         self._add_deltas(
             cur,
@@ -490,10 +490,9 @@ class Store(StoreQueries, AttributionStore, ABC):
         if not batch.executions and not batch.events:
             return (), ()
         # Ids are stored compact (`idcodec`): the rows bound carry their stored form.
-        new_executions = [
-            (encode(r[0]), r[1], encode_optional(r[2]), *r[3:]) for r in batch.executions
-        ]
-        new_events = [(encode_optional(r[0]), *r[1:]) for r in batch.events]
+        encode, optional = idcodec.encode, idcodec.encode_optional
+        new_executions = [(encode(r[0]), r[1], optional(r[2]), *r[3:]) for r in batch.executions]
+        new_events = [(optional(r[0]), *r[1:]) for r in batch.events]
         cur.execute("SAVEPOINT aw_rows")
         inserted = 0
         if new_executions:

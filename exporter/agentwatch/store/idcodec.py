@@ -134,4 +134,3 @@ def prefix_ranges(prefix: str) -> list[IdRange]:
     tagged = _TAG + prefix.encode("utf-8")
     ranges.append(IdRange(tagged, _successor(tagged), False))
     return ranges
-

@@ -28,7 +28,6 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agentwatch.store import aggregates, idcodec
-from agentwatch.store.idcodec import decode, decode_optional, encode
 from agentwatch.store.rows import (
     ATTRIBUTE_NAME,
     AgentRow,
@@ -131,7 +130,7 @@ def _stored(execution_id: str) -> bytes:
             when ids were bound as text.
     """
     try:
-        return encode(execution_id)
+        return idcodec.encode(execution_id)
     except UnicodeEncodeError as exc:
         from agentwatch.errors import RecordRefused
 
@@ -190,7 +189,7 @@ def _event_row(row: Sequence[Any], execution_started: float | None) -> EventRow:
      attribution) = row  # fmt: skip
     return EventRow(
         id=int(ev_id),
-        execution_id=decode_optional(ex_id),
+        execution_id=idcodec.decode_optional(ex_id),
         agent=agent,
         seq=int(seq),
         kind=kind,
@@ -221,9 +220,9 @@ def _execution_row(row: Sequence[Any], totals: Sequence[Any]) -> ExecutionRow:
     cost, tin, tout, tcached, treason, llm, tool, unpriced = totals
     llm, unpriced = int(llm), int(unpriced)
     return ExecutionRow(
-        decode(ex_id),
+        idcodec.decode(ex_id),
         agent,
-        decode_optional(parent_id),
+        idcodec.decode_optional(parent_id),
         kind,
         status,
         started_at,
@@ -397,7 +396,7 @@ class StoreQueries(ABC):
                 params.append(int(limit))
                 cur.execute(self._sql(sql), params)
                 found.extend(
-                    text for text in (decode(row[0]) for row in cur.fetchall())
+                    text for text in (idcodec.decode(row[0]) for row in cur.fetchall())
                     if text.startswith(prefix)
                 )  # fmt: skip
         return sorted(found)[:limit]
@@ -414,7 +413,7 @@ class StoreQueries(ABC):
         from agentwatch.errors import AmbiguousExecutionId, ExecutionNotFound
 
         try:
-            stored = encode(id_or_prefix)
+            stored = idcodec.encode(id_or_prefix)
         except UnicodeEncodeError:
             raise ExecutionNotFound(f"no run has the ID or ID prefix {id_or_prefix!r}") from None
         with self._read() as cur:
@@ -456,7 +455,7 @@ class StoreQueries(ABC):
     def execution(self, execution_id: str) -> ExecutionDetail | None:
         """One execution (any kind) with its events in timeline order and its children's ids."""
         try:
-            stored = encode(execution_id)
+            stored = idcodec.encode(execution_id)
         except UnicodeEncodeError:
             return None  # no stored id can be it
         with self._read() as cur:
@@ -472,7 +471,7 @@ class StoreQueries(ABC):
                 self._sql("SELECT id FROM executions WHERE parent_id = ? ORDER BY started_at, id"),
                 (stored,),
             )
-            children = tuple(decode(r[0]) for r in cur.fetchall())
+            children = tuple(idcodec.decode(r[0]) for r in cur.fetchall())
         (execution,) = self._with_tool_totals([row])
         started = execution.started_at
         timeline = []
@@ -985,30 +984,29 @@ class StoreQueries(ABC):
         if not rows:
             return []
         # Keyed by the stored ids, as the rows and the queries carry them.
-        own: dict[bytes, list[Any]] = {bytes(r[0]): list(r[_TOTALS_AT:]) for r in rows}
-        children: dict[bytes, list[bytes]] = {}
+        own: dict[Any, list[Any]] = {r[0]: list(r[_TOTALS_AT:]) for r in rows}
+        children: dict[Any, list[Any]] = {}
         frontier = list(own)
         with self._read() as cur:
             for _ in range(MAX_TOOL_DEPTH):
                 if not frontier:
                     break
-                found: list[bytes] = []
+                found: list[Any] = []
                 for start in range(0, len(frontier), _IN_CHUNK):
                     chunk = frontier[start : start + _IN_CHUNK]
                     sql = _TOOL_CHILDREN.format(marks=", ".join("?" * len(chunk)))
                     cur.execute(self._sql(sql), chunk)
-                    for parent_id, stored_child, *totals in cur.fetchall():
-                        child_id = bytes(stored_child)
-                        children.setdefault(bytes(parent_id), []).append(child_id)
+                    for parent_id, child_id, *totals in cur.fetchall():
+                        children.setdefault(parent_id, []).append(child_id)
                         if child_id not in own:
                             own[child_id] = totals
                             found.append(child_id)
                 frontier = found
         if not children:
             return [_execution_row(r, r[_TOTALS_AT:]) for r in rows]
-        memo: dict[bytes, list[Any]] = {}
+        memo: dict[Any, list[Any]] = {}
 
-        def subtree(node: bytes, path: frozenset[bytes]) -> list[Any]:
+        def subtree(node: Any, path: frozenset[Any]) -> list[Any]:
             done = memo.get(node)
             if done is not None:
                 return done
@@ -1020,7 +1018,7 @@ class StoreQueries(ABC):
             memo[node] = acc
             return acc
 
-        return [_execution_row(r, subtree(bytes(r[0]), frozenset({bytes(r[0])}))) for r in rows]
+        return [_execution_row(r, subtree(r[0], frozenset({r[0]}))) for r in rows]
 
     # -- the pre-1.0 dict API ------------------------------------------------------------
     def get_executions(

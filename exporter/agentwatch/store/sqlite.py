@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from agentwatch.errors import IncompatibleStore, RecordRefused, StoreNotFound
 from agentwatch.store.base import Store, StoreUnavailable, nearest_rank
-from agentwatch.store.idcodec import encode_optional
+from agentwatch.store import idcodec
 from agentwatch.store.queries import PERCENTILES
 
 #: Errors caused by the data of a statement rather than by the state of the database: a
@@ -144,7 +144,7 @@ class SQLiteStore(Store):
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.create_function("aw_local_date", 2, _local_date, deterministic=True)
             # Migration 10 converts stored ids with it, in SQL (`schema.py`).
-            conn.create_function("aw_encode_id", 1, encode_optional, deterministic=True)
+            conn.create_function("aw_encode_id", 1, idcodec.encode_optional, deterministic=True)
         except BaseException:
             conn.close()
             raise

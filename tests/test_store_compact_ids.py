@@ -1,0 +1,165 @@
+"""Migration 10: a store of the previous release (schema 8, text ids) upgrades to compact ids
+without changing any answer, on SQLite and PostgreSQL.
+
+The previous release is reproduced by the migrations up to 8 and the text form bound as is
+(the id codec replaced by the identity, PostgreSQL's array insert by `executemany`, as that
+release bound text arrays): every reader is asked the same questions before and after.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from agentwatch.cardinality import CardinalityGuard
+from agentwatch.ids import new_execution_id
+from agentwatch.model import Event, ExecutionFinished, LateEvent, WriterItem
+from agentwatch.rollups import RollupBuilder
+from agentwatch.store import Store, idcodec, open_store, schema
+from agentwatch.store.rows import ExecutionFilter
+from conftest import Records
+
+OTHER_IDS = (
+    "run-1",
+    "exec_" + "A" * 32,  # uppercase hex: not canonical
+    "exec_0123",
+    "0123456789abcde",  # 15 bytes: its stored form is padded
+    "é" * 8,
+    "x\x01y",
+    "exec_" + "f" * 31 + "g",
+)
+HOUR = 3_600.0
+T0 = 1_700_000_000.0 - 1_700_000_000.0 % HOUR  # an hour boundary
+
+
+def _items(records: Records) -> list[list[WriterItem]]:
+    """Runs with canonical and other ids, tools under both, failures, late and orphan calls."""
+    canonical = [new_execution_id() for _ in range(6)]
+    batches: list[list[WriterItem]] = []
+    for n, run_id in enumerate([*canonical, *OTHER_IDS]):
+        started = T0 + 600.0 * n + 0.5  # across several hours, edges included
+        run = records.execution(
+            id=run_id,
+            agent=f"agent-{n % 3}",
+            started_at=started,
+            events=[records.llm(started + 0.1, model=f"m{n % 2}"), records.tool(started + 0.2)],
+            **({"error_type": "Boom", "error_message": "no"} if n % 4 == 1 else {}),
+        )
+        tool = records.execution(
+            id=canonical[n] + "-tool" if n < 6 and n % 2 else new_execution_id(),
+            agent=run.agent,
+            kind="tool",
+            parent_id=run_id,
+            started_at=started + 0.3,
+            events=[records.llm(started + 0.35, cost_usd=0.5)],
+        )
+        batch: list[WriterItem] = [ExecutionFinished(tool), ExecutionFinished(run)]
+        batch.append(
+            LateEvent(Event(kind="llm_call", name="late", started_at=started + 1, execution_id=run_id,
+                            agent=run.agent, model="m0", provider="openai", cost_usd=0.25))
+        )  # fmt: skip
+        batches.append(batch)
+    batches.append(
+        [
+            LateEvent(records.llm(T0 + 5.0, agent="none")),  # outside any run
+            LateEvent(records.llm(T0 + 7.0, execution_id="exec_" + "e" * 32, agent="a")),
+        ]
+    )  # a late call before its run: pending
+    return batches
+
+
+def _answers(store: Store) -> dict[str, Any]:
+    """What the readers answer: listings, one run with its timeline, statistics, costs."""
+    every = ExecutionFilter(kind=None)
+    runs = store.executions(every, limit=None)
+    since, until = T0 + 100.0, T0 + 5 * HOUR + 17.0  # partial hours at both ends
+    answers: dict[str, Any] = {
+        "runs": sorted(runs, key=lambda r: r.id),
+        "count": store.count(every),
+        "failed": store.count(ExecutionFilter(status="failed")),
+        "details": {r.id: store.execution(r.id) for r in runs},
+        "events": sorted(store.events(limit=None), key=lambda e: e.id),
+        "summary": store.summary(),
+        "window": store.summary(since=since, until=until),
+        "agent": store.summary(agent="agent-1", since=since, until=until),
+        "costs": store.costs(["agent", "model"]),
+        "daily": store.costs(["date"], since=since, until=until, tz="Europe/Paris"),
+        "spend": store.spend(since, until, agent="agent-0"),
+        "errors": store.top_errors(since=T0, until=T0 + 10 * HOUR),
+        "agents": store.agents(),
+        "page": store.executions(every, limit=3, before=(runs[4].started_at, runs[4].id)),
+    }
+    return answers
+
+
+def test_a_version_8_store_upgrades_to_compact_ids_with_every_answer_unchanged(
+    backend_url: str, records: Records, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches = _items(records)
+    with monkeypatch.context() as patch:
+        patch.setattr(schema, "MIGRATIONS", tuple(m for m in schema.MIGRATIONS if m.version <= 8))
+        for name in ("encode", "encode_optional", "decode", "decode_optional"):
+            patch.setattr(idcodec, name, lambda value: value)
+        if backend_url.startswith("postgresql"):
+            from agentwatch.store import postgres
+
+            patch.setattr(postgres, "_UNNEST", {})
+        with open_store(backend_url) as old:
+            old.migrate()
+            assert old.schema_versions()[-1] == 8
+            for items in batches:
+                assert old.write_batch(RollupBuilder(CardinalityGuard(1000)).build(items))
+            before = _answers(old)
+            with old._read() as cur:
+                cur.execute("SELECT id FROM executions")
+                ids = sorted(str(r[0]) for r in cur.fetchall())
+    assert len(before["runs"]) == len(ids) == 2 * (6 + len(OTHER_IDS))
+    assert before["summary"].runs == 6 + len(OTHER_IDS) and before["failed"] > 0
+
+    with open_store(backend_url, create=False) as upgraded:
+        upgraded.migrate()
+        assert 10 in upgraded.schema_versions()
+        after = _answers(upgraded)
+        with upgraded._read() as cur:
+            cur.execute("SELECT id, length(id) FROM executions")
+            stored = {idcodec.decode(i): int(n) for i, n in cur.fetchall()}
+            cur.execute("SELECT COUNT(*) FROM events WHERE execution_id IS NOT NULL")
+            linked = int(cur.fetchone()[0])
+        prefixes = {p: upgraded.ids_with_prefix(p, limit=100) for p in _prefixes(ids)}
+        for execution_id in ids:
+            assert upgraded.resolve_execution_id(execution_id) == execution_id
+        # Writing goes on after the upgrade, into the same runs' tables.
+        more = [ExecutionFinished(records.execution(id=new_execution_id(), started_at=T0))]
+        assert upgraded.write_batch(RollupBuilder(CardinalityGuard(1000)).build(more))
+        assert upgraded.count(ExecutionFilter(kind=None)) == len(ids) + 1
+
+    for key, value in before.items():  # sums may add in another row order: 1e-9 apart
+        assert _rounded(after[key]) == _rounded(value), key
+    assert sorted(stored) == ids
+    assert {n for i, n in stored.items() if idcodec.is_canonical(i)} == {16}
+    assert all(n != 16 for i, n in stored.items() if not idcodec.is_canonical(i))
+    assert linked == sum(len(d.events) for d in before["details"].values() if d is not None) + 1
+    for prefix, found in prefixes.items():
+        assert found == sorted(i for i in ids if i.startswith(prefix)), prefix
+
+
+def _rounded(value: Any) -> Any:
+    """`value` with every float rounded to 9 decimals (dataclasses as dicts)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _rounded(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v) for v in value]
+    return round(value, 9) if isinstance(value, float) else value
+
+
+def _prefixes(ids: list[str]) -> list[str]:
+    """Prefixes of the stored ids at every length that tells runs apart, and a few more."""
+    chosen = {"", "exec", "exec_", "exec_0", "exec_A", "é", "run", "exec_" + "f" * 31}
+    for execution_id in ids:
+        for length in (6, 9, 13, 18, len(execution_id) - 1, len(execution_id)):
+            chosen.add(execution_id[:length])
+    return sorted(chosen)
