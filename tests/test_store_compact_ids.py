@@ -15,7 +15,7 @@ import pytest
 
 from agentwatch.cardinality import CardinalityGuard
 from agentwatch.ids import new_execution_id
-from agentwatch.model import Event, ExecutionFinished, LateEvent, WriterItem
+from agentwatch.model import ExecutionFinished, LateEvent, WriterItem
 from agentwatch.rollups import RollupBuilder
 from agentwatch.store import Store, idcodec, open_store, schema
 from agentwatch.store.rows import ExecutionFilter
@@ -56,10 +56,9 @@ def _items(records: Records) -> list[list[WriterItem]]:
             events=[records.llm(started + 0.35, cost_usd=0.5)],
         )
         batch: list[WriterItem] = [ExecutionFinished(tool), ExecutionFinished(run)]
-        batch.append(
-            LateEvent(Event(kind="llm_call", name="late", started_at=started + 1, execution_id=run_id,
-                            agent=run.agent, model="m0", provider="openai", cost_usd=0.25))
-        )  # fmt: skip
+        late = records.llm(started + 1, name="late", model="m0", cost_usd=0.25)
+        late.execution_id, late.agent = run_id, run.agent
+        batch.append(LateEvent(late))
         batches.append(batch)
     batches.append(
         [
@@ -163,3 +162,41 @@ def _prefixes(ids: list[str]) -> list[str]:
         for length in (6, 9, 13, 18, len(execution_id) - 1, len(execution_id)):
             chosen.add(execution_id[:length])
     return sorted(chosen)
+
+
+def _plan(store: Store, sql: str, params: list[Any]) -> str:
+    with store._read() as cur:
+        if store.backend == "sqlite":
+            cur.execute("EXPLAIN QUERY PLAN " + sql, params)
+            return " | ".join(str(row[-1]) for row in cur.fetchall())
+        cur.execute("SET LOCAL enable_seqscan = off")  # an empty table: ask what it can do
+        cur.execute("EXPLAIN " + store._sql(sql), params)
+        return " | ".join(str(row[0]) for row in cur.fetchall())
+
+
+def test_what_filtered_on_the_dropped_status_index_still_reads_an_index(store: Store) -> None:
+    """Migration 10 dropped (status, started_at): failed runs of a window (top errors, the
+    console) read the partial failed-runs index, budget spend edges still read events by time,
+    and no index on status alone is left."""
+    from agentwatch.store.queries import _where
+
+    where, params = _where(None, "failed", 1.0, 2.0, "agent")
+    failed = _plan(store, f"SELECT error_type, COUNT(*) FROM executions{where} GROUP BY 1", params)
+    assert "ix_executions_failed" in failed, failed
+    where, params = _where(None, "failed", None, None, "agent")
+    listing = _plan(store, f"SELECT id FROM executions{where} ORDER BY started_at DESC", params)
+    assert "ix_executions_failed" in listing, listing
+    spend = _plan(
+        store,
+        "SELECT COALESCE(SUM(cost_usd), 0) FROM events WHERE started_at >= ? AND started_at < ?",
+        [1.0, 2.0],
+    )
+    assert "ix_events_started" in spend, spend
+    with store._read() as cur:
+        if store.backend == "sqlite":
+            cur.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        else:
+            cur.execute("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()")
+        indexes = {str(row[0]) for row in cur.fetchall()}
+    assert "ix_executions_status_started" not in indexes
+    assert {"ix_executions_failed", "ix_events_started", "ix_executions_started"} <= indexes

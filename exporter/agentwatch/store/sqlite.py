@@ -19,8 +19,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from agentwatch.errors import IncompatibleStore, RecordRefused, StoreNotFound
-from agentwatch.store.base import Store, StoreUnavailable, nearest_rank
 from agentwatch.store import idcodec
+from agentwatch.store.base import Store, StoreUnavailable, nearest_rank
 from agentwatch.store.queries import PERCENTILES
 
 #: Errors caused by the data of a statement rather than by the state of the database: a
