@@ -200,3 +200,23 @@ def test_what_filtered_on_the_dropped_status_index_still_reads_an_index(store: S
         indexes = {str(row[0]) for row in cur.fetchall()}
     assert "ix_executions_status_started" not in indexes
     assert {"ix_executions_failed", "ix_events_started", "ix_executions_started"} <= indexes
+
+
+def test_the_migrations_sql_encodes_every_id_as_the_store_does(store: Store) -> None:
+    """Migration 10 converts in SQL (PostgreSQL) or through the registered codec (SQLite):
+    hostile ids must get exactly the stored form `idcodec.encode` gives them."""
+    from test_store_idcodec import HOSTILE
+
+    texts = [*HOSTILE, *OTHER_IDS, new_execution_id(), "exec_" + "f" * 32]
+    if store.backend == "sqlite":
+        sql = "SELECT aw_encode_id(x) FROM (SELECT ? AS x)"
+    else:
+        sql = f"SELECT {schema._pg_encoded('x')} FROM (SELECT ?::text AS x) AS t"
+    with store._read() as cur:
+        for text in texts:
+            if store.backend == "postgresql" and "\x00" in text:
+                continue  # PostgreSQL text cannot hold NUL: no stored id has one
+            cur.execute(store._sql(sql), (text,))
+            assert bytes(cur.fetchone()[0]) == idcodec.encode(text), text
+        cur.execute(store._sql(sql), (None,))
+        assert cur.fetchone()[0] is None

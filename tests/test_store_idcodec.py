@@ -24,6 +24,10 @@ HOSTILE = (
     "exec_" + "g" * 32,
     "exec-" + "a" * 32,
     "exec_" + "a" * 31 + "\x00",
+    "exec_" + "ab" * 15 + "  ",  # bytes.fromhex skips spaces: 15 bytes
+    "exec_ab" + " ab" * 10,  # spaces between pairs
+    "exec_" + "\uff11" * 32,  # full-width digits
+    "exec_" + "0" * 30 + "aB",
     "0123456789abcdef",  # 16 characters
     "0123456789abcde",  # 15 bytes: its tagged form is padded off 16
     "é" * 7 + "x",  # 15 UTF-8 bytes in 8 characters

@@ -59,8 +59,14 @@ def encode(text: str) -> bytes:
     """
     if len(text) == _CANONICAL_LENGTH and text.startswith(PREFIX):
         digits = text[len(PREFIX) :]
-        if _HEX.issuperset(digits):
-            return bytes.fromhex(digits)
+        try:
+            stored = bytes.fromhex(digits)
+        except ValueError:
+            pass
+        else:
+            # fromhex also takes uppercase digits and spaces: only lowercase round-trips.
+            if stored.hex() == digits:
+                return stored
     raw = _TAG + text.encode("utf-8")
     return raw + _TAG if len(raw) == CANONICAL_BYTES else raw
 
