@@ -110,3 +110,7 @@ def test_prefix_ranges_hold_exactly_the_ids_with_the_prefix(prefix: str) -> None
         stored = idcodec.encode(text)
         matched = [s for s in spans if _in(s, stored)]
         assert len(matched) == (1 if text.startswith(prefix) else 0), text
+
+
+def test_a_text_id_left_by_an_earlier_writer_reads_back_as_it_is() -> None:
+    assert idcodec.decode("exec_written_by_an_old_writer") == "exec_written_by_an_old_writer"

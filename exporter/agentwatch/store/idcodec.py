@@ -76,12 +76,18 @@ def encode_optional(text: str | None) -> bytes | None:
     return None if text is None else encode(text)
 
 
-def decode(stored: bytes | bytearray | memoryview) -> str:
+def decode(stored: bytes | bytearray | memoryview | str) -> str:
     """The text form of a stored id: the inverse of `encode`.
+
+    A text value is returned as it is: SQLite keeps whatever a writer binds, and a writer of
+    an earlier release still running during the upgrade binds text ids (stop such writers
+    before upgrading; their rows still read back, though prefix lookups miss them).
 
     Raises:
         ValueError: `stored` is not a form `encode` produces.
     """
+    if isinstance(stored, str):
+        return stored
     raw = bytes(stored)
     if len(raw) == CANONICAL_BYTES:
         return PREFIX + raw.hex()

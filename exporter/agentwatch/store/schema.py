@@ -43,7 +43,9 @@ Design notes a maintainer must keep:
   `events.execution_id`: BLOB / `bytea`, see `idcodec.py`): 16 bytes for a canonical
   `exec_` + 32 hex id instead of 37, and the id is stored four times per run. Queries take
   and return the text form; only the store sees the bytes. Rollup exemplar ids stay text
-  (one per histogram bucket row, not per run).
+  (one per histogram bucket row, not per run). Stop writers of earlier releases before
+  upgrading: they would bind text ids (PostgreSQL refuses them; SQLite stores them, and they
+  read back but escape prefix lookups).
 - `audit` is the hash-chained audit trail (`store/audit.py`), appended in the batch's
   transaction; retention cuts it only at its start and leaves a checkpoint entry.
 """
