@@ -202,6 +202,7 @@ def test_canonical_ids_resolve_from_any_unique_prefix(mixed: Store) -> None:
     with pytest.raises(ExecutionNotFound):
         mixed.resolve_execution_id("exec_\ud800")  # no stored id can hold a lone surrogate
     assert mixed.execution("exec_\ud800") is None
+    assert mixed.ids_with_prefix("exec_\ud800") == mixed.ids_starting_with("\ud800") == []
 
 
 def test_prefix_lookups_are_index_ranges(mixed: Store) -> None:

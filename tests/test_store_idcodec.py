@@ -114,3 +114,10 @@ def test_prefix_ranges_hold_exactly_the_ids_with_the_prefix(prefix: str) -> None
 
 def test_a_text_id_left_by_an_earlier_writer_reads_back_as_it_is() -> None:
     assert idcodec.decode("exec_written_by_an_old_writer") == "exec_written_by_an_old_writer"
+
+
+def test_other_ids_keep_code_point_order_except_a_padded_15_byte_id() -> None:
+    texts = ["a", "ab", "b", "é", "z\U0010ffff", "\x00", "exec_A"]
+    assert sorted(texts, key=idcodec.encode) == sorted(texts)
+    padded, longer = "0123456789abcde", "0123456789abcdeX"
+    assert idcodec.encode(padded) > idcodec.encode(longer)  # documented exception

@@ -20,8 +20,9 @@ exact for every string, including the empty one, NUL and any Unicode (lone surro
 be encoded as UTF-8 and are refused, as the text columns refused them).
 
 Ordering: canonical ids keep their text order (big-endian bytes of lowercase hex), and so do
-other ids among themselves, so the primary key still serves "ids starting with this prefix"
-as one or two index ranges (`prefix_ranges`).
+other ids among themselves (UTF-8 orders by code point; only a 15-byte id sorts after the
+longer ids it begins, by its padding byte), so the primary key still serves "ids starting
+with this prefix" as one or two index ranges (`prefix_ranges`).
 """
 
 from __future__ import annotations
@@ -130,6 +131,10 @@ def prefix_ranges(prefix: str) -> list[IdRange]:
     a range starts with `prefix`, except that a canonical range bounded only by hex digits
     is exact too; callers still check `startswith` after decoding, for safety.
     """
+    try:
+        tagged = _TAG + prefix.encode("utf-8")
+    except UnicodeEncodeError:
+        return []  # a lone surrogate: no stored id holds one
     ranges: list[IdRange] = []
     if PREFIX.startswith(prefix):  # "", "e", ..., "exec_": every canonical id
         ranges.append(IdRange(b"", None, True))
@@ -143,6 +148,5 @@ def prefix_ranges(prefix: str) -> list[IdRange]:
             else:
                 high = _successor(low)
             ranges.append(IdRange(low, high, True))
-    tagged = _TAG + prefix.encode("utf-8")
     ranges.append(IdRange(tagged, _successor(tagged), False))
     return ranges
