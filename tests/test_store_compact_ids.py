@@ -18,6 +18,7 @@ from agentwatch.ids import new_execution_id
 from agentwatch.model import ExecutionFinished, LateEvent, WriterItem
 from agentwatch.rollups import RollupBuilder
 from agentwatch.store import Store, idcodec, open_store, schema
+from agentwatch.store.base import StoreUnavailable
 from agentwatch.store.rows import ExecutionFilter
 from conftest import Records
 
@@ -220,3 +221,49 @@ def test_the_migrations_sql_encodes_every_id_as_the_store_does(store: Store) -> 
             assert bytes(cur.fetchone()[0]) == idcodec.encode(text), text
         cur.execute(store._sql(sql), (None,))
         assert cur.fetchone()[0] is None
+
+
+def test_a_migration_that_fails_half_way_leaves_the_old_store_and_can_be_retried(
+    tmp_path: Any, records: Records, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rebuild runs in the migration's one transaction: an error after half the rows
+    (here the codec failing; a kill does the same) changes nothing, and a retry converts."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    batches = _items(records)
+    with monkeypatch.context() as patch:
+        patch.setattr(schema, "MIGRATIONS", tuple(m for m in schema.MIGRATIONS if m.version <= 8))
+        for name in ("encode", "encode_optional", "decode", "decode_optional"):
+            patch.setattr(idcodec, name, lambda value: value)
+        with open_store(url) as old:
+            old.migrate()
+            for items in batches:
+                old.write_batch(RollupBuilder(CardinalityGuard(1000)).build(items))
+            runs = old.count(ExecutionFilter(kind=None))
+    real = idcodec.encode_optional
+    calls = 0
+
+    def failing(value: str | None) -> bytes | None:
+        nonlocal calls
+        calls += 1
+        if calls > runs // 2:
+            raise RuntimeError("killed half way")
+        return real(value)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(idcodec, "encode_optional", failing)
+        with open_store(url, create=False) as store, pytest.raises(StoreUnavailable):
+            store.migrate()
+    assert calls > runs // 2
+    with open_store(url, create=False) as store:
+        assert store.schema_versions()[-1] == 8
+        with store._read() as cur:
+            cur.execute("SELECT COUNT(*), MIN(typeof(id)), MAX(typeof(id)) FROM executions")
+            assert cur.fetchone() == (runs, "text", "text")
+            cur.execute("SELECT name FROM sqlite_master WHERE name LIKE '%v10'")
+            assert cur.fetchall() == []
+        store.migrate()
+        assert 10 in store.schema_versions()
+        assert store.count(ExecutionFilter(kind=None)) == runs
+        with store._read() as cur:
+            cur.execute("SELECT DISTINCT typeof(id) FROM executions")
+            assert cur.fetchall() == [("blob",)]
