@@ -117,9 +117,12 @@ _NEVER_FOR_A_QUERY = (
 )
 
 
-def _run_cli(home: Path, *args: str, config: str | None = None) -> tuple[str, set[str]]:
+def _run_cli(
+    home: Path, *args: str, config: str | None = None, status: int = 0
+) -> tuple[str, set[str]]:
     """Run `agentwatch <args>` in a fresh interpreter (no config file, no AGENTWATCH_*
-    variable unless `config` is given); return its stdout and the modules it imported."""
+    variable unless `config` is given); return its stdout (stderr when `status` is not 0)
+    and the modules it imported."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTWATCH_")}
     env["AGENTWATCH_HOME"] = str(home)
     if config is not None:
@@ -143,8 +146,10 @@ def _run_cli(home: Path, *args: str, config: str | None = None) -> tuple[str, se
         timeout=120,
         env=env,
     )
-    assert out.returncode == 0, out.stderr
-    return out.stdout, set(listing.read_text(encoding="utf-8").split())
+    assert out.returncode == status, out.stderr
+    return out.stdout if status == 0 else out.stderr, set(
+        listing.read_text(encoding="utf-8").split()
+    )
 
 
 def _loaded(modules: set[str], names: Sequence[str]) -> list[str]:
@@ -159,6 +164,13 @@ def test_help_imports_no_command_module(tmp_path: Path) -> None:
     assert not {m for m in modules if m.startswith("agentwatch.cli.")}
     assert not _loaded(modules, ("rich", "yaml", "agentwatch.config", "agentwatch.store"))
     assert not _loaded(modules, _NEVER_FOR_A_QUERY)
+
+
+def test_an_unknown_command_is_one_line_and_imports_no_command(tmp_path: Path) -> None:
+    err, modules = _run_cli(tmp_path / "home", "stast", status=2)
+    (line,) = err.strip().splitlines()
+    assert line.startswith("Error: No such command 'stast'"), line
+    assert not {m for m in modules if m.startswith("agentwatch.cli.")}
 
 
 def test_monitor_help_loads_only_the_monitor_commands(tmp_path: Path) -> None:
@@ -239,8 +251,8 @@ def test_help_summaries_match_the_commands_help() -> None:
 @pytest.mark.parametrize("width", [40, 80, 200])
 def test_help_listing_is_the_one_click_draws_from_the_commands(width: int) -> None:
     """Same text as when every command is imported, however wide the terminal."""
-    lazy = CliRunner().invoke(fresh_cli(), ["--help"], terminal_width=width)
-    loaded = fresh_cli()
+    lazy = CliRunner().invoke(_fresh_cli(), ["--help"], terminal_width=width)
+    loaded = _fresh_cli()
     ctx = click.Context(loaded)
     for name in loaded.list_commands(ctx):
         loaded.get_command(ctx, name)
@@ -251,7 +263,7 @@ def test_help_listing_is_the_one_click_draws_from_the_commands(width: int) -> No
     assert lazy.output.count("\n  ") >= len(COMMANDS)
 
 
-def fresh_cli() -> click.Group:
+def _fresh_cli() -> click.Group:
     """A copy of `cli` with no command loaded yet."""
     group = copy.copy(cli)
     group.commands = {}
