@@ -13,7 +13,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import click
@@ -181,11 +181,14 @@ def test_monitor_help_loads_only_the_monitor_commands(tmp_path: Path) -> None:
     assert not _loaded(modules, _NEVER_FOR_A_QUERY)
 
 
-@pytest.fixture
-def filled_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workload:
-    """A SQLite store holding the CLI tests' workload, written by the real writer."""
-    clean_environment(monkeypatch, tmp_path / "writer-home")
-    return record_workload(f"sqlite:///{tmp_path / 'runs.db'}")
+@pytest.fixture(scope="module")
+def filled_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workload]:
+    """A SQLite store holding the CLI tests' workload, written by the real writer (once:
+    the commands below only read it)."""
+    root = tmp_path_factory.mktemp("filled")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        clean_environment(monkeypatch, root / "writer-home")
+        yield record_workload(f"sqlite:///{root / 'runs.db'}")
 
 
 def test_stats_as_json_reads_the_store_without_the_writer_or_rich(
