@@ -234,3 +234,42 @@ def _throwaway_schemas(base: str) -> set[str]:
             "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'awbench_t_%'"
         ).fetchall()
     return {r[0] for r in rows}
+
+
+@pytest.mark.slow
+def test_startup_benchmark_times_every_command_for_two_checkouts(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    created = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom agentwatch.store import open_store\n"
+            "s = open_store(sys.argv[1])\ns.migrate()\ns.close()\n",
+            store,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert created.returncode == 0, created.stderr
+    out = _run(
+        "startup.py",
+        *("--repeat", "1", "--store", store),
+        *("--compare-with", str(_other_checkout(tmp_path))),
+    )
+    rows = _table(out)
+    commands = [
+        "`agentwatch --help`",
+        "`agentwatch monitor --help`",
+        "`monitor stats`, empty store",
+        "`monitor stats --json`, empty store",
+        "`monitor list`, empty store",
+        "`monitor stats --json`, store named by a config file",
+        f"`monitor stats`, --store {store}",
+        f"`monitor stats --json`, --store {store}",
+    ]
+    for what in [f"{c}, {kind}" for c in commands for kind in ("wall", "CPU")]:
+        assert what in rows, f"{what!r} missing from\n{out}"
+        for cell in rows[what][:2]:
+            assert re.match(r"[\d.]+ (µs|ms|s)$", cell), (what, cell)
+    assert rows["`agentwatch --help`, wall"][3] == "≤ 80 ms"

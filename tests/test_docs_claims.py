@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import requests
 import yaml
@@ -196,7 +197,8 @@ def test_readme_port_and_its_overrides_are_the_real_ones() -> None:
 
     port = Settings().port
     assert f"127.0.0.1:{port}/metrics" in README
-    demo = cli.commands["demo"]
+    demo = cli.get_command(click.Context(cli), "demo")
+    assert demo is not None
     flags = {opt for param in demo.params for opt in getattr(param, "opts", [])}
     for flag in re.findall(r"`(--port)[ =]?\d*`", README):
         assert flag in flags

@@ -25,7 +25,10 @@ CONFIG_DOC = (DOCS / "configuration.md").read_text(encoding="utf-8")
 
 def _commands(group: click.Group, prefix: str = "agentwatch") -> list[tuple[str, click.Command]]:
     found: list[tuple[str, click.Command]] = []
-    for name, command in sorted(group.commands.items()):
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):  # loads the lazily registered commands
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         path = f"{prefix} {name}"
         found.append((path, command))
         if isinstance(command, click.Group):

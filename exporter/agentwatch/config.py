@@ -8,18 +8,20 @@ a `Settings` object.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-
 from agentwatch.errors import ConfigError
+
+if TYPE_CHECKING:
+    import yaml  # imported when a config file is read: without one, commands start faster
 
 #: Default port of `agentwatch serve`: outside the ports of Prometheus (9090), Pushgateway
 #: (9091), Alertmanager (9093), node_exporter (9100), Grafana (3000) and OpenTelemetry's
@@ -524,20 +526,25 @@ class _TooDeep(Exception):
     pass
 
 
-class _ConfigLoader(yaml.SafeLoader):
+@functools.cache
+def _config_loader() -> type[yaml.SafeLoader]:
     """`yaml.SafeLoader` that refuses nesting deeper than `MAX_CONFIG_DEPTH` before
-    recursing into it."""
+    recursing into it (defined on first use, so PyYAML loads only to read a file)."""
+    import yaml
 
-    _depth = 0
+    class ConfigLoader(yaml.SafeLoader):
+        _depth = 0
 
-    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        self._depth += 1
-        try:
-            if self._depth > MAX_CONFIG_DEPTH:
-                raise _TooDeep
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
+        def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+            self._depth += 1
+            try:
+                if self._depth > MAX_CONFIG_DEPTH:
+                    raise _TooDeep
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+
+    return ConfigLoader
 
 
 def _read_text(path: Path) -> str:
@@ -589,9 +596,11 @@ def read_config_file(path: Path) -> dict[str, Any]:
     Raises:
         ConfigError: one line naming the file and, where it applies, the key.
     """
+    import yaml
+
     text = _read_text(path)
     try:
-        raw = yaml.load(text, Loader=_ConfigLoader)
+        raw = yaml.load(text, Loader=_config_loader())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""

@@ -60,6 +60,8 @@ from agentwatch.audit import AuditEntry
 from agentwatch.cardinality import CardinalityGuard
 from agentwatch.labels import label_value
 from agentwatch.model import Event, ExecutionFinished, LateEvent, Refusal, WriterItem
+from agentwatch.store.columns import EVENT_COLUMNS as EVENT_COLUMNS
+from agentwatch.store.columns import EXECUTION_COLUMNS as EXECUTION_COLUMNS
 
 if TYPE_CHECKING:
     from agentwatch.config import AttributionDimension
@@ -67,22 +69,6 @@ if TYPE_CHECKING:
 UNKNOWN = "unknown"
 #: Bound of the builder's cache of canonical label texts (the label sets are capped anyway).
 _MAX_CACHED_TEXTS = 100_000
-
-#: Column order of the rows in `RollupBatch.executions` (the store's INSERT uses it).
-EXECUTION_COLUMNS: tuple[str, ...] = (
-    "id", "agent", "parent_id", "kind", "status", "started_at", "ended_at", "duration",
-    "error_type", "error_message", "arguments", "attributes", "cost_usd", "input_tokens",
-    "output_tokens", "cached_tokens", "reasoning_tokens", "llm_calls", "tool_calls",
-    "attribution",
-)  # fmt: skip
-#: Column order of the rows in `RollupBatch.events` (and of late events, whose `seq` the
-#: store computes in SQL as the next free position of their execution).
-EVENT_COLUMNS: tuple[str, ...] = (
-    "execution_id", "agent", "seq", "kind", "name", "started_at", "duration", "status",
-    "model", "provider", "input_tokens", "output_tokens", "cached_tokens",
-    "reasoning_tokens", "cost_usd", "time_to_first_token", "error_type", "error_message",
-    "attributes", "attribution",
-)  # fmt: skip
 
 #: One rollup delta: (sample name, canonical label text, value to add, exemplar execution id,
 #: exemplar value, exemplar timestamp); the exemplar fields are None except on histogram

@@ -1,16 +1,42 @@
-"""The `agentwatch` command line. Each sub-module registers one group of commands."""
+"""The `agentwatch` command line. Each sub-module holds one command (or group of commands).
+
+A command's module is imported only when that command runs or shows its own help, so
+`agentwatch --help` and `agentwatch monitor stats` do not pay for the server, the demo or
+the audit trail (click's "lazily loading subcommands" pattern, `_Group.get_command`).
+"""
 
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import sys
-from typing import Any, NoReturn
+from collections.abc import Mapping
+from typing import Any, NamedTuple, NoReturn
 
 import click
 
 from agentwatch._version import __version__
 from agentwatch.errors import AgentwatchError
+
+
+class LazyCommand(NamedTuple):
+    """Where a command lives (`module:attribute`) and the first paragraph of its help.
+
+    The summary is what `agentwatch --help` lists (click shortens the first paragraph to fit
+    the terminal), so the listing needs no import; tests/test_import.py checks that it
+    matches the command's own help.
+    """
+
+    target: str
+    summary: str
+
+    def load(self) -> click.Command:
+        module, _, attribute = self.target.partition(":")
+        command = getattr(importlib.import_module(module), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{self.target} is not a click command")
+        return command
 
 
 class _Group(click.Group):
@@ -20,7 +46,35 @@ class _Group(click.Group):
     status 2 but drop the usage block, so a script's stderr holds exactly one line. Anything
     unexpected (a bug) is reported on one line too, with the way to see the traceback
     (`AGENTWATCH_DEBUG=1`).
+
+    Subcommands given as `lazy` are imported the first time they are asked for, by name.
     """
+
+    def __init__(
+        self, *args: Any, lazy: Mapping[str, LazyCommand] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy: dict[str, LazyCommand] = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in self.lazy:
+            command = self.lazy[cmd_name].load()
+            self.add_command(command, cmd_name)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's listing, from the summaries of the commands not imported yet."""
+        listed = click.Group(
+            commands={
+                name: self.commands.get(name) or click.Command(name, help=self.lazy[name].summary)
+                for name in self.list_commands(ctx)
+            }
+        )
+        listed.format_commands(ctx, formatter)
 
     def make_context(
         self,
@@ -106,25 +160,43 @@ def _one_line(exc: BaseException | str) -> str:
     return " ".join(str(exc).split())
 
 
-@click.group(cls=_Group)
+#: Every top-level command: where it lives and the first paragraph of its help.
+COMMANDS: dict[str, LazyCommand] = {
+    "audit": LazyCommand(
+        "agentwatch.cli.audit:audit",
+        "Verify, export and anchor the audit trail (enable it with `audit: true`).",
+    ),
+    "config": LazyCommand(
+        "agentwatch.cli.config_show:config_group", "Inspect agentwatch's configuration."
+    ),
+    "demo": LazyCommand(
+        "agentwatch.cli.demo:demo",
+        "Simulate agents calling LLMs (real litellm, mocked network) and record everything.",
+    ),
+    "init": LazyCommand(
+        "agentwatch.cli.init:init",
+        "Write ~/.agentwatch/config.yaml, create and migrate the store, and print next steps.",
+    ),
+    "monitor": LazyCommand(
+        "agentwatch.cli.monitor:monitor",
+        "Live view of agent runs: totals, success rate, spend and recent activity.",
+    ),
+    "serve": LazyCommand(
+        "agentwatch.cli.serve:serve",
+        "Expose /metrics (durable rollups and budgets), /healthz, /readyz, a JSON API and the "
+        "on-call console (/ui/).",
+    ),
+    "web": LazyCommand(
+        "agentwatch.cli.web:web",
+        "Helpers for the web configuration file (TLS, basic auth) of `agentwatch serve`.",
+    ),
+}
+
+
+@click.group(cls=_Group, lazy=COMMANDS)
 @click.version_option(__version__, prog_name="agentwatch")
 def cli() -> None:
     """agentwatch: Prometheus metrics, durable telemetry and alerts for LLM agents."""
-
-
-def _register() -> None:
-    from agentwatch.cli import audit, config_show, demo, init, monitor, serve, web
-
-    cli.add_command(init.init)
-    cli.add_command(monitor.monitor)
-    cli.add_command(serve.serve)
-    cli.add_command(demo.demo)
-    cli.add_command(config_show.config_group, name="config")
-    cli.add_command(web.web)
-    cli.add_command(audit.audit)
-
-
-_register()
 
 
 def main() -> None:

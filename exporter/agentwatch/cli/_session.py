@@ -15,17 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from agentwatch.cli._render import redact_url
-from agentwatch.config import Settings, load_settings
-
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from agentwatch.config import Settings
     from agentwatch.store.base import Store
 
 
 def resolve_settings(config_path: Path | None, store_url: str | None) -> Settings:
     """Settings from defaults, the config file, the environment and these flags."""
+    from agentwatch.config import load_settings
+
     return load_settings(config_path, store_url=store_url)
 
 
@@ -83,6 +83,8 @@ def connect(url: str, *, create: bool = True) -> Store:
 
 def describe_store(settings: Settings) -> str:
     """The store URL with any password hidden, for headers and messages."""
+    from agentwatch.cli._render import redact_url
+
     return redact_url(settings.store_url)
 
 

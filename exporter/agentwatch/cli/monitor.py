@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from agentwatch.cli import _render
 from agentwatch.cli._options import settings_options
 from agentwatch.cli._session import (
     console,
@@ -33,6 +32,8 @@ from agentwatch.cli._session import (
 from agentwatch.cli._time import TIME, SecondsRange, format_local, iso_utc, local_zone_key
 
 if TYPE_CHECKING:
+    # Imported where a table is drawn, so `--json` output never loads rich's helpers.
+    from agentwatch.cli import _render
     from agentwatch.config import Settings
     from agentwatch.store.base import Store
     from agentwatch.store.rows import ExecutionFilter
@@ -160,6 +161,8 @@ def _live_frame(
     """One screen of the live view: a header, the totals line and the recent runs."""
     from rich.console import Group
     from rich.text import Text
+
+    from agentwatch.cli import _render
 
     stats = store.summary(agent=agent, since=since)
     recent = store.executions(_filter(agent, None, since, None), limit=rows)
@@ -366,6 +369,8 @@ def list_(
         if as_json:
             echo_json([e.to_record() for e in executions])
             return
+        from agentwatch.cli import _render
+
         total = store.count(flt)
         out = console()
         table = _render.executions_table(
@@ -428,6 +433,8 @@ def stats(
             }
         )
         return
+    from agentwatch.cli import _render
+
     out = console()
     out.print(f"[bold]📊 Summary Statistics[/bold] ({_scope(agent, since, until, attributes)})")
     out.print(_render.stats_table(summary))
@@ -442,6 +449,8 @@ def _load_trace(
     store: Store, execution_id: str, seen: set[str], depth: int = 0
 ) -> _render.Trace | None:
     """`Store.execution` with the executions nested in it, fetched recursively."""
+    from agentwatch.cli import _render
+
     detail = store.execution(execution_id)
     if detail is None:
         return None
@@ -489,6 +498,8 @@ def trace(
     if as_json:
         echo_json(trace.to_record())
         return
+    from agentwatch.cli import _render
+
     console().print(_render.trace_tree(trace))
     if settings.external_url:
         from agentwatch.console.fmt import run_url
@@ -606,6 +617,8 @@ def cost(
             }
         )
         return
+    from agentwatch.cli import _render
+
     out = console()
     title = "💰 Cost by " + ", ".join(g.title() for g in group_by)
     out.print(f"[bold]{title}[/bold] ({_scope(agent, since, until, attributes)})")

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agentwatch.cardinality import ValueAdmissionCache
-from agentwatch.rollups import RollupBatch, attribution_values, fold_values
+if TYPE_CHECKING:  # the writer's modules: a store opened only to query never needs them
+    from agentwatch.cardinality import ValueAdmissionCache
+    from agentwatch.rollups import RollupBatch
 
 _VALUES_CHUNK = 256
 
@@ -70,6 +71,8 @@ class AttributionStore(ABC):
         Returns:
             The `(dimension, value, admitted)` decisions, to remember once committed.
         """
+        from agentwatch.rollups import attribution_values, fold_values
+
         caps = batch.attribution_caps
         found = attribution_values(batch) if caps else {}
         decided: list[tuple[str, str, bool]] = []

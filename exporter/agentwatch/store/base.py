@@ -13,30 +13,26 @@ a long export neither holds that lock nor loads the whole table into memory.
 from __future__ import annotations
 
 import contextlib
-import secrets
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentwatch.cardinality import AdmissionCache, ValueAdmissionCache
 from agentwatch.errors import IncompatibleStore, StoreError, StoreNotFound
-from agentwatch.rollups import (
-    EVENT_COLUMNS,
-    EXECUTION_COLUMNS,
-    LabelSet,
-    RollupBatch,
-    cumulative_rows,
-    parse_labels,
-    resolve_rollups,
-)
-from agentwatch.store import aggregates, audit, idcodec, schema
+from agentwatch.store import aggregates, idcodec, schema
 from agentwatch.store.attribution import AttributionStore
+from agentwatch.store.columns import EVENT_COLUMNS, EXECUTION_COLUMNS
 from agentwatch.store.queries import StoreQueries
 from agentwatch.store.schema import LATE_SEQ_BASE
+
+if TYPE_CHECKING:
+    # The writer's modules (rollups, the audit chain) load where a batch is written or the
+    # rollups are read, so a command that only queries (`monitor stats`) starts faster.
+    from agentwatch.rollups import LabelSet, RollupBatch
 
 
 class StoreUnavailable(StoreError):
@@ -178,6 +174,8 @@ def _late_event_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def new_batch_id() -> str:
     """A unique, time-ordered batch id: nanoseconds since the epoch (hex) plus 64 random bits."""
+    import secrets  # (with hmac and hashlib) only for a writer: readers start faster
+
     return f"{time.time_ns():016x}-{secrets.token_hex(8)}"
 
 
@@ -387,6 +385,8 @@ class Store(StoreQueries, AttributionStore, ABC):
             StoreUnavailable: retry later, with the same id.
             RecordRefused: the data was refused; nothing was written.
         """
+        from agentwatch.store import audit
+
         decided: list[tuple[str, str, bool]] = []
         with self.atomic() as cur:
             applied = self._claim(cur, batch_id or new_batch_id(), batch.records)
@@ -539,6 +539,8 @@ class Store(StoreQueries, AttributionStore, ABC):
         Returns:
             The `(sample, key, admitted)` decisions taken, to remember once committed.
         """
+        from agentwatch.rollups import resolve_rollups
+
         decided: list[tuple[str, str, bool]] = []
         cap = batch.max_label_sets
         batch.attribution_decided = self.admit_values(cur, batch)
@@ -600,6 +602,8 @@ class Store(StoreQueries, AttributionStore, ABC):
         Histogram buckets come back cumulative, one row per bound of every label set, as
         `prometheus_client` exposes them (the table holds per-bucket counts).
         """
+        from agentwatch.rollups import cumulative_rows, parse_labels
+
         with self._read() as cur:
             cur.execute(
                 self._sql(
@@ -712,6 +716,8 @@ class Store(StoreQueries, AttributionStore, ABC):
 
         Returns the number of executions deleted.
         """
+        from agentwatch.store import audit
+
         oldest = "SELECT id FROM executions WHERE started_at < ? ORDER BY started_at, id LIMIT ?"
         executions = (
             f"DELETE FROM events WHERE execution_id IN ({oldest})",
