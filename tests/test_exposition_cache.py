@@ -168,14 +168,14 @@ def test_concurrent_scrapes_share_one_render(
         from agentwatch.store import open_store
 
         opened = open_store(url, create=False)
-        real: Callable[[], Any] = opened.read_rollups
+        real: Callable[[], Any] = opened.stored_rollups
 
         def slow_read() -> Any:
             entered.set()
             release.wait(30)
             return real()
 
-        opened.read_rollups = slow_read  # type: ignore[method-assign]
+        opened.stored_rollups = slow_read  # type: ignore[method-assign]
         return opened
 
     access = StoreAccess(backend_url, opener=opener)
