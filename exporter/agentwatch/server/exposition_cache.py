@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
+from itertools import compress
+from operator import ne
 from typing import Any
 
 from prometheus_client import exposition as _text_exposition
@@ -204,8 +206,8 @@ class RollupIndex:
     """The stored rollup rows, grouped by the series they render, kept up to date from one
     full read of the table per store change.
 
-    `update` finds the rows a write changed with a set difference of the row tuples
-    (C speed), parses only label texts not seen before, and records which groups changed
+    `update` finds the rows a write changed by comparing the row tuples with the previous
+    read's (C speed), parses only label texts not seen before, and records which groups changed
     for each format's renderer. Attribution dimensions are recounted only when label texts
     appear or disappear; a change of dimensions renames the series of an attributed family,
     so everything is regrouped and both renderers start over (`epoch`).
@@ -219,7 +221,7 @@ class RollupIndex:
         self._clear()
 
     def _clear(self) -> None:
-        self._rows: set[StoredRollup] = set()
+        self._rows: Sequence[StoredRollup] = ()
         self._present: dict[_Key, StoredRollup] = {}
         self._texts: dict[_Key, _Text | None] = {}
         self._group_of: dict[_Key, _GroupId] = {}
@@ -251,10 +253,17 @@ class RollupIndex:
             raise
 
     def _update(self, rows: Sequence[StoredRollup]) -> None:
-        current = set(rows)
-        added = current - self._rows
-        gone = self._rows - current
-        self._rows = current
+        # Rows come back in the same order while the table only gets updates (SQLite's rowid
+        # order; PostgreSQL moves an updated row): compare by position (C speed, memory in
+        # order), then match the few rows that differ as sets, so a moved row is no change.
+        old = self._rows
+        same = min(len(rows), len(old))
+        at = list(compress(range(same), map(ne, rows, old)))
+        fresh = [rows[i] for i in at] + list(rows[same:])
+        stale = [old[i] for i in at] + list(old[same:])
+        self._rows = rows
+        added = set(fresh).difference(stale)
+        gone = set(stale).difference(fresh)
         if not added and not gone and not self._regroup_next:
             return
         present, texts = self._present, self._texts
