@@ -20,6 +20,8 @@ The output is byte for byte what `generate_latest` (text) and the OpenMetrics
 
 from __future__ import annotations
 
+import json
+import json.scanner
 import platform
 import threading
 import time
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from functools import partial
 from itertools import compress
 from operator import ne
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client import exposition as _text_exposition
 from prometheus_client.core import (
@@ -45,7 +47,7 @@ from agentwatch._version import __version__
 from agentwatch.budgets import BudgetStatus, evaluate_budgets
 from agentwatch.config import Budget
 from agentwatch.rollup_exemplars import EXEMPLAR_LABEL, MAX_EXEMPLAR_LABEL_CHARS
-from agentwatch.rollups import _split_le, cumulative_rows, parse_labels
+from agentwatch.rollups import _BUCKET_BOUNDS, _split_le, cumulative_rows, parse_labels
 from agentwatch.server.collector import budget_families
 from agentwatch.server.store_access import StoreAccess
 from agentwatch.store.base import Exemplar, Store
@@ -58,6 +60,10 @@ _go_float: Callable[[float], str] = floatToGoString
 _om_latest: Callable[[Any], bytes] = _om_exposition.generate_latest
 _text_latest: Callable[[Any], bytes] = _text_exposition.generate_latest
 _EOF = b"# EOF\n"
+#: Room for an exemplar's execution id under OpenMetrics' 128-character label limit.
+_ROOM = MAX_EXEMPLAR_LABEL_CHARS - len(EXEMPLAR_LABEL)
+#: A missing dict entry (None is a value).
+_MISSING: Any = object()
 #: Escapings whose output equals the default for agentwatch's (legacy-valid) metric names.
 _SAME_ESCAPING = frozenset({_om_exposition.UNDERSCORES, _om_exposition.ALLOWUTF8})
 #: A cached rollup body is rendered again after this long even without a write (a change
@@ -103,6 +109,10 @@ def encoder_format(encoder: Callable[..., bytes]) -> bool | None:
     return None
 
 
+def _parse_le(value: str) -> float:
+    return _INF if value == "+Inf" else float(value)
+
+
 def _escape_value(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
@@ -126,6 +136,18 @@ class _Family:
     sample: str  # counter: name_total; histogram: the base name
     bounds: tuple[tuple[float, str], ...]  # histogram bounds with their `le` text
     header: tuple[bytes, bytes]  # HELP/TYPE lines (text, OpenMetrics)
+    #: Stored `le` text -> position in `bounds`, for the writer's own bounds (`cumulative_rows`
+    #: walks exactly these, in this order, when a histogram has no other bound).
+    slots: dict[str, int]
+
+
+def _slots(sample: str, bounds: tuple[tuple[float, str], ...]) -> dict[str, int]:
+    stored = _BUCKET_BOUNDS.get(sample + "_bucket", ())
+    if len(stored) != len(bounds):
+        return {}
+    if any(_parse_le(le) != bound for le, (bound, _) in zip(stored, bounds, strict=True)):
+        return {}
+    return {le: i for i, le in enumerate(stored)}
 
 
 def _families() -> dict[str, _Family]:
@@ -146,7 +168,7 @@ def _families() -> dict[str, _Family]:
         else:
             continue
         header = (_library_render([empty], False), _library_render([empty], True))
-        result[spec.name] = _Family(spec, sample, bounds, header)
+        result[spec.name] = _Family(spec, sample, bounds, header, _slots(sample, bounds))
     return result
 
 
@@ -154,8 +176,7 @@ def _families() -> dict[str, _Family]:
 _FAMILIES = _families()
 
 
-@dataclass(frozen=True, slots=True)
-class _Text:
+class _Text(NamedTuple):
     """One stored (sample, label text), parsed once: what the row counts in.
 
     `kind` is "counter", "bucket" or "sum"; "" for rows `rollup_families` ignores that
@@ -166,25 +187,56 @@ class _Text:
     kind: str
     labels: dict[str, str]
     extra: tuple[str, ...]  # label names beyond the family's own (attributed families only)
+    names: frozenset[str]  # label names but `le`
+    #: Buckets: the text around the `le` value (rows sharing it are one stored histogram)
+    #: and the position of the `le` value among the family's bounds (-1: another bound).
+    series: tuple[str, str] | None = None
+    slot: int = -1
+
+
+_SPECS: dict[str, contract.MetricSpec | None] = {}
+#: The scanner `json.loads` runs, without its whitespace checks (`_parse_labels`).
+_scan: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+
+
+def _parse_labels(text: str) -> dict[str, str]:
+    """`rollups.parse_labels`, at twice its speed for what it accepts (a first scrape parses
+    every stored label text); anything else goes to it, to fail the same way."""
+    try:
+        value, end = _scan(text, 0)
+    except Exception:
+        value, end = None, -1
+    if end != len(text) or not isinstance(value, dict):
+        return parse_labels(text)
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def _parse(sample: str, text: str) -> _Text | None:
-    spec = contract.spec_for_sample(sample)
+    spec = _SPECS.get(sample, _MISSING)
+    if spec is _MISSING:
+        spec = _SPECS[sample] = contract.spec_for_sample(sample)
     if spec is None:
         return None
-    labels = parse_labels(text)
+    labels = _parse_labels(text)
     extra = tuple(n for n in labels if n not in spec.labels) if spec.attributed else ()
-    kind = ""
-    if spec.name in _FAMILIES:
+    kind, series, slot = "", None, -1
+    family = _FAMILIES.get(spec.name)
+    if family is not None:
         if spec.kind == "counter":
             kind = "counter"
         elif sample.endswith("_bucket"):
             kind = "bucket"
+            split = _split_le(text)
+            if split is not None:
+                series = (split[0], split[2])
+                if labels.get("le") == split[1]:  # else a second `le` key: leave it odd
+                    slot = family.slots.get(split[1], -1)
         elif sample.endswith("_sum"):
             kind = "sum"
     if not kind and not extra:
         return None
-    return _Text(spec.name, kind, labels, extra)
+    names = frozenset(labels).difference(("le",))
+    return _Text(spec.name, kind, labels, extra, names, series, slot)
 
 
 class _Group:
@@ -435,25 +487,85 @@ class RollupRenderer:
         self, index: RollupIndex, fam: _Family, key: tuple[str, ...], group: _Group
     ) -> str | None:
         rows = group.rows
-        total = 0.0
-        stored: list[tuple[str, str, float, Any]] = []
-        for row_key in sorted(rows):
-            row = rows[row_key]
+        buckets: list[tuple[_Key, _Text]] = []
+        sums: list[_Key] = []
+        for row_key in rows:
             text = index.text(row_key)
             assert text is not None
             if text.kind == "sum":
-                total = float(row[2])  # the last one, as `rollup_families` keeps it
+                sums.append(row_key)
             else:
-                stored.append((row[0], row[1], row[2], row_key))
-        if not stored:
+                buckets.append((row_key, text))
+        if not buckets:
             return None
+        # The last sum in label text order, as `rollup_families` keeps it.
+        total = float(rows[max(sums)][2]) if sums else 0.0
         names = index.names(fam.spec.name)
+        series = buckets[0][1].series
+        if series is not None and all(
+            t.slot >= 0 and t.series == series for _, t in buckets
+        ):  # one stored histogram with the writer's bounds: cumulate here
+            observed, exemplars = self._one_histogram(fam, rows, buckets, names)
+        else:
+            observed, exemplars = self._merged_histograms(fam, rows, buckets, names, index)
+        if not group.prefixes:
+            group.prefixes = _histogram_prefixes(fam, names, key)
+        prefixes = group.prefixes
+        out: list[str] = []
+        cumulative = 0.0
+        for i, seen in enumerate(observed):
+            if seen is not None:
+                cumulative = max(cumulative, seen)
+            line = prefixes[i] + _go_float(cumulative)
+            exemplar = exemplars[i]
+            if exemplar is not None and self._openmetrics:
+                line += _exemplar_suffix(exemplar)
+            out.append(line)
+        out.append(prefixes[-2] + _go_float(cumulative))
+        out.append(prefixes[-1] + _go_float(total))
+        out.append("")
+        return "\n".join(out)
+
+    @staticmethod
+    def _one_histogram(
+        fam: _Family,
+        rows: dict[_Key, StoredRollup],
+        buckets: list[tuple[_Key, _Text]],
+        names: tuple[str, ...],
+    ) -> tuple[list[float | None], list[Exemplar | None]]:
+        """Cumulative value and exemplar per bound of one stored histogram whose rows all
+        carry bounds of the contract (what `cumulative_rows` computes for it)."""
+        counts = [0.0] * len(fam.bounds)
+        exemplars: list[Exemplar | None] = [None] * len(fam.bounds)
+        wanted = frozenset(names)
+        for row_key, text in buckets:
+            row = rows[row_key]
+            counts[text.slot] = float(row[2])
+            ex_id = row[3]
+            if ex_id is not None and len(ex_id) <= _ROOM and text.names == wanted:
+                exemplars[text.slot] = Exemplar(ex_id, float(row[4]), float(row[5]))  # type: ignore[arg-type]
+        observed: list[float | None] = []
+        running = 0.0
+        for count in counts:
+            running += count
+            observed.append(running)
+        return observed, exemplars
+
+    @staticmethod
+    def _merged_histograms(
+        fam: _Family,
+        rows: dict[_Key, StoredRollup],
+        buckets: list[tuple[_Key, _Text]],
+        names: tuple[str, ...],
+        index: RollupIndex,
+    ) -> tuple[list[float | None], list[Exemplar | None]]:
+        """Exactly what `Store.read_rollups` + `rollup_families` + `attach_exemplars` make
+        of these rows in the odd cases: bounds the contract does not know, several stored
+        label texts exposed as one series (the last in label text order wins a bound)."""
+        stored = [(k[0], k[1], rows[k][2], k) for k, _ in buckets]
         observed: dict[float, float] = {}
         exemplars: dict[float, Exemplar] = {}
-        room = MAX_EXEMPLAR_LABEL_CHARS - len(EXEMPLAR_LABEL)
-        wanted = set(names)
-        # Exactly what `Store.read_rollups` + `rollup_families` + `attach_exemplars` do
-        # with these rows (unknown bounds and stored bounds spelled oddly included).
+        wanted = frozenset(names)
         for _, label_text, value, row_key in cumulative_rows(stored):
             if row_key is None:  # a bound with no stored row
                 split = _split_le(label_text)
@@ -466,38 +578,27 @@ class RollupRenderer:
             observed[bound] = value
             row = rows[row_key]
             ex_id = row[3]
-            if (
-                ex_id is not None
-                and len(ex_id) <= room
-                and set(text.labels).difference(("le",)) == wanted
-            ):
+            if ex_id is not None and len(ex_id) <= _ROOM and text.names == wanted:
                 exemplars[bound] = Exemplar(ex_id, float(row[4]), float(row[5]))  # type: ignore[arg-type]
-        if not group.prefixes:
-            sample = fam.sample
-            group.prefixes = (
-                *(_prefix(sample + "_bucket", _labels(names, key, le)) for _, le in fam.bounds),
-                _prefix(sample + "_count", _labels(names, key, None)),
-                _prefix(sample + "_sum", _labels(names, key, None)),
-            )
-        prefixes = group.prefixes
-        openmetrics = self._openmetrics
-        out: list[str] = []
-        cumulative = 0.0
-        for i, (bound, _) in enumerate(fam.bounds):
-            cumulative = max(cumulative, observed.get(bound, cumulative))
-            line = prefixes[i] + _go_float(cumulative)
-            exemplar = exemplars.get(bound) if openmetrics else None
-            if exemplar is not None:
-                line += _exemplar_suffix(exemplar)
-            out.append(line)
-        out.append(prefixes[-2] + _go_float(cumulative))
-        out.append(prefixes[-1] + _go_float(total))
-        out.append("")
-        return "\n".join(out)
+        return (
+            [observed.get(bound) for bound, _ in fam.bounds],
+            [exemplars.get(bound) for bound, _ in fam.bounds],
+        )
 
 
-def _parse_le(value: str) -> float:
-    return _INF if value == "+Inf" else float(value)
+def _histogram_prefixes(
+    fam: _Family, names: Sequence[str], key: tuple[str, ...]
+) -> tuple[str, ...]:
+    """Sample text up to the value of each line of one histogram: buckets, count, sum."""
+    parts = sorted(zip(names, key, strict=True))
+    before = "".join(f'{k}="{_escape_value(v)}",' for k, v in parts if k < "le")
+    after = "".join(f',{k}="{_escape_value(v)}"' for k, v in parts if k > "le")
+    sample = fam.sample
+    return (
+        *(f'{sample}_bucket{{{before}le="{le}"{after}}} ' for _, le in fam.bounds),
+        _prefix(sample + "_count", dict(parts)),
+        _prefix(sample + "_sum", dict(parts)),
+    )
 
 
 def _labels(names: Sequence[str], key: tuple[str, ...], le: str | None) -> dict[str, str]:
