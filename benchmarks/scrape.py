@@ -84,15 +84,16 @@ def _new_render() -> Any:
 
 
 def _timed(render: Any) -> dict[str, float]:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.thread_time()
     body = render()
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.thread_time() - cpu
     old = _state.get("body", b"")
     known = set(old.splitlines())
     lines = [line for line in body.splitlines() if line and not line.startswith(b"#")]
     _state["body"] = body
     return {
         "seconds": seconds,
+        "cpu": cpu,
         "series": len(lines),
         "changed": sum(1 for line in lines if line not in known),
     }
@@ -192,15 +193,17 @@ def run(args: argparse.Namespace) -> int:
         facts: dict[str, dict[str, list[float]]] = {
             v.label: {"series": [], "changed": []} for v in versions
         }
+        cpu: dict[str, dict[str, list[float]]] = {}
+
+        def note(what: str, v: cmp.Version, got: dict[str, float]) -> float:
+            cpu.setdefault(what, {}).setdefault(v.label, []).append(got["cpu"])
+            facts[v.label]["series"].append(got["series"])
+            return float(got["seconds"])
+
         shape = {"agents": args.agents, "models": args.models}
 
         def timed(op: str) -> Any:
-            def once(v: cmp.Version) -> float:
-                got = workers[v.label].call(op)
-                facts[v.label]["series"].append(got["series"])
-                return float(got["seconds"])
-
-            return once
+            return lambda v: note(op, v, workers[v.label].call(op))
 
         # Each version gets the same sequence of writes (seeded per round), so both stores
         # stay equal; rounds alternate the order of the versions.
@@ -211,9 +214,8 @@ def run(args: argparse.Namespace) -> int:
             got = workers[v.label].call(
                 "after_write", runs=args.touch, seed=seeds[v.label], **shape
             )
-            facts[v.label]["series"].append(got["series"])
             facts[v.label]["changed"].append(got["changed"])
-            return float(got["seconds"])
+            return note("after_write", v, got)
 
         cmp.measure(
             rows, "first scrape (new server)", "s", "", versions, args.repeat, timed("first")
@@ -228,6 +230,15 @@ def run(args: argparse.Namespace) -> int:
             args.repeat,
             after_write,
         )
+        for op, what in (
+            ("first", "… first scrape, CPU of the scraping thread"),
+            ("again", "… unchanged store, CPU"),
+            ("after_write", "… after a write, CPU"),
+        ):
+            row = cmp.Row(what, "s", "")
+            for label, samples in cpu.get(op, {}).items():
+                row.cells[label], row.detail[label] = cmp.summarise(samples)
+            rows.append(row)
         for what, key in (("series on /metrics", "series"), ("lines changed per write", "changed")):
             row = cmp.Row(what, "count", "")
             for label in labels:
