@@ -567,10 +567,9 @@ class RollupRenderer:
         exemplars: dict[float, Exemplar] = {}
         wanted = frozenset(names)
         for _, label_text, value, row_key in cumulative_rows(stored):
-            if row_key is None:  # a bound with no stored row
-                split = _split_le(label_text)
-                assert split is not None
-                observed[_parse_le(split[1])] = value
+            if row_key is None:  # a bound with no stored row: its text is new
+                labels = _parse_labels(label_text)
+                observed[_parse_le(labels.get("le", "+Inf"))] = value
                 continue
             text = index.text(row_key)
             assert text is not None
