@@ -351,6 +351,12 @@ def test_every_kind_of_change_renders_as_prometheus_client_does(
         changed = set(second.splitlines()) - set(first.splitlines())
         assert any(b'_bucket{agent="plain",le="0.5"}' in line for line in changed)
 
+        # A format not scraped for a while still gets every change made meanwhile.
+        _write(store, records, ["plain"], start=3_500.0)
+        checked.cache.render(False)
+        _write(store, records, [HOSTILE[0]], start=3_600.0)
+        checked.check("two writes, only the text format scraped in between")
+
         # New label sets, hostile everywhere a label value can come from.
         hostile = 'nëw "one"\\\n,}'
         run = records.execution(
@@ -505,7 +511,17 @@ def test_the_index_sees_only_rows_that_changed_whatever_their_order() -> None:
     bucket = list(moved)
     bucket[0] = (*bucket[0][:3], "exec_2", 0.45, 10.0)  # only the exemplar changed
     index.update(bucket)
-    assert index.take_dirty(False) == {("agentwatch_execution_duration_seconds", ("a1",))}
+    histogram = ("agentwatch_execution_duration_seconds", ("a1",))
+    assert index.take_dirty(False) == {histogram}
 
-    index.update(bucket[1:])
+    again = list(bucket)
+    at = next(i for i, row in enumerate(again) if '"a49"' in row[1])
+    again[at] = (*again[at][:2], 6.0, *again[at][3:])
+    index.update(again)
+    assert index.take_dirty(False) == {("agentwatch_executions", ("a49", "ok"))}
+    assert index.take_dirty(True) == {histogram, ("agentwatch_executions", ("a49", "ok"))}, (
+        "a format not scraped in between still gets every change"
+    )
+
+    index.update(again[1:])
     assert ("agentwatch_execution_duration_seconds", ("a1",)) not in index.groups

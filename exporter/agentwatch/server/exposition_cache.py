@@ -292,9 +292,12 @@ class RollupIndex:
 
     def take_dirty(self, openmetrics: bool) -> set[_GroupId]:
         """Groups changed since the last call for this format (and forget them)."""
-        dirty = self._dirty[openmetrics]
-        self._dirty = (set(), dirty) if not openmetrics else (self._dirty[0], set())
-        return dirty
+        text, openmetrics_dirty = self._dirty
+        if openmetrics:
+            self._dirty = (text, set())
+            return openmetrics_dirty
+        self._dirty = (set(), openmetrics_dirty)
+        return text
 
     def update(self, rows: Sequence[StoredRollup]) -> None:
         """Take the table's rows of a new read (`Store.stored_rollups`)."""
