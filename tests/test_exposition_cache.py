@@ -355,7 +355,8 @@ def test_every_kind_of_change_renders_as_prometheus_client_does(
         _write(store, records, ["plain"], start=3_500.0)
         checked.cache.render(False)
         _write(store, records, [HOSTILE[0]], start=3_600.0)
-        checked.check("two writes, only the text format scraped in between")
+        checked.cache.render(False)
+        checked.check("two writes, only the text format scraped after each")
 
         # New label sets, hostile everywhere a label value can come from.
         hostile = 'nëw "one"\\\n,}'
