@@ -7,8 +7,12 @@ written. Here:
 - the rollup part of the body (all but a few lines) is kept per format and returned as it is
   while the store's change marker (`Store.last_write_time()`, read BEFORE the rollups so a
   write racing the read only causes one extra render, never a stale cache) is unchanged;
-- when the store changed, each series' label text (`name{a="x",le="0.5"} `) and its last
-  rendered line are reused, so only changed values are formatted again;
+- when the store changed, the table is read as stored (`Store.stored_rollups`: plain tuples,
+  no JSON parsing, buckets not cumulated) and compared with the previous read at C speed
+  (`RollupIndex`); only label texts never seen before are parsed, only the series whose rows
+  changed are formatted again (a histogram is cumulated from its own rows only), and a
+  family none of whose series changed keeps its bytes (`RollupRenderer`). The table has no
+  change column, so the read itself (all rows) is the floor of a scrape after a write;
 - one lock makes concurrent scrapes share one render: the second waits for the first, then
   finds the cache fresh;
 - the small parts (build info, store up, last write, budgets: budgets depend on the clock as
