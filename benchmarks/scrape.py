@@ -148,9 +148,7 @@ def w_profile(runs: int, seed: int, agents: int, models: int, top: int) -> str:
 
 
 HANDLERS = {
-    "hello": history.w_hello,
-    "fingerprint": history.w_fingerprint,
-    "build": history.w_build,
+    **history.HANDLERS,  # what `history.HistoryStores` asks to find or build a store
     "setup": w_setup,
     "first": w_first,
     "again": w_again,

@@ -234,3 +234,22 @@ def _throwaway_schemas(base: str) -> set[str]:
             "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'awbench_t_%'"
         ).fetchall()
     return {r[0] for r in rows}
+
+
+@pytest.mark.slow
+def test_scrape_benchmark_times_both_checkouts_on_the_same_writes(tmp_path: Path) -> None:
+    out = _run(
+        "scrape.py",
+        *("--runs", "300", "--repeat", "2", "--touch", "2", "--cache-dir", str(tmp_path)),
+        *("--compare-with", str(_other_checkout(tmp_path))),
+    )
+    rows = _table(out)
+    for what in ("first scrape (new server)", "unchanged store", "after a write of 2 runs"):
+        other, this, gain = rows[what][:3]
+        assert re.match(r"[\d.]+ (µs|ms|s)$", other), (what, other)
+        assert re.match(r"[\d.]+ (µs|ms|s)$", this), (what, this)
+        assert gain.endswith("×"), (what, gain)
+    # Both stores got the same writes, so both bodies have the same series and changes.
+    series, changed = rows["series on /metrics"], rows["lines changed per write"]
+    assert series[0] == series[1] and int(series[0].replace(",", "")) > 0
+    assert changed[0] == changed[1] and int(changed[0].replace(",", "")) > 0
