@@ -1,7 +1,8 @@
 """`/metrics` of `agentwatch serve` at ~10k series: first scrape, unchanged store, after a write.
 
 The rollup table of a history store (built and cached by `history.py`, same parameters) is
-copied into a scratch SQLite store per version; a scrape without budgets reads nothing else.
+copied into a scratch SQLite store per version (or a throw-away schema of `--postgres`); a
+scrape without budgets reads nothing else.
 Then, in process and through the server's own exposition (`make_server(...).exposition`,
 or `generate_latest` of its registry for a version without one), each `--repeat` times,
 alternating between the versions (median shown, min–max in the detail):
@@ -17,11 +18,13 @@ Usage:
     python benchmarks/scrape.py --runs 200000 --repeat 9  # same label sets, builds faster
     python benchmarks/scrape.py --compare-with /work/wt/base   # before/after, same run
     python benchmarks/scrape.py --profile                 # + cProfile of a scrape after a write
+    python benchmarks/scrape.py --postgres postgresql://postgres@127.0.0.1/test
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sqlite3
 import sys
@@ -42,27 +45,41 @@ GOAL = "≤ 50 ms"
 _state: dict[str, Any] = {}
 
 
-def w_setup(source_url: str, path: str) -> dict[str, int]:
-    """A fresh store at `path` holding the rollups (and last write) of `source_url`."""
+_COLUMNS = "sample, labels, value, exemplar_execution_id, exemplar_value, exemplar_timestamp"
+
+
+def w_setup(source_url: str, target_url: str) -> dict[str, int]:
+    """A fresh store at `target_url` holding the rollups (and last write) of `source_url`."""
     from agentwatch.store import open_store
 
-    store = open_store(f"sqlite:///{path}")
+    store = open_store(target_url)
     store.migrate()
     store.close()
-    conn = sqlite3.connect(path)
+    source = sqlite3.connect(source_url[len("sqlite:///") :])
     try:
-        conn.execute("ATTACH DATABASE ? AS source", (source_url[len("sqlite:///") :],))
-        columns = [row[1] for row in conn.execute("PRAGMA source.table_info(rollups)")]
-        listed = ", ".join(columns)
-        conn.execute(f"INSERT INTO main.rollups ({listed}) SELECT {listed} FROM source.rollups")
-        conn.execute("DELETE FROM main.meta")
-        conn.execute("INSERT INTO main.meta SELECT * FROM source.meta")
+        rows = source.execute(f"SELECT {_COLUMNS} FROM rollups").fetchall()
+        meta = source.execute("SELECT key, value FROM meta").fetchall()
+    finally:
+        source.close()
+    mark = "?"
+    if target_url.startswith("sqlite:///"):
+        conn: Any = sqlite3.connect(target_url[len("sqlite:///") :])
+    else:
+        import psycopg
+
+        conn, mark = psycopg.connect(target_url), "%s"
+    try:
+        cur = conn.cursor()
+        marks = ", ".join([mark] * 6)
+        cur.executemany(f"INSERT INTO rollups ({_COLUMNS}) VALUES ({marks})", rows)
+        cur.execute("DELETE FROM meta")
+        cur.executemany(f"INSERT INTO meta (key, value) VALUES ({mark}, {mark})", meta)
         conn.commit()
-        (rows,) = conn.execute("SELECT COUNT(*) FROM main.rollups").fetchone()
     finally:
         conn.close()
-    _state["url"] = f"sqlite:///{path}"
-    return {"rows": int(rows)}
+    cmp.settle(target_url)
+    _state["url"] = target_url
+    return {"rows": len(rows)}
 
 
 def _new_render() -> Any:
@@ -161,13 +178,12 @@ HANDLERS = {
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.store:
-        raise cmp.BenchError("SQLite only (--store is kept for history.py's store cache)")
     versions = cmp.versions(args.compare_with, args.compare_python)
     labels = [v.label for v in versions]
     cache = cmp.cache_dir(args.cache_dir)
     scratch = Path(tempfile.mkdtemp(prefix="aw-scrape-"))
     workers: dict[str, cmp.Worker] = {}
+    schemas: list[str] = []
     try:
         for v in versions:
             home = scratch / v.label
@@ -179,9 +195,13 @@ def run(args: argparse.Namespace) -> int:
         for v in versions:
             hello = workers[v.label].call("hello")
             info = stores.ensure(workers[v.label])
-            copied = workers[v.label].call(
-                "setup", source_url=info["url"], path=str(scratch / v.label / "scrape.db")
-            )
+            target = f"sqlite:///{scratch / v.label / 'scrape.db'}"
+            if args.postgres:
+                schema = f"i10_scrape_bench_{v.label}_{os.getpid()}"
+                cmp.pg_schema(args.postgres, schema, "create")
+                schemas.append(schema)
+                target = cmp.pg_url(args.postgres, schema)
+            copied = workers[v.label].call("setup", source_url=info["url"], target_url=target)
             rows_in[v.label] = copied["rows"]
             print(
                 f"{v.label}: {v.describe} (agentwatch from {hello['agentwatch']}); "
@@ -248,7 +268,8 @@ def run(args: argparse.Namespace) -> int:
         print()
         print(
             f"history store of {args.runs:,} runs, {args.agents} agents x {args.models} models "
-            f"({', '.join(f'{k} {n:,} rows' for k, n in rows_in.items())}), SQLite, in process, "
+            f"({', '.join(f'{k} {n:,} rows' for k, n in rows_in.items())}), "
+            f"{'PostgreSQL' if args.postgres else 'SQLite'}, in process, "
             f"no budgets; median of {args.repeat}"
         )
         cmp.print_table(rows, labels)
@@ -263,6 +284,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for worker in workers.values():
             worker.close()
+        for schema in schemas:
+            cmp.pg_schema(args.postgres, schema, "drop")
         shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
@@ -282,6 +305,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare-with", metavar="PATH", default=None, help="another checkout")
     parser.add_argument("--compare-python", metavar="PY", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", default=None, help="where history stores are kept")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        default=None,
+        help="scrape a PostgreSQL copy of the rollups (a throw-away schema in that database)",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile of one scrape")
     parser.add_argument("--top", type=int, default=15, help="profile entries shown (15)")
     args = parser.parse_args(argv)
