@@ -273,3 +273,21 @@ def test_startup_benchmark_times_every_command_for_two_checkouts(tmp_path: Path)
         for cell in rows[what][:2]:
             assert re.match(r"[\d.]+ (µs|ms|s)$", cell), (what, cell)
     assert rows["`agentwatch --help`, wall"][3] == "≤ 80 ms"
+
+
+def test_scrape_benchmark_times_both_checkouts_on_the_same_writes(tmp_path: Path) -> None:
+    out = _run(
+        "scrape.py",
+        *("--runs", "300", "--repeat", "2", "--touch", "2", "--cache-dir", str(tmp_path)),
+        *("--compare-with", str(_other_checkout(tmp_path))),
+    )
+    rows = _table(out)
+    for what in ("first scrape (new server)", "unchanged store", "after a write of 2 runs"):
+        other, this, gain = rows[what][:3]
+        assert re.match(r"[\d.]+ (µs|ms|s)$", other), (what, other)
+        assert re.match(r"[\d.]+ (µs|ms|s)$", this), (what, this)
+        assert gain.endswith("×"), (what, gain)
+    # Both stores got the same writes, so both bodies have the same series and changes.
+    series, changed = rows["series on /metrics"], rows["lines changed per write"]
+    assert series[0] == series[1] and int(series[0].replace(",", "")) > 0
+    assert changed[0] == changed[1] and int(changed[0].replace(",", "")) > 0

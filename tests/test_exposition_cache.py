@@ -22,12 +22,18 @@ from prometheus_client.parser import text_string_to_metric_families
 from agentwatch.cardinality import CardinalityGuard
 from agentwatch.config import Budget, Settings
 from agentwatch.model import ExecutionFinished
-from agentwatch.rollups import RollupBuilder
+from agentwatch.rollups import RollupBuilder, labels_text
 from agentwatch.server import make_server, serve_in_thread
 from agentwatch.server.collector import StoreCollector
-from agentwatch.server.exposition_cache import ExpositionCache, encoder_format
+from agentwatch.server.exposition_cache import (
+    DEFAULT_MAX_AGE,
+    ExpositionCache,
+    RollupIndex,
+    encoder_format,
+)
 from agentwatch.server.store_access import StoreAccess
 from agentwatch.store import Store
+from agentwatch.store.queries import StoredRollup
 from conftest import Records
 
 _om_latest: Callable[[Any], bytes] = om.generate_latest
@@ -168,14 +174,14 @@ def test_concurrent_scrapes_share_one_render(
         from agentwatch.store import open_store
 
         opened = open_store(url, create=False)
-        real: Callable[[], Any] = opened.read_rollups
+        real: Callable[[], Any] = opened.stored_rollups
 
         def slow_read() -> Any:
             entered.set()
             release.wait(30)
             return real()
 
-        opened.read_rollups = slow_read  # type: ignore[method-assign]
+        opened.stored_rollups = slow_read  # type: ignore[method-assign]
         return opened
 
     access = StoreAccess(backend_url, opener=opener)
@@ -286,3 +292,237 @@ def test_attribution_labels_are_rendered_as_the_collector_renders_them(
             access.close()
     finally:
         agentwatch.close(timeout=5)
+
+
+_COLUMNS = "sample, labels, value, exemplar_execution_id, exemplar_value, exemplar_timestamp"
+
+
+def _store_rows(store: Store, rows: list[tuple[Any, ...]]) -> None:
+    """Rows put in the rollup table as they are (what another writer or a repair may leave)."""
+    with store.atomic() as cur:
+        for row in rows:
+            padded = (*row, None, None, None)[:6]
+            cur.execute(
+                store._sql(f"INSERT INTO rollups ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"), padded
+            )
+
+
+def _sql(store: Store, sql: str, *params: Any) -> None:
+    with store.atomic() as cur:
+        cur.execute(store._sql(sql), params)
+
+
+class _Checked:
+    """A cache whose every body is compared with prometheus_client's for the same store."""
+
+    def __init__(self, url: str, budgets: list[Budget]) -> None:
+        self.url, self.budgets, self.tick = url, budgets, [0.0]
+        self.access = StoreAccess(url)
+        self.cache = ExpositionCache(
+            self.access, budgets, lambda: NOW, monotonic=lambda: self.tick[0]
+        )
+
+    def check(self, why: str) -> bytes:
+        text, openmetrics = _reference(self.url, self.budgets)
+        assert self.cache.render(True) == openmetrics, why
+        assert self.cache.render(False) == text, why
+        return text
+
+    def after_repair(self, why: str) -> bytes:
+        """A change made behind the writers' back is seen once the body is max_age old."""
+        self.tick[0] += DEFAULT_MAX_AGE + 1
+        return self.check(why)
+
+
+def test_every_kind_of_change_renders_as_prometheus_client_does(
+    store: Store, records: Records, backend_url: str
+) -> None:
+    _write(store, records, ["plain", *HOSTILE])
+    checked = _Checked(backend_url, BUDGETS)
+    try:
+        first = checked.check("cold")
+        reads = checked.cache.reads
+
+        # One run without calls: its counter and one duration bucket (plus sum and count).
+        one = records.execution("plain", started_at=3_000.0, duration=0.375)
+        store.write_batch(RollupBuilder(CardinalityGuard(1000)).build([ExecutionFinished(one)]))
+        second = checked.check("one histogram bucket changed")
+        assert checked.cache.reads == reads + 1
+        changed = set(second.splitlines()) - set(first.splitlines())
+        assert any(b'_bucket{agent="plain",le="0.5"}' in line for line in changed)
+
+        # A format not scraped for a while still gets every change made meanwhile.
+        _write(store, records, ["plain"], start=3_500.0)
+        checked.cache.render(False)
+        _write(store, records, [HOSTILE[0]], start=3_600.0)
+        checked.cache.render(False)
+        checked.check("two writes, only the text format scraped after each")
+
+        # New label sets, hostile everywhere a label value can come from.
+        hostile = 'nëw "one"\\\n,}'
+        run = records.execution(
+            hostile,
+            started_at=4_000.0,
+            events=[
+                records.llm(started_at=4_000.0, model=hostile, provider="p\\q"),
+                records.tool(started_at=4_000.0, name='t"\n'),
+            ],
+        )
+        store.write_batch(RollupBuilder(CardinalityGuard(1000)).build([ExecutionFinished(run)]))
+        assert b'agent="n\xc3\xabw \\"one\\"\\\\\\n,}"' in checked.check("new hostile label sets")
+
+        store.clear_all()
+        assert b'agent="plain"' not in checked.check("a reset")
+        _write(store, records, ["after", HOSTILE[2]], start=5_000.0)
+        assert b'agent="after"' in checked.check("written again after the reset")
+    finally:
+        checked.access.close()
+
+
+def test_odd_stored_rows_render_as_prometheus_client_does(
+    store: Store, records: Records, backend_url: str
+) -> None:
+    """Rows the writer does not produce but a store may hold: a bound the contract does not
+    know, label texts spelled differently for one series, extra, numeric or repeated labels,
+    a sum without buckets, unknown samples, an exemplar id too long to expose."""
+    _write(store, records, ["plain"])
+    hist = "agentwatch_execution_duration_seconds_bucket"
+    long_id = "exec_" + "x" * 200
+    _store_rows(
+        store,
+        [
+            (hist, '{"agent":"odd","le":"0.3"}', 2.0, "exec_odd03", 0.3, 1_000.0),
+            (hist, '{"agent":"odd","le":"0.5"}', 1.0, "exec_odd05", 0.4, 1_001.0),
+            (hist, '{"agent":"odd","le":"0.50"}', 5.0, "exec_odd050", 0.45, 1_002.0),
+            (hist, '{"agent":"tw\\u00efn","le":"1.0"}', 3.0, "exec_twin1", 0.9, 1_000.0),
+            (hist, '{"agent":"twïn","le":"0.5"}', 4.0, "exec_twin2", 0.2, 1_000.0),
+            (hist, '{"agent":"long","le":"0.5"}', 1.0, long_id, 0.2, 1_000.0),
+            (hist, '{"agent":"extra","le":"0.5","zone":"z"}', 1.0, "exec_zone", 0.2, 1_000.0),
+            (hist, '{"agent":"odd","le":"2.5","zone":"z"}', 1.0, "exec_oddzone", 2.0, 1_000.0),
+            (hist, '{"agent":"twice","le":"0.5","le":"5.0"}', 1.0, "exec_twice", 0.2, 1_000.0),
+            ("agentwatch_execution_duration_seconds_sum", '{"agent":"sumonly"}', 3.0),
+            ("agentwatch_execution_duration_seconds_sum", '{"agent":"tw\\u00efn"}', 1.5),
+            ("agentwatch_execution_duration_seconds_sum", '{"agent":"twïn"}', 2.5),
+            ("agentwatch_executions_total", '{"agent":"dup","status":"completed"}', 1.0),
+            (
+                "agentwatch_executions_total",
+                '{"agent":"dup","bad-name":"x","status":"completed"}',
+                2.5,
+            ),
+            (
+                "agentwatch_executions_total",
+                '{"agent":"\\u00e9t\\u00e9","status":"completed"}',
+                1.0,
+            ),
+            ("agentwatch_executions_total", '{"agent":"été","status":"completed"}', 0.25),
+            ("agentwatch_executions_total", '{"agent":7,"status":"completed"}', 4.0),
+            ("agentwatch_future_total", '{"agent":"plain"}', 9.0),
+        ],
+    )
+    checked = _Checked(backend_url, [])
+    try:
+        body = checked.check("cold")
+        assert b'agent="\xc3\xa9t\xc3\xa9"' in body and b'agent="7"' in body
+        assert b"sumonly" not in body and b"future" not in body
+
+        _sql(store, "UPDATE rollups SET value = 7.0 WHERE labels = ?", '{"agent":"odd","le":"0.3"}')
+        _sql(
+            store,
+            "UPDATE rollups SET value = 3.0 WHERE labels = ?",
+            '{"agent":"dup","status":"completed"}',
+        )
+        checked.after_repair("odd rows changed")
+
+        # An attribution dimension appearing renames every series of its family ...
+        _store_rows(
+            store,
+            [
+                (
+                    "agentwatch_llm_cost_usd_total",
+                    '{"agent":"plain","model":"gpt-4o-mini","provider":"openai","region":"eu"}',
+                    0.5,
+                ),
+            ],
+        )
+        assert b'region="eu"' in checked.after_repair("a dimension appeared")
+        # ... and so does its going; so does a row of a series going (no reset marker).
+        _sql(store, "DELETE FROM rollups WHERE labels LIKE ?", '%"region":"eu"%')
+        _sql(store, "DELETE FROM rollups WHERE labels = ?", '{"agent":"twïn","le":"0.5"}')
+        assert b"region" not in checked.after_repair("rows deleted")
+    finally:
+        checked.access.close()
+
+
+def test_a_label_text_that_cannot_be_read_reports_the_store_down_until_repaired(
+    store: Store, records: Records, backend_url: str
+) -> None:
+    _write(store, records, ["plain"])
+    checked = _Checked(backend_url, BUDGETS)
+    try:
+        checked.check("cold")
+        _store_rows(store, [("agentwatch_executions_total", '{"agent":', 1.0)])
+        assert b"agentwatch_store_up 0.0" in checked.after_repair("a broken label text")
+        _sql(store, "DELETE FROM rollups WHERE labels = ?", '{"agent":')
+        assert b'agent="plain"' in checked.after_repair("repaired")
+    finally:
+        checked.access.close()
+
+
+def test_the_index_sees_only_rows_that_changed_whatever_their_order() -> None:
+    """PostgreSQL returns an updated row elsewhere in the table: a moved row is no change."""
+    rows: list[StoredRollup] = [
+        (
+            "agentwatch_executions_total",
+            labels_text(("agent", "status"), (f"a{i}", "ok")),
+            1.0,
+            None,
+            None,
+            None,
+        )
+        for i in range(50)
+    ]
+    rows.append(
+        (
+            "agentwatch_execution_duration_seconds_bucket",
+            '{"agent":"a1","le":"0.5"}',
+            2.0,
+            "exec_1",
+            0.4,
+            9.0,
+        )
+    )
+    index = RollupIndex()
+    index.update(rows)
+    assert index.take_dirty(False) == set()
+    assert len(index.groups) == 51
+
+    index.update(list(reversed(rows)))
+    assert index.take_dirty(False) == set(), "the same rows in another order"
+
+    moved = list(reversed(rows))
+    at = next(i for i, row in enumerate(moved) if '"a39"' in row[1])
+    moved[at] = (*moved[at][:2], 5.0, *moved[at][3:])
+    moved.append(moved.pop(at))  # updated and moved to the end
+    index.update(moved)
+    changed = ("agentwatch_executions", ("a39", "ok"))
+    assert index.take_dirty(False) == {changed}
+    assert index.take_dirty(True) == {changed}, "each format gets the change once"
+    assert index.take_dirty(True) == set()
+
+    bucket = list(moved)
+    bucket[0] = (*bucket[0][:3], "exec_2", 0.45, 10.0)  # only the exemplar changed
+    index.update(bucket)
+    histogram = ("agentwatch_execution_duration_seconds", ("a1",))
+    assert index.take_dirty(False) == {histogram}
+
+    again = list(bucket)
+    at = next(i for i, row in enumerate(again) if '"a49"' in row[1])
+    again[at] = (*again[at][:2], 6.0, *again[at][3:])
+    index.update(again)
+    assert index.take_dirty(False) == {("agentwatch_executions", ("a49", "ok"))}
+    assert index.take_dirty(True) == {histogram, ("agentwatch_executions", ("a49", "ok"))}, (
+        "a format not scraped in between still gets every change"
+    )
+
+    index.update(again[1:])
+    assert ("agentwatch_execution_duration_seconds", ("a1",)) not in index.groups

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -49,6 +49,12 @@ def attribution_dimensions(rows: Sequence[RollupRow]) -> dict[str, tuple[str, ..
         for name in row.labels:
             if name not in spec.labels:
                 found[spec.name].add(name)
+    return dimensions_among(found)
+
+
+def dimensions_among(found: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, ...]]:
+    """Per attributed family, the attribution dimensions among the extra label names its
+    rows carry (`found`): sorted, without names Prometheus or the contract reserve."""
     return {
         family: tuple(
             sorted(n for n in names if _LABEL_NAME.match(n) and n not in _NOT_DIMENSIONS

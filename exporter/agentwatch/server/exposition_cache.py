@@ -7,8 +7,12 @@ written. Here:
 - the rollup part of the body (all but a few lines) is kept per format and returned as it is
   while the store's change marker (`Store.last_write_time()`, read BEFORE the rollups so a
   write racing the read only causes one extra render, never a stale cache) is unchanged;
-- when the store changed, each series' label text (`name{a="x",le="0.5"} `) and its last
-  rendered line are reused, so only changed values are formatted again;
+- when the store changed, the table is read as stored (`Store.stored_rollups`: plain tuples,
+  no JSON parsing, buckets not cumulated) and compared with the previous read at C speed
+  (`RollupIndex`); only label texts never seen before are parsed, only the series whose rows
+  changed are formatted again (a histogram is cumulated from its own rows only), and a
+  family none of whose series changed keeps its bytes (`RollupRenderer`). The table has no
+  change column, so the read itself (all rows) is the floor of a scrape after a write;
 - one lock makes concurrent scrapes share one render: the second waits for the first, then
   finds the cache fresh;
 - the small parts (build info, store up, last write, budgets: budgets depend on the clock as
@@ -20,13 +24,17 @@ The output is byte for byte what `generate_latest` (text) and the OpenMetrics
 
 from __future__ import annotations
 
+import json
+import json.scanner
 import platform
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from itertools import compress
+from operator import ne
+from typing import Any, NamedTuple
 
 from prometheus_client import exposition as _text_exposition
 from prometheus_client.core import (
@@ -43,10 +51,12 @@ from agentwatch._version import __version__
 from agentwatch.budgets import BudgetStatus, evaluate_budgets
 from agentwatch.config import Budget
 from agentwatch.rollup_exemplars import EXEMPLAR_LABEL, MAX_EXEMPLAR_LABEL_CHARS
+from agentwatch.rollups import _BUCKET_BOUNDS, _split_le, cumulative_rows, parse_labels
 from agentwatch.server.collector import budget_families
 from agentwatch.server.store_access import StoreAccess
-from agentwatch.store.base import Exemplar, RollupRow, Store
-from agentwatch.store_metrics import attribution_dimensions
+from agentwatch.store.base import Exemplar, Store
+from agentwatch.store.queries import StoredRollup
+from agentwatch.store_metrics import dimensions_among
 
 _INF = float("inf")
 #: Typed aliases of prometheus_client's untyped functions.
@@ -54,6 +64,10 @@ _go_float: Callable[[float], str] = floatToGoString
 _om_latest: Callable[[Any], bytes] = _om_exposition.generate_latest
 _text_latest: Callable[[Any], bytes] = _text_exposition.generate_latest
 _EOF = b"# EOF\n"
+#: Room for an exemplar's execution id under OpenMetrics' 128-character label limit.
+_ROOM = MAX_EXEMPLAR_LABEL_CHARS - len(EXEMPLAR_LABEL)
+#: A missing dict entry (None is a value).
+_MISSING: Any = object()
 #: Escapings whose output equals the default for agentwatch's (legacy-valid) metric names.
 _SAME_ESCAPING = frozenset({_om_exposition.UNDERSCORES, _om_exposition.ALLOWUTF8})
 #: A cached rollup body is rendered again after this long even without a write (a change
@@ -61,8 +75,10 @@ _SAME_ESCAPING = frozenset({_om_exposition.UNDERSCORES, _om_exposition.ALLOWUTF8
 DEFAULT_MAX_AGE = 60.0
 
 _Marker = tuple[float | None]
-_SeriesKey = tuple[str, tuple[str, ...], str | None]
-_RowKey = tuple[str, tuple[tuple[str, str], ...]]
+#: A stored row's identity: (sample, canonical label text).
+_Key = tuple[str, str]
+#: An exposed group: (family name, label values) of a counter series or a histogram.
+_GroupId = tuple[str, tuple[str, ...]]
 
 
 class _Families:
@@ -97,6 +113,10 @@ def encoder_format(encoder: Callable[..., bytes]) -> bool | None:
     return None
 
 
+def _parse_le(value: str) -> float:
+    return _INF if value == "+Inf" else float(value)
+
+
 def _escape_value(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
@@ -115,22 +135,23 @@ def _exemplar_suffix(exemplar: Exemplar) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Place:
-    """Where one rollup row goes: its family, label values and (for buckets) bound."""
-
-    family: str
-    kind: str  # "counter", "bucket" or "sum"
-    key: tuple[str, ...]
-    bound: float
-    exemplar_ok: bool  # its labels are exactly the family's (attach_exemplars' matching)
-
-
-@dataclass(frozen=True, slots=True)
 class _Family:
     spec: contract.MetricSpec
     sample: str  # counter: name_total; histogram: the base name
     bounds: tuple[tuple[float, str], ...]  # histogram bounds with their `le` text
     header: tuple[bytes, bytes]  # HELP/TYPE lines (text, OpenMetrics)
+    #: Stored `le` text -> position in `bounds`, for the writer's own bounds (`cumulative_rows`
+    #: walks exactly these, in this order, when a histogram has no other bound).
+    slots: dict[str, int]
+
+
+def _slots(sample: str, bounds: tuple[tuple[float, str], ...]) -> dict[str, int]:
+    stored = _BUCKET_BOUNDS.get(sample + "_bucket", ())
+    if len(stored) != len(bounds):
+        return {}
+    if any(_parse_le(le) != bound for le, (bound, _) in zip(stored, bounds, strict=True)):
+        return {}
+    return {le: i for i, le in enumerate(stored)}
 
 
 def _families() -> dict[str, _Family]:
@@ -151,167 +172,439 @@ def _families() -> dict[str, _Family]:
         else:
             continue
         header = (_library_render([empty], False), _library_render([empty], True))
-        result[spec.name] = _Family(spec, sample, bounds, header)
+        result[spec.name] = _Family(spec, sample, bounds, header, _slots(sample, bounds))
     return result
 
 
-class RollupRenderer:
-    """Renders rollup rows as `rollup_families` + `attach_exemplars` + prometheus_client would,
-    reusing each series' label text and unchanged lines from the previous render.
+#: Families by name, in exposition order (the contract's).
+_FAMILIES = _families()
+
+
+class _Text(NamedTuple):
+    """One stored (sample, label text), parsed once: what the row counts in.
+
+    `kind` is "counter", "bucket" or "sum"; "" for rows `rollup_families` ignores that
+    still name attribution dimensions (a gauge, a histogram's `_count`).
+    """
+
+    family: str
+    kind: str
+    labels: dict[str, str]
+    extra: tuple[str, ...]  # label names beyond the family's own (attributed families only)
+    names: frozenset[str]  # label names but `le`
+    #: Buckets: the text around the `le` value (rows sharing it are one stored histogram)
+    #: and the position of the `le` value among the family's bounds (-1: another bound).
+    series: tuple[str, str] | None = None
+    slot: int = -1
+
+
+_SPECS: dict[str, contract.MetricSpec | None] = {}
+#: The scanner `json.loads` runs, without its whitespace checks (`_parse_labels`).
+_scan: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+
+
+def _parse_labels(text: str) -> dict[str, str]:
+    """`rollups.parse_labels`, at twice its speed for what it accepts (a first scrape parses
+    every stored label text); anything else goes to it, to fail the same way."""
+    try:
+        value, end = _scan(text, 0)
+    except Exception:
+        value, end = None, -1
+    if end != len(text) or not isinstance(value, dict):
+        return parse_labels(text)
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _parse(sample: str, text: str) -> _Text | None:
+    spec = _SPECS.get(sample, _MISSING)
+    if spec is _MISSING:
+        spec = _SPECS[sample] = contract.spec_for_sample(sample)
+    if spec is None:
+        return None
+    labels = _parse_labels(text)
+    extra = tuple(n for n in labels if n not in spec.labels) if spec.attributed else ()
+    kind, series, slot = "", None, -1
+    family = _FAMILIES.get(spec.name)
+    if family is not None:
+        if spec.kind == "counter":
+            kind = "counter"
+        elif sample.endswith("_bucket"):
+            kind = "bucket"
+            split = _split_le(text)
+            if split is not None:
+                series = (split[0], split[2])
+                if labels.get("le") == split[1]:  # else a second `le` key: leave it odd
+                    slot = family.slots.get(split[1], -1)
+        elif sample.endswith("_sum"):
+            kind = "sum"
+    if not kind and not extra:
+        return None
+    names = frozenset(labels).difference(("le",))
+    return _Text(spec.name, kind, labels, extra, names, series, slot)
+
+
+class _Group:
+    """The stored rows of one exposed series (a counter) or label set (a histogram).
+
+    Usually one row for a counter and one per observed bucket plus the sum for a
+    histogram; rows whose label texts differ only in labels the exposition does not
+    show land in the same group, as `rollup_families` merges them.
+    """
+
+    __slots__ = ("prefixes", "rows")
+
+    def __init__(self) -> None:
+        self.rows: dict[_Key, StoredRollup] = {}
+        self.prefixes: tuple[str, ...] = ()  # sample text up to the value, per line
+
+
+class RollupIndex:
+    """The stored rollup rows, grouped by the series they render, kept up to date from one
+    full read of the table per store change.
+
+    `update` finds the rows a write changed by comparing the row tuples with the previous
+    read's (C speed), parses only label texts not seen before, and records which groups changed
+    for each format's renderer. Attribution dimensions are recounted only when label texts
+    appear or disappear; a change of dimensions renames the series of an attributed family,
+    so everything is regrouped and both renderers start over (`epoch`).
 
     Not thread-safe: `ExpositionCache` calls it under its lock.
     """
 
     def __init__(self) -> None:
-        self._families = _families()
-        self._places: dict[_RowKey, _Place | None] = {}
-        self._prefixes: dict[_SeriesKey, str] = {}
-        # Per format: series -> (value, exemplar, rendered line).
-        self._lines: tuple[dict[Any, tuple[float, Any, str]], ...] = ({}, {})
-        # Attribution label names per attributed family, as `rollup_families` derives them
-        # from the rows: a change renames every series of the family, so all caches reset.
-        self._dimensions: dict[str, tuple[str, ...]] = {}
+        #: Bumped whenever everything was regrouped (renderers then render all).
+        self.epoch = 0
+        self._clear()
 
-    def _names(self, spec: contract.MetricSpec) -> tuple[str, ...]:
-        return (*spec.labels, *self._dimensions.get(spec.name, ()))
+    def _clear(self) -> None:
+        self._rows: Sequence[StoredRollup] = ()
+        self._present: dict[_Key, StoredRollup] = {}
+        self._texts: dict[_Key, _Text | None] = {}
+        self._group_of: dict[_Key, _GroupId] = {}
+        self._extra_counts: dict[tuple[str, str], int] = {}
+        self.groups: dict[_GroupId, _Group] = {}
+        self.dimensions: dict[str, tuple[str, ...]] = {}
+        self._dirty: tuple[set[_GroupId], set[_GroupId]] = (set(), set())
+        self._regroup_next = True
 
-    def _place(self, row: RollupRow) -> _Place | None:
-        spec = contract.spec_for_sample(row.sample)
-        if spec is None or spec.kind == "gauge":
-            return None
-        labels = row.labels
-        key = tuple(labels.get(name, "") for name in self._names(spec))
-        names = set(labels) - {"le"}
-        exemplar_ok = names == set(spec.labels)
-        if spec.kind == "counter":
-            return _Place(spec.name, "counter", key, 0.0, False)
-        if row.sample.endswith("_bucket"):
-            le = labels.get("le", "+Inf")
-            bound = _INF if le == "+Inf" else float(le)
-            return _Place(spec.name, "bucket", key, bound, exemplar_ok)
-        if row.sample.endswith("_sum"):
-            return _Place(spec.name, "sum", key, 0.0, False)
-        return None  # _count equals the +Inf bucket
+    def names(self, family: str) -> tuple[str, ...]:
+        """Label names of `family`'s series: its own, then its attribution dimensions."""
+        return (*_FAMILIES[family].spec.labels, *self.dimensions.get(family, ()))
 
-    def render(self, rows: Sequence[RollupRow], openmetrics: bool) -> bytes:
-        """The rollup part of the body for `rows` (as read by `Store.read_rollups`)."""
-        counters: dict[str, dict[tuple[str, ...], float]] = {}
-        buckets: dict[str, dict[tuple[str, ...], dict[float, float]]] = {}
-        sums: dict[str, dict[tuple[str, ...], float]] = {}
-        exemplars: dict[tuple[str, tuple[str, ...], float], Exemplar] = {}
-        room = MAX_EXEMPLAR_LABEL_CHARS - len(EXEMPLAR_LABEL)
-        dimensions = attribution_dimensions(rows)
-        if dimensions != self._dimensions:
-            self._dimensions = dimensions
-            self._places, self._prefixes, self._lines = {}, {}, ({}, {})
-        places = self._places
-        seen: dict[_RowKey, _Place | None] = {}
-        for row in rows:
-            ident = (row.sample, tuple(row.labels.items()))
-            place = places.get(ident, _MISSING)
-            if place is _MISSING:
-                place = self._place(row)
-            seen[ident] = place
-            if place is None:
-                continue
-            assert isinstance(place, _Place)
-            if place.kind == "counter":
-                counters.setdefault(place.family, {})[place.key] = row.value
-            elif place.kind == "bucket":
-                family_buckets = buckets.setdefault(place.family, {})
-                family_buckets.setdefault(place.key, {})[place.bound] = row.value
-                exemplar = row.exemplar
-                if (
-                    place.exemplar_ok
-                    and exemplar is not None
-                    and len(exemplar.execution_id) <= room
-                ):
-                    exemplars[(place.family, place.key, place.bound)] = exemplar
-            else:
-                sums.setdefault(place.family, {})[place.key] = row.value
-        self._places = seen  # forget series no longer stored (bounded under label churn)
+    def text(self, key: _Key) -> _Text | None:
+        return self._texts[key]
 
-        old_lines = self._lines[openmetrics]
-        lines: dict[Any, tuple[float, Any, str]] = {}
-        prefixes = self._prefixes
-        new_prefixes: dict[_SeriesKey, str] = {}
-        out: list[str] = []
-
-        def line(
-            ident: _SeriesKey, names: Sequence[str], value: float, exemplar: Exemplar | None
-        ) -> None:
-            cached = old_lines.get(ident)
-            if cached is not None and cached[0] == value and cached[1] == exemplar:
-                lines[ident] = cached
-                new_prefixes[ident] = prefixes[ident]
-                out.append(cached[2])
-                return
-            prefix = prefixes.get(ident)
-            if prefix is None:
-                prefix = _prefix(ident[0], _labels(names, ident[1], ident[2]))
-            new_prefixes[ident] = prefix
-            text = prefix + _go_float(value)
-            if exemplar is not None:
-                text += _exemplar_suffix(exemplar)
-            text += "\n"
-            lines[ident] = (value, exemplar, text)
-            out.append(text)
-
-        chunks: list[bytes] = []
-        for name, family in self._families.items():
-            spec = family.spec
-            if spec.kind == "counter":
-                values = counters.get(name)
-                if values is None:
-                    continue
-                out.clear()
-                names = self._names(spec)
-                for key, value in sorted(values.items()):
-                    line(
-                        (family.sample, key, None),
-                        names,
-                        value,
-                        None,
-                    )
-            else:
-                observed_by_key = buckets.get(name)
-                if observed_by_key is None:
-                    continue
-                out.clear()
-                bucket_name = family.sample + "_bucket"
-                family_sums = sums.get(name, {})
-                for key, observed in sorted(observed_by_key.items()):
-                    cumulative = 0.0
-                    for bound, le in family.bounds:
-                        cumulative = max(cumulative, observed.get(bound, cumulative))
-                        exemplar = exemplars.get((name, key, bound)) if openmetrics else None
-                        line(
-                            (bucket_name, key, le),
-                            spec.labels,
-                            cumulative,
-                            exemplar,
-                        )
-                    for suffix, value in (
-                        ("_count", cumulative),
-                        ("_sum", family_sums.get(key, 0.0)),
-                    ):
-                        line(
-                            (family.sample + suffix, key, None),
-                            spec.labels,
-                            value,
-                            None,
-                        )
-            chunks.append(family.header[openmetrics])
-            chunks.append("".join(out).encode("utf-8"))
+    def take_dirty(self, openmetrics: bool) -> set[_GroupId]:
+        """Groups changed since the last call for this format (and forget them)."""
+        text, openmetrics_dirty = self._dirty
         if openmetrics:
-            self._lines = (self._lines[0], lines)
+            self._dirty = (text, set())
+            return openmetrics_dirty
+        self._dirty = (set(), openmetrics_dirty)
+        return text
+
+    def update(self, rows: Sequence[StoredRollup]) -> None:
+        """Take the table's rows of a new read (`Store.stored_rollups`)."""
+        try:
+            self._update(rows)
+        except BaseException:
+            self._clear()  # half applied: start over with the next read
+            raise
+
+    def _update(self, rows: Sequence[StoredRollup]) -> None:
+        # Rows come back in the same order while the table only gets updates (SQLite's rowid
+        # order; PostgreSQL moves an updated row): compare by position (C speed, memory in
+        # order), then match the few rows that differ as sets, so a moved row is no change.
+        old = self._rows
+        same = min(len(rows), len(old))
+        at = list(compress(range(same), map(ne, rows, old)))
+        fresh = [rows[i] for i in at] + list(rows[same:])
+        stale = [old[i] for i in at] + list(old[same:])
+        self._rows = rows
+        added = set(fresh).difference(stale)
+        gone = set(stale).difference(fresh)
+        if not added and not gone and not self._regroup_next:
+            return
+        present, texts = self._present, self._texts
+        arrived = {(row[0], row[1]): row for row in added}
+        touched = set(arrived)
+        labels_changed = False
+        for row in gone:
+            key = (row[0], row[1])
+            touched.add(key)
+            if key not in arrived:  # the row itself is gone (a reset)
+                del present[key]
+                self._count_extra(texts.pop(key), -1)
+                labels_changed = True
+        for key, row in arrived.items():
+            if key not in texts:
+                texts[key] = parsed = _parse(*key)
+                self._count_extra(parsed, 1)
+                labels_changed = True
+            present[key] = row
+        if labels_changed or self._regroup_next:
+            dimensions = self._dimensions()
+            if dimensions != self.dimensions or self._regroup_next:
+                self.dimensions = dimensions
+                self._regroup()
+                return
+        groups, group_of = self.groups, self._group_of
+        changed: set[_GroupId] = set()
+        for key in touched:
+            ident = group_of.pop(key, None)
+            if ident is not None:
+                del groups[ident].rows[key]
+                changed.add(ident)
+            stored = present.get(key)
+            ident = None if stored is None else self._ident(key)
+            if ident is not None and stored is not None:
+                group = groups.get(ident)
+                if group is None:
+                    group = groups[ident] = _Group()
+                group.rows[key] = stored
+                group_of[key] = ident
+                changed.add(ident)
+        for ident in changed:
+            group = groups.get(ident)
+            if group is not None and not group.rows:
+                del groups[ident]
+        self._dirty[0].update(changed)
+        self._dirty[1].update(changed)
+
+    def _ident(self, key: _Key) -> _GroupId | None:
+        text = self._texts[key]
+        if text is None or not text.kind:
+            return None
+        labels = text.labels
+        return text.family, tuple(labels.get(n, "") for n in self.names(text.family))
+
+    def _regroup(self) -> None:
+        groups: dict[_GroupId, _Group] = {}
+        group_of: dict[_Key, _GroupId] = {}
+        self.groups, self._group_of = groups, group_of
+        for key, row in self._present.items():
+            ident = self._ident(key)
+            if ident is None:
+                continue
+            group = groups.get(ident)
+            if group is None:
+                group = groups[ident] = _Group()
+            group.rows[key] = row
+            group_of[key] = ident
+        self.epoch += 1
+        self._dirty = (set(), set())
+        self._regroup_next = False
+
+    def _count_extra(self, text: _Text | None, step: int) -> None:
+        if text is None:
+            return
+        counts = self._extra_counts
+        for name in text.extra:
+            slot = (text.family, name)
+            left = counts.get(slot, 0) + step
+            if left:
+                counts[slot] = left
+            else:
+                del counts[slot]
+
+    def _dimensions(self) -> dict[str, tuple[str, ...]]:
+        found: dict[str, set[str]] = {}
+        for family, name in self._extra_counts:
+            found.setdefault(family, set()).add(name)
+        return {f: names for f, names in dimensions_among(found).items() if names}
+
+
+@dataclass(slots=True)
+class _View:
+    """One family's rendered series in one format: sorted keys and their text."""
+
+    order: list[tuple[str, ...]]
+    pos: dict[tuple[str, ...], int]
+    chunks: list[str]
+    body: bytes
+
+
+class RollupRenderer:
+    """Renders the rollup part of the body in one format as `rollup_families` +
+    `attach_exemplars` + prometheus_client would, from a `RollupIndex`.
+
+    Only the groups the index reports changed are formatted again; a family none of whose
+    groups changed keeps its bytes; the sort order of a family is recomputed only when
+    its set of series changed. Not thread-safe: `ExpositionCache` calls it under its lock.
+    """
+
+    def __init__(self, openmetrics: bool) -> None:
+        self._openmetrics = openmetrics
+        self._epoch = -1
+        self._views: dict[str, _View] = {}
+
+    def render(self, index: RollupIndex) -> bytes:
+        """The rollup part of the body for the index's current rows."""
+        dirty = index.take_dirty(self._openmetrics)
+        if self._epoch != index.epoch:
+            self._epoch, self._views = index.epoch, {}
+            dirty = set(index.groups)
+        by_family: dict[str, list[tuple[str, ...]]] = {}
+        for family, key in dirty:
+            by_family.setdefault(family, []).append(key)
+        views = self._views
+        for family, keys in by_family.items():
+            texts = {key: self._group_text(index, family, key) for key in keys}
+            view = views.get(family)
+            if view is not None and all(
+                key in view.pos and text is not None for key, text in texts.items()
+            ):
+                for key, text in texts.items():
+                    view.chunks[view.pos[key]] = text  # type: ignore[assignment]
+            else:  # series appeared or went: sort the family again
+                shown = {k: t for k, t in texts.items() if t is not None}
+                if view is not None:
+                    for key, at in view.pos.items():
+                        if key not in texts:
+                            shown[key] = view.chunks[at]
+                if not shown:
+                    views.pop(family, None)
+                    continue
+                order = sorted(shown)
+                view = views[family] = _View(
+                    order, {k: i for i, k in enumerate(order)}, [shown[k] for k in order], b""
+                )
+            header = _FAMILIES[family].header[self._openmetrics]
+            view.body = header + "".join(view.chunks).encode("utf-8")
+        return b"".join(views[f].body for f in _FAMILIES if f in views)
+
+    def _group_text(self, index: RollupIndex, family: str, key: tuple[str, ...]) -> str | None:
+        """The lines of one group, or None when it exposes nothing (gone, or a histogram
+        without buckets)."""
+        group = index.groups.get((family, key))
+        if group is None:
+            return None
+        fam = _FAMILIES[family]
+        rows = group.rows
+        if fam.spec.kind == "counter":
+            if not group.prefixes:
+                group.prefixes = (_prefix(fam.sample, _labels(index.names(family), key, None)),)
+            value = 0.0  # `rollup_families` sums rows of one series, in label text order
+            for row_key in sorted(rows) if len(rows) > 1 else rows:
+                value += float(rows[row_key][2])
+            return f"{group.prefixes[0]}{_go_float(value)}\n"
+        return self._histogram_text(index, fam, key, group)
+
+    def _histogram_text(
+        self, index: RollupIndex, fam: _Family, key: tuple[str, ...], group: _Group
+    ) -> str | None:
+        rows = group.rows
+        buckets: list[tuple[_Key, _Text]] = []
+        sums: list[_Key] = []
+        for row_key in rows:
+            text = index.text(row_key)
+            assert text is not None
+            if text.kind == "sum":
+                sums.append(row_key)
+            else:
+                buckets.append((row_key, text))
+        if not buckets:
+            return None
+        # The last sum in label text order, as `rollup_families` keeps it.
+        total = float(rows[max(sums)][2]) if sums else 0.0
+        names = index.names(fam.spec.name)
+        series = buckets[0][1].series
+        if series is not None and all(
+            t.slot >= 0 and t.series == series for _, t in buckets
+        ):  # one stored histogram with the writer's bounds: cumulate here
+            observed, exemplars = self._one_histogram(fam, rows, buckets, names)
         else:
-            self._lines = (lines, self._lines[1])
-        self._prefixes = new_prefixes
-        return b"".join(chunks)
+            observed, exemplars = self._merged_histograms(fam, rows, buckets, names, index)
+        if not group.prefixes:
+            group.prefixes = _histogram_prefixes(fam, names, key)
+        prefixes = group.prefixes
+        out: list[str] = []
+        cumulative = 0.0
+        for i, seen in enumerate(observed):
+            if seen is not None:
+                cumulative = max(cumulative, seen)
+            line = prefixes[i] + _go_float(cumulative)
+            exemplar = exemplars[i]
+            if exemplar is not None and self._openmetrics:
+                line += _exemplar_suffix(exemplar)
+            out.append(line)
+        out.append(prefixes[-2] + _go_float(cumulative))
+        out.append(prefixes[-1] + _go_float(total))
+        out.append("")
+        return "\n".join(out)
+
+    @staticmethod
+    def _one_histogram(
+        fam: _Family,
+        rows: dict[_Key, StoredRollup],
+        buckets: list[tuple[_Key, _Text]],
+        names: tuple[str, ...],
+    ) -> tuple[list[float | None], list[Exemplar | None]]:
+        """Cumulative value and exemplar per bound of one stored histogram whose rows all
+        carry bounds of the contract (what `cumulative_rows` computes for it)."""
+        counts = [0.0] * len(fam.bounds)
+        exemplars: list[Exemplar | None] = [None] * len(fam.bounds)
+        wanted = frozenset(names)
+        for row_key, text in buckets:
+            row = rows[row_key]
+            counts[text.slot] = float(row[2])
+            ex_id = row[3]
+            if ex_id is not None and len(ex_id) <= _ROOM and text.names == wanted:
+                exemplars[text.slot] = Exemplar(ex_id, float(row[4]), float(row[5]))  # type: ignore[arg-type]
+        observed: list[float | None] = []
+        running = 0.0
+        for count in counts:
+            running += count
+            observed.append(running)
+        return observed, exemplars
+
+    @staticmethod
+    def _merged_histograms(
+        fam: _Family,
+        rows: dict[_Key, StoredRollup],
+        buckets: list[tuple[_Key, _Text]],
+        names: tuple[str, ...],
+        index: RollupIndex,
+    ) -> tuple[list[float | None], list[Exemplar | None]]:
+        """Exactly what `Store.read_rollups` + `rollup_families` + `attach_exemplars` make
+        of these rows in the odd cases: bounds the contract does not know, several stored
+        label texts exposed as one series (the last in label text order wins a bound)."""
+        stored = [(k[0], k[1], rows[k][2], k) for k, _ in buckets]
+        observed: dict[float, float] = {}
+        exemplars: dict[float, Exemplar] = {}
+        wanted = frozenset(names)
+        for _, label_text, value, row_key in cumulative_rows(stored):
+            if row_key is None:  # a bound with no stored row: its text is new
+                labels = _parse_labels(label_text)
+                observed[_parse_le(labels.get("le", "+Inf"))] = value
+                continue
+            text = index.text(row_key)
+            assert text is not None
+            bound = _parse_le(text.labels.get("le", "+Inf"))
+            observed[bound] = value
+            row = rows[row_key]
+            ex_id = row[3]
+            if ex_id is not None and len(ex_id) <= _ROOM and text.names == wanted:
+                exemplars[bound] = Exemplar(ex_id, float(row[4]), float(row[5]))  # type: ignore[arg-type]
+        return (
+            [observed.get(bound) for bound, _ in fam.bounds],
+            [exemplars.get(bound) for bound, _ in fam.bounds],
+        )
 
 
-_MISSING: Any = object()
+def _histogram_prefixes(
+    fam: _Family, names: Sequence[str], key: tuple[str, ...]
+) -> tuple[str, ...]:
+    """Sample text up to the value of each line of one histogram: buckets, count, sum."""
+    parts = sorted(zip(names, key, strict=True))
+    before = "".join(f'{k}="{_escape_value(v)}",' for k, v in parts if k < "le")
+    after = "".join(f',{k}="{_escape_value(v)}"' for k, v in parts if k > "le")
+    sample = fam.sample
+    return (
+        *(f'{sample}_bucket{{{before}le="{le}"{after}}} ' for _, le in fam.bounds),
+        _prefix(sample + "_count", dict(parts)),
+        _prefix(sample + "_sum", dict(parts)),
+    )
 
 
 def _labels(names: Sequence[str], key: tuple[str, ...], le: str | None) -> dict[str, str]:
@@ -360,8 +653,10 @@ class ExpositionCache:
         self._max_age = max_age
         self._monotonic = monotonic
         self._lock = threading.Lock()
-        self._renderer = RollupRenderer()
-        self._rows: tuple[_Marker, float, list[RollupRow]] | None = None
+        self._index = RollupIndex()
+        self._renderers = {False: RollupRenderer(False), True: RollupRenderer(True)}
+        # Marker and time of the store read the index holds.
+        self._rows: tuple[_Marker, float] | None = None
         self._bodies: dict[bool, _Cached] = {}
         self.renders = 0
         self.reads = 0
@@ -382,34 +677,37 @@ class ExpositionCache:
 
         last_write: float | None = None
 
-        def read(store: Store) -> tuple[list[RollupRow] | None, list[BudgetStatus]]:
+        def read(store: Store) -> tuple[bool, list[BudgetStatus]]:
             nonlocal last_write
             # The marker first: a write committing during the read below is seen next time.
             last_write = store.last_write_time()
-            rows: list[RollupRow] | None = None
             have_body = cached is not None and fresh(cached.marker, cached.at)
             have_rows = rows_cache is not None and fresh(rows_cache[0], rows_cache[1])
             if not have_body and not have_rows:
-                rows = store.read_rollups()
-            return rows, evaluate_budgets(store, self._budgets, now)
+                # In the store lane, as `read_rollups` parses: a row that cannot be read
+                # makes the store down for this scrape, as it does for the collector.
+                self._rows = None  # the index changes: not fresh until this read is done
+                self._index.update(store.stored_rollups())
+                return True, evaluate_budgets(store, self._budgets, now)
+            return False, evaluate_budgets(store, self._budgets, now)
 
         try:
-            rows, statuses = self._access.run(read)
+            fresh_read, statuses = self._access.run(read)
             up = 1.0
         except Exception:  # logged (once, masked) by StoreAccess
-            rows, statuses, up, last_write = None, [], 0.0, None
+            fresh_read, statuses, up, last_write = False, [], 0.0, None
         head: list[Metric] = [_build_info(), _gauge(contract.STORE_UP, up)]
         if last_write is not None:
             head.append(_gauge(contract.LAST_WRITE, last_write))
         parts = [_library_render(head, openmetrics)]
         if up:
             marker: _Marker = (last_write,)
-            if rows is not None:
+            if fresh_read:
                 self.reads += 1
-                self._rows = (marker, tick, rows)
+                self._rows = (marker, tick)
             if cached is None or not fresh(cached.marker, cached.at):
                 assert self._rows is not None
-                body = self._renderer.render(self._rows[2], openmetrics)
+                body = self._renderers[openmetrics].render(self._index)
                 self.renders += 1
                 cached = self._bodies[openmetrics] = _Cached(self._rows[0], self._rows[1], body)
             parts.append(cached.body)

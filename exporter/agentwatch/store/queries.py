@@ -1117,3 +1117,29 @@ class StoreQueries(ABC):
             group_by, since=since, until=until, agent=agent_name, tz=tz, attributes=attributes
         )
         return [r.legacy_dict() for r in rows]
+
+    # -- rollups as stored (appended for `agentwatch serve`'s exposition cache) ----------
+    def stored_rollups(self) -> list[StoredRollup]:
+        """Every row of the rollup table as stored, in no particular order.
+
+        Why: `agentwatch serve` re-renders `/metrics` after every write; `Store.read_rollups`
+        parses each row's label JSON and cumulates the histogram buckets, which costs more
+        than the whole incremental render. These rows are plain tuples (hashable, compared
+        at C speed), so the exposition cache finds the few rows a write changed with a set
+        difference and parses only label texts it has not seen before. Histogram buckets
+        are each bucket's own count, only for buckets observed (`rollups.cumulative_rows`
+        makes them cumulative).
+        """
+        with self._read() as cur:
+            cur.execute(self._sql(_STORED_ROLLUPS))
+            rows: list[StoredRollup] = cur.fetchall()
+        return rows
+
+
+#: One row of the rollup table as stored: (sample, canonical label text, value, exemplar
+#: execution id, exemplar value, exemplar timestamp); the exemplar fields may be None.
+StoredRollup = tuple[str, str, float, str | None, float | None, float | None]
+_STORED_ROLLUPS = (
+    "SELECT sample, labels, value, exemplar_execution_id, exemplar_value, exemplar_timestamp "
+    "FROM rollups"
+)
