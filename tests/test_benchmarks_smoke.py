@@ -275,6 +275,7 @@ def test_startup_benchmark_times_every_command_for_two_checkouts(tmp_path: Path)
     assert rows["`agentwatch --help`, wall"][3] == "≤ 80 ms"
 
 
+@pytest.mark.slow
 def test_scrape_benchmark_times_both_checkouts_on_the_same_writes(tmp_path: Path) -> None:
     out = _run(
         "scrape.py",
