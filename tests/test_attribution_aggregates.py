@@ -112,7 +112,8 @@ def assert_tables_match_rows(store: Store) -> None:
             if not exact:
                 continue
             params = (store._json_key(d), v)
-            expected = aggregates.collect(cur, store._sql, hour, matched, matched, params).rows()[:3]
+            totals = aggregates.collect(cur, store._sql, hour, matched, matched, params)
+            expected = totals.rows()[:3]
             for table, want in zip(attr_aggregates.TABLES, expected, strict=True):
                 cur.execute(
                     store._sql(f"SELECT * FROM {table} WHERE dimension = ? AND value = ?"), (d, v)

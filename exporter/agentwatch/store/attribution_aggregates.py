@@ -183,18 +183,26 @@ class AttrDeltas:
         name: Callable[[str, str], str],
     ) -> None:
         """Add runs and calls under `name(dimension, value)` (the value or the overflow)."""
+        parsed: dict[str, list[tuple[str, str]]] = {}  # a batch repeats a few attributions
+
+        def named(attribution: str) -> list[tuple[str, str]]:
+            pairs = parsed.get(attribution)
+            if pairs is None:
+                pairs = parsed[attribution] = [(d, name(d, v)) for d, v in pairs_of(attribution)]
+            return pairs
+
         for started, agent, parent, status, duration, attribution in runs:
-            pairs = pairs_of(attribution)
+            pairs = named(attribution)
             if pairs:
                 hour = aggregates.hour_of(started)
                 for d, v in pairs:
-                    self._for(d, name(d, v)).add_run(hour, agent, parent is None, status, duration)
+                    self._for(d, v).add_run(hour, agent, parent is None, status, duration)
         for started, agent, model, provider, kind, tin, tout, cost, attribution in calls:
-            pairs = pairs_of(attribution)
+            pairs = named(attribution)
             if pairs:
                 hour = aggregates.hour_of(started)
                 for d, v in pairs:
-                    self._for(d, name(d, v)).add_call(
+                    self._for(d, v).add_call(
                         hour, agent, model, provider, kind, tin or 0, tout or 0, cost
                     )
 
