@@ -365,3 +365,40 @@ def test_migration_9_builds_the_tables_of_an_existing_store(
         check_answers(upgraded, rng, monkeypatch)
         write(upgraded, next(workload(rng, records, 1)))  # and the writer goes on
         check_answers(upgraded, rng, monkeypatch)
+
+
+def test_two_writers_with_different_caps_keep_every_exact_value_exact(
+    backend_url: str, records: Records, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two connections write at the same time, one capping `team` at 2 and the other at 4,
+    so values are admitted by one while the other folds them: whatever the tables call exact
+    must equal its rows, and every answer must equal the raw rows'."""
+    import threading
+
+    rng = random.Random(21)
+    batches = list(workload(rng, records, 24))
+    caps = ((AttributionDimension("team", 2), AttributionDimension("customer", 3)),
+            (AttributionDimension("team", 4), AttributionDimension("customer", 6)))  # fmt: skip
+    stores = [open_store(backend_url), open_store(backend_url)]
+    try:
+        stores[0].migrate()
+        errors: list[BaseException] = []
+
+        def writer(index: int) -> None:
+            try:
+                for batch in batches[index::2]:
+                    write(stores[index], batch, caps[index])
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=writer, args=(i,)) for i in (0, 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors
+        assert_tables_match_rows(stores[0])
+        check_answers(stores[0], rng, monkeypatch)
+    finally:
+        for store in stores:
+            store.close()
