@@ -13,6 +13,9 @@ Tables (migration 9; hour as in `aggregates.py`):
 - `agg_attr_durations (hour, dimension, value, bucket)`: run durations as in `agg_durations`;
 - `agg_attr_calls (hour, dimension, value, key)` with agent, model and provider: the call
   totals of `agg_calls`;
+- `agg_attr_runs_total (hour, dimension, value)` and `agg_attr_calls_total (hour, dimension,
+  value)`: the same totals without labels, so a budget or `stats` of one team reads one row
+  per hour (a month: 720 rows) rather than one per agent and model;
 - `agg_attr_keys (dimension, value, exact)`: the values kept under their own name.
 
 Bounded by the caps: a row's dimensions are the ones its writer declared (a row carries no
@@ -85,6 +88,29 @@ DDL = (
     )
     """,
     """
+    CREATE TABLE agg_attr_runs_total (
+        hour BIGINT NOT NULL,
+        dimension TEXT NOT NULL,
+        value TEXT NOT NULL,
+        runs BIGINT NOT NULL,
+        top_level BIGINT NOT NULL,
+        completed BIGINT NOT NULL,
+        failed BIGINT NOT NULL,
+        duration_sum DOUBLE PRECISION NOT NULL,
+        duration_count BIGINT NOT NULL,
+        PRIMARY KEY (dimension, value, hour)
+    )
+    """,
+    f"""
+    CREATE TABLE agg_attr_calls_total (
+        hour BIGINT NOT NULL,
+        dimension TEXT NOT NULL,
+        value TEXT NOT NULL,
+        {aggregates._CALL_COLUMNS},
+        PRIMARY KEY (dimension, value, hour)
+    )
+    """,
+    """
     CREATE TABLE agg_attr_keys (
         dimension TEXT NOT NULL,
         value TEXT NOT NULL,
@@ -95,7 +121,10 @@ DDL = (
 )
 
 #: The tables holding totals (not `agg_attr_keys`), in the order of `AttrDeltas.rows`.
-TABLES = ("agg_attr_runs", "agg_attr_durations", "agg_attr_calls")
+TABLES = (
+    "agg_attr_runs", "agg_attr_durations", "agg_attr_calls", "agg_attr_runs_total",
+    "agg_attr_calls_total",
+)  # fmt: skip
 
 UPSERTS = (
     aggregates._upsert(
@@ -110,11 +139,19 @@ UPSERTS = (
         aggregates.CALL_VALUES,
         4,
     ),
+    aggregates._upsert(
+        "agg_attr_runs_total", ("dimension", "value", "hour"), aggregates._RUN_VALUES, 3
+    ),
+    aggregates._upsert(
+        "agg_attr_calls_total", ("dimension", "value", "hour"), aggregates.CALL_VALUES, 3
+    ),
 )
 DELETE_EMPTY = (
     "DELETE FROM agg_attr_runs WHERE runs = 0",
     "DELETE FROM agg_attr_durations WHERE runs = 0",
     "DELETE FROM agg_attr_calls WHERE events = 0",
+    "DELETE FROM agg_attr_runs_total WHERE runs = 0",
+    "DELETE FROM agg_attr_calls_total WHERE events = 0",
 )
 
 #: A new key is exact unless something of its dimension was folded before it.
@@ -211,14 +248,26 @@ class AttrDeltas:
         runs: list[tuple[Any, ...]] = []
         durations: list[tuple[Any, ...]] = []
         calls: list[tuple[Any, ...]] = []
+        runs_total: list[tuple[Any, ...]] = []
+        calls_total: list[tuple[Any, ...]] = []
         for (d, v), deltas in sorted(self.by_key.items()):
             if not deltas:
                 continue
-            r, b, c, *_ = deltas.rows(sign)
+            r, b, c, _, _, t = deltas.rows(sign)
             runs += [(d, v, *row) for row in r]
             durations += [(d, v, *row) for row in b]
             calls += [(d, v, *row) for row in c]
-        return runs, durations, calls
+            calls_total += [(d, v, *row) for row in t]
+            by_hour: dict[int, list[Any]] = {}
+            for hour, _agent, *values in r:
+                acc = by_hour.get(hour)
+                if acc is None:
+                    by_hour[hour] = list(values)
+                else:
+                    for i, value in enumerate(values):
+                        acc[i] += value
+            runs_total += [(d, v, h, *acc) for h, acc in sorted(by_hour.items())]
+        return runs, durations, calls, runs_total, calls_total
 
     def __bool__(self) -> bool:
         return any(self.by_key.values())

@@ -759,9 +759,10 @@ class Store(StoreQueries, AttributionStore, ABC):
         narrow = "".join(f" AND {column} = ?" for column, value in filters if value is not None)
         scoped = [value for _, value in filters if value is not None]
         hours, params = window.hour_where()
+        table = "agg_attr_calls" if scoped else "agg_attr_calls_total"
         cur.execute(
             self._sql(
-                "SELECT COALESCE(SUM(cost_usd), 0) FROM agg_attr_calls "
+                f"SELECT COALESCE(SUM(cost_usd), 0) FROM {table} "
                 f"WHERE dimension = ? AND value = ? AND {hours}{narrow}"
             ),
             [*scope, *params, *scoped],

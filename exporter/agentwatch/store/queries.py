@@ -589,10 +589,13 @@ class StoreQueries(ABC):
         if agent is not None:
             hours += " AND agent = ?"
             params.append(agent)
+        suffix = "" if agent is not None else "_total"  # one row per hour without an agent
         with self._read() as cur:
-            cur.execute(self._sql(_AGG_RUNS.replace("agg_runs", "agg_attr_runs") + hours), params)
+            cur.execute(
+                self._sql(_AGG_RUNS.replace("agg_runs", f"agg_attr_runs{suffix}") + hours), params
+            )
             runs = [a + b for a, b in zip(runs, cur.fetchone(), strict=True)]
-            cur.execute(self._sql(f"{_AGG_CALLS}agg_attr_calls WHERE {hours}"), params)
+            cur.execute(self._sql(f"{_AGG_CALLS}agg_attr_calls{suffix} WHERE {hours}"), params)
             calls = [a + b for a, b in zip(calls, cur.fetchone(), strict=True)]
             for edge_since, edge_until in window.edges:
                 where, edge = self._narrowed(
@@ -754,7 +757,7 @@ class StoreQueries(ABC):
         table = aggregates.calls_table([*dims, *(["agent"] if agent is not None else [])])
         hours, params = window.hour_where()
         if scope is not None:
-            table = "agg_attr_calls"
+            table = "agg_attr_calls" if dims or agent is not None else "agg_attr_calls_total"
             hours = f"dimension = ? AND value = ? AND {hours}"
             params = [*scope, *params]
         if agent is not None:
