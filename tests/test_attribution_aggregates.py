@@ -408,3 +408,29 @@ def test_two_writers_with_different_caps_keep_every_exact_value_exact(
     finally:
         for store in stores:
             store.close()
+
+
+def test_a_value_only_a_tool_call_carries_is_kept_when_another_writer_admitted_it(
+    backend_url: str, records: Records, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tool calls carry no attribution label, so the writer's admission step never decides
+    their own values: the tables must still find team `a` admitted (by another writer) and
+    keep the call under it, or the exact key `a` would miss it."""
+    first, second = open_store(backend_url), open_store(backend_url)
+    try:
+        first.migrate()
+        at = T0 + 100
+        run = records.execution("job", at, 1.0, [records.llm(at, attribution={"team": "a"})],
+                                attribution={"team": "a"})  # fmt: skip
+        write(first, [ExecutionFinished(run)])
+        tool = records.tool(at + 1, attribution={"team": "a"})
+        other = records.execution("job", at + 1, 1.0, [tool], attribution={"team": "b"})
+        write(second, [ExecutionFinished(other)])
+        assert ("team", "a") in used_aggregates(first)
+        assert_tables_match_rows(first)
+        stats = first.summary(since=T0, until=T0 + 7200, attributes={"team": "a"})
+        assert (stats.runs, stats.llm_calls, stats.tool_calls) == (1, 1, 1)
+        check_answers(first, random.Random(2), monkeypatch)
+    finally:
+        first.close()
+        second.close()
