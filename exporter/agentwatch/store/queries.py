@@ -611,7 +611,9 @@ class StoreQueries(ABC):
         durations = int(runs[5])
         if durations == 0:
             return runs, calls, [None] * len(PERCENTILES)
-        if agent is not None or durations <= EXACT_PERCENTILE_RUNS:
+        if agent is not None or self._window_runs(window) <= EXACT_PERCENTILE_RUNS:
+            # Exact: the rows are read by time (and agent), the attribution tested on each,
+            # so what this costs is every run of the window, not only the matching ones.
             where, exact_params = self._narrowed(
                 *_where(agent, None, since, until, "agent"), attributes
             )
@@ -638,6 +640,20 @@ class StoreQueries(ABC):
                     bucket = aggregates.duration_bucket(float(duration))
                     counts[bucket] = counts.get(bucket, 0) + 1
         return runs, calls, aggregates.percentiles_from_buckets(counts, PERCENTILES)
+
+    def _window_runs(self, window: aggregates.Window) -> int:
+        """Runs of every agent and attribution in `window` (whole hours and edges)."""
+        hours, params = window.hour_where()
+        with self._read() as cur:
+            cur.execute(
+                self._sql(f"SELECT COALESCE(SUM(runs), 0) FROM agg_runs WHERE {hours}"), params
+            )
+            total = int(cur.fetchone()[0])
+            for edge_since, edge_until in window.edges:
+                where, edge = _where(None, None, edge_since, edge_until, "agent")
+                cur.execute(self._sql(f"SELECT COUNT(*) FROM executions{where}"), edge)
+                total += int(cur.fetchone()[0])
+        return total
 
     def _summary_percentiles(
         self,
