@@ -362,11 +362,17 @@ def writer_deltas(
     kept = {p for p in found if p in fresh or admitted(*p)}
     unsure = found - kept
     if unsure:
-        # Another writer may be admitting one of them right now: decide after it did.
-        lock()
-        kept |= known_keys(cur, adapt, unsure)
-        folded = sorted({d for d, v in unsure if (d, v) not in kept})
-        if folded:
+        marks = {(d, OVERFLOW) for d, _ in unsure}
+        known = known_keys(cur, adapt, unsure | marks)
+        kept |= known - marks
+        unmarked = {d for d, v in unsure - kept if (d, OVERFLOW) not in known}
+        if unmarked:
+            # The first fold of a dimension: a writer admitting one of these values right
+            # now must see the mark (and call its key inexact), so decide under the
+            # admission lock. Once the mark exists, any later key of it is inexact anyway.
+            lock()
+            kept |= known_keys(cur, adapt, {(d, v) for d, v in unsure if d in unmarked})
+            folded = sorted({d for d, v in unsure - kept})
             cur.executemany(adapt(_ADD_FOLD_MARK), [(d, OVERFLOW) for d in folded])
     deltas = AttrDeltas()
     deltas.add(runs, calls, _namer(kept))
