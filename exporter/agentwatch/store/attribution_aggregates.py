@@ -28,9 +28,11 @@ Exact answers: a key is `exact` when every row of that value ever stored was add
 own name. A value is admitted once and for good, so that holds unless some of its rows were
 folded before it was admitted (a raised cap, or another process with a larger one):
 `agg_attr_keys` keeps one `(dimension, "__overflow__")` row once anything of a dimension was
-folded, and a value admitted after that is marked inexact. Folds and admissions decide under
-the store's admission lock, so the two cannot race. A query whose value has no exact key
-(never admitted, inexact, or a scope on two dimensions at once) reads raw rows as before.
+folded, and a value admitted after that is marked inexact. Admissions and the first fold of a
+dimension decide under the store's admission lock, so the two cannot race; later folds need
+no lock (whatever is admitted after the mark is inexact anyway). A query whose value has no
+exact key (never admitted, inexact, or a scope on two dimensions at once) reads raw rows as
+before.
 
 Every run is added, sampled-out ones included (`RollupBatch.sampled_*`), like `agg_*`; prune
 subtracts what it deletes under the same keys, and migration 9 builds the tables from an
