@@ -304,8 +304,13 @@ class Deltas:
             acc[i] += value or 0
 
     def rows(self, sign: int = 1) -> tuple[list[tuple[Any, ...]], ...]:
-        """Parameter rows for the four upserts, sorted by key (concurrent writers take row
-        locks in one order, so they cannot deadlock on PostgreSQL)."""
+        """Parameter rows for the six upserts, sorted by key (concurrent writers take row
+        locks in one order, so they cannot deadlock on PostgreSQL).
+
+        Each table's rows hold every key once: they are folded from dicts keyed like the
+        table's primary key (`call_key` and `model_key` are JSON, so a missing model or
+        provider stays apart from an empty one), which lets PostgreSQL upsert a table's rows
+        in one statement (one INSERT may not update a row twice)."""
         runs = [(h, a, *(sign * v for v in acc)) for (h, a), acc in sorted(self.runs.items())]
         durations = [(h, b, sign * n) for (h, b), n in sorted(self.durations.items())]
         calls = []

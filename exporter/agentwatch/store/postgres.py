@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from agentwatch.errors import RecordRefused, StoreError
-from agentwatch.store import base
+from agentwatch.store import aggregates, base
 from agentwatch.store.base import Store, StoreUnavailable
 from agentwatch.store.queries import PERCENTILES
 
@@ -40,6 +40,18 @@ _ARRAY_TYPES: dict[str, tuple[str, ...]] = {
     ),
     base._UPSERT_ROLLUP: (_TEXT, _TEXT, _FLOAT, _TEXT, _FLOAT, _FLOAT),
 }  # fmt: skip
+#: The hourly-aggregate upserts (`aggregates.UPSERTS`): `Deltas.rows` gives each key at most
+#: once per statement, as one INSERT may not update a row twice.
+_CALL_TOTALS = (_INT,) * 8 + (_FLOAT,)
+_AGGREGATE_TYPES: dict[str, tuple[str, ...]] = {
+    aggregates.UPSERT_RUNS: (_INT, _TEXT, _INT, _INT, _INT, _INT, _FLOAT, _INT),
+    aggregates.UPSERT_DURATIONS: (_INT, _INT4, _INT),
+    aggregates.UPSERT_CALLS: (_INT, _TEXT, _TEXT, _TEXT, _TEXT, *_CALL_TOTALS),
+    aggregates.UPSERT_CALLS_AGENT: (_INT, _TEXT, *_CALL_TOTALS),
+    aggregates.UPSERT_CALLS_MODEL: (_INT, _TEXT, _TEXT, _TEXT, *_CALL_TOTALS),
+    aggregates.UPSERT_CALLS_TOTAL: (_INT, *_CALL_TOTALS),
+}
+_ARRAY_TYPES.update(_AGGREGATE_TYPES)
 
 
 for _statement, _types in _ARRAY_TYPES.items():
@@ -68,10 +80,20 @@ _UNNEST: dict[str, str] = {sql: _unnest(sql, types) for sql, types in _ARRAY_TYP
 _FLOAT_COLUMNS: dict[str, tuple[int, ...]] = {
     sql: tuple(i for i, t in enumerate(types) if t == _FLOAT) for sql, types in _ARRAY_TYPES.items()
 }
+#: Integer columns made all-int first: totals read back from PostgreSQL for pruning or a
+#: backfill arrive as `Decimal` (`SUM` of a BIGINT is NUMERIC), which psycopg dumps as numeric.
+_INT_COLUMNS: dict[str, tuple[int, ...]] = {
+    sql: tuple(i for i, t in enumerate(types) if t in (_INT, _INT4))
+    for sql, types in _AGGREGATE_TYPES.items()
+}
 
 
 def _as_floats(values: list[Any]) -> list[Any]:
     return [v if v is None or type(v) is float else float(v) for v in values]
+
+
+def _as_ints(values: list[Any]) -> list[Any]:
+    return [v if type(v) is int else int(v) for v in values]
 
 
 def _merge_rollup_rows(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -214,6 +236,8 @@ class PostgresStore(Store):
         columns = [list(column) for column in zip(*rows, strict=True)]
         for i in _FLOAT_COLUMNS[statement]:
             columns[i] = _as_floats(columns[i])
+        for i in _INT_COLUMNS.get(statement, ()):
+            columns[i] = _as_ints(columns[i])
         cur.execute(sql, columns)
         return int(cur.rowcount)
 
