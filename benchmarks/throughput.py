@@ -20,6 +20,7 @@ Usage:
     python benchmarks/throughput.py [--runs 50000] [--repeat 3] [--postgres URL]
     python benchmarks/throughput.py --compare-with /tmp/aw-before
     python benchmarks/throughput.py --profile    # + cProfile of capture and writer threads
+    python benchmarks/throughput.py --only writer --backend postgresql --postgres URL
 """
 
 from __future__ import annotations
@@ -265,6 +266,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"{v.label}: {v.describe} (agentwatch {hello['version']})")
         fresh = Fresh(scratch, args.postgres)
         backends = ["sqlite", *(["postgresql"] if args.postgres else [])]
+        if args.backend:
+            backends = [b for b in backends if b == args.backend]
+            if not backends:
+                raise cmp.BenchError(f"--backend {args.backend} needs --postgres URL")
         sizes: dict[str, dict[str, float]] = {b: {} for b in backends}
 
         def measured(op: str, backend: str, shape: tuple[int, int], keep_size: bool) -> Any:
@@ -291,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
             return once
 
         name = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
-        for backend in backends:
+        for backend in backends if args.only != "writer" else ():
             for shape in SHAPES:
                 what = f"end to end, {shape[0]} agents × {shape[1]} models, {name[backend]}"
                 goal = GOALS[shape] if backend == "sqlite" else ""
@@ -319,7 +324,7 @@ def run(args: argparse.Namespace) -> int:
                 measured("writer", backend, (200, 10), False),
                 best=True,
             )
-        for backend in backends:
+        for backend in backends if args.only != "writer" else ():
             goal = GOALS["bytes_sqlite" if backend == "sqlite" else "bytes_pg"]
             size = cmp.Row(
                 f"bytes per run, {name[backend]} (end to end, 200 × 10, "
@@ -374,6 +379,18 @@ def main(argv: list[str] | None = None) -> int:
         metavar="URL",
         default=None,
         help="also measure PostgreSQL (throw-away schemas in this database)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("sqlite", "postgresql"),
+        default=None,
+        help="measure this backend only (default: SQLite, and PostgreSQL with --postgres)",
+    )
+    parser.add_argument(
+        "--only",
+        choices=("writer",),
+        default=None,
+        help="measure the writer-only figures alone (no end to end, no bytes per run)",
     )
     parser.add_argument(
         "--compare-with",
