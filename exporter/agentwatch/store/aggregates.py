@@ -292,16 +292,14 @@ class Deltas:
     def add_run_row(self, hour: int, agent: str, values: Sequence[Any]) -> None:
         """Add one `GROUP BY hour, agent` row of run totals (pruning, backfill)."""
         acc = self.runs.setdefault((hour, agent), [0, 0, 0, 0, 0.0, 0])
-        for i, value in enumerate(values):
-            acc[i] += value or 0
+        _add_exact(acc, values)
 
     def add_call_row(
         self, hour: int, agent: str, model: str | None, provider: str | None, values: Sequence[Any]
     ) -> None:
         """Add one `GROUP BY hour, agent, model, provider` row of `CALL_VALUES`."""
         acc = self.calls.setdefault((hour, model, provider, agent), [0] * 8 + [0.0])
-        for i, value in enumerate(values):
-            acc[i] += value or 0
+        _add_exact(acc, values)
 
     def rows(self, sign: int = 1) -> tuple[list[tuple[Any, ...]], ...]:
         """Parameter rows for the six upserts, sorted by key (concurrent writers take row
@@ -339,6 +337,13 @@ class Deltas:
 
     def __bool__(self) -> bool:
         return bool(self.runs or self.calls)
+
+
+def _add_exact(acc: list[Any], values: Sequence[Any]) -> None:
+    """Add `values` read back from a database to `acc`, keeping each total's type: a
+    PostgreSQL `SUM` of a BIGINT is NUMERIC (a `Decimal`), the tables' columns int or float."""
+    for i, value in enumerate(values):
+        acc[i] += type(acc[i])(value or 0)
 
 
 def _call_order(item: tuple[tuple[int, str | None, str | None, str], Any]) -> tuple[Any, ...]:

@@ -81,12 +81,6 @@ _UNNEST: dict[str, str] = {sql: _unnest(sql, types) for sql, types in _ARRAY_TYP
 _FLOAT_COLUMNS: dict[str, tuple[int, ...]] = {
     sql: tuple(i for i, t in enumerate(types) if t == _FLOAT) for sql, types in _ARRAY_TYPES.items()
 }
-#: Integer columns made all-int first: totals read back from PostgreSQL for pruning or a
-#: backfill arrive as `Decimal` (`SUM` of a BIGINT is NUMERIC), which psycopg dumps as numeric.
-_INT_COLUMNS: dict[str, tuple[int, ...]] = {
-    sql: tuple(i for i, t in enumerate(types) if t in (_INT, _INT4))
-    for sql, types in _AGGREGATE_TYPES.items()
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +104,9 @@ class _Staged:
 
 def _staged(statement: str, types: Sequence[str], name: str, order: str = "") -> _Staged:
     columns = statement[statement.index("(") + 1 : statement.index(")")].split(", ")
-    scalar = tuple(t.removesuffix("[]") for t in types)
+    # int4 columns are staged as int8: psycopg's binary int4 dumper wraps a larger int
+    # around silently, where the INSERT's cast to int4 refuses it (`integer out of range`).
+    scalar = tuple("int8" if t == _INT4 else t.removesuffix("[]") for t in types)
     table = f"pg_temp.aw_stage_{name}"
     definition = ", ".join(f"{c} {t}" for c, t in zip(columns, scalar, strict=True))
     start = statement.index("VALUES (")
@@ -130,19 +126,29 @@ def _staged(statement: str, types: Sequence[str], name: str, order: str = "") ->
 
 
 #: The statements whose rows are staged by COPY when a batch has `_COPY_MIN_ROWS` of them.
-#: Rollup upserts read the staged rows in key order, so concurrent writers lock rows in one
-#: order, as with the arrays.
+#: Upserts read the staged rows in key order, byte order for text ("C", which is Python's
+#: code-point order of the rows the arrays send): concurrent writers lock rows in one order.
+_C_ORDER = ' ORDER BY sample COLLATE "C", labels COLLATE "C"'
+_C_AGENT = ', agent COLLATE "C"'
+_C_KEY = ', key COLLATE "C"'
 _STAGED: dict[str, _Staged] = {
     base._INSERT_EXECUTION: _staged(
         base._INSERT_EXECUTION, _ARRAY_TYPES[base._INSERT_EXECUTION], "executions"
     ),
     base._INSERT_EVENT: _staged(base._INSERT_EVENT, _ARRAY_TYPES[base._INSERT_EVENT], "events"),
     base._UPSERT_ROLLUP: _staged(
-        base._UPSERT_ROLLUP,
-        _ARRAY_TYPES[base._UPSERT_ROLLUP],
-        "rollups",
-        ' ORDER BY sample COLLATE "C", labels COLLATE "C"',
+        base._UPSERT_ROLLUP, _ARRAY_TYPES[base._UPSERT_ROLLUP], "rollups", _C_ORDER
     ),
+    **{
+        sql: _staged(sql, _AGGREGATE_TYPES[sql], table, " ORDER BY hour" + order)
+        for sql, table, order in (
+            (aggregates.UPSERT_RUNS, "agg_runs", _C_AGENT),
+            (aggregates.UPSERT_DURATIONS, "agg_durations", ", bucket"),
+            (aggregates.UPSERT_CALLS, "agg_calls", _C_KEY),
+            (aggregates.UPSERT_CALLS_AGENT, "agg_calls_agent", _C_AGENT),
+            (aggregates.UPSERT_CALLS_MODEL, "agg_calls_model", _C_KEY),
+        )
+    },
 }
 #: Below this many rows the arrays cost less than the extra round trips of staging.
 _COPY_MIN_ROWS = 64
@@ -152,10 +158,6 @@ _CAN_STAGE = "SELECT has_database_privilege(current_database(), 'TEMPORARY')"
 
 def _as_floats(values: list[Any]) -> list[Any]:
     return [v if v is None or type(v) is float else float(v) for v in values]
-
-
-def _as_ints(values: list[Any]) -> list[Any]:
-    return [v if type(v) is int else int(v) for v in values]
 
 
 def _merge_rollup_rows(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -310,8 +312,6 @@ class PostgresStore(Store):
         columns = [list(column) for column in zip(*rows, strict=True)]
         for i in _FLOAT_COLUMNS[statement]:
             columns[i] = _as_floats(columns[i])
-        for i in _INT_COLUMNS.get(statement, ()):
-            columns[i] = _as_ints(columns[i])
         cur.execute(sql, columns)
         return int(cur.rowcount)
 
