@@ -90,8 +90,7 @@ class _Staged:
 
     psycopg encodes COPY rows in C (`set_types`), while its array dumper is Python (~1 µs
     per value; a run is ~40 values). The staging table is created in the batch's own
-    transaction (`IF NOT EXISTS`: a rolled-back creation leaves nothing behind that a
-    later batch relies on), and emptied by the very statement that reads it, so a
+    transaction (`_CREATE_STAGING`), and emptied by the very statement that reads it, so a
     transaction applying two batches (`fold_spill`) never sees the first one's rows again;
     `ON COMMIT DELETE ROWS` truncates its (temporary, never vacuumed) heap at each commit.
     """
@@ -125,12 +124,13 @@ def _staged(statement: str, types: Sequence[str], name: str, order: str = "") ->
     )
 
 
-#: The statements whose rows are staged by COPY when a batch has `_COPY_MIN_ROWS` of them.
-#: Upserts read the staged rows in key order, byte order for text ("C", which is Python's
-#: code-point order of the rows the arrays send): concurrent writers lock rows in one order.
+#: The statements whose rows are staged by COPY when a batch has `_COPY_MIN_ROWS` of them
+#: (the hourly aggregates, a few hundred rows, keep the arrays: a COPY costs two more round
+#: trips, and their arrays are sent together in a pipeline, see `_add_deltas`).
+#: Rollup upserts read the staged rows in key order, byte order for text ("C", which is
+#: Python's code-point order of the rows the arrays send): concurrent writers lock rows in one
+#: order.
 _C_ORDER = ' ORDER BY sample COLLATE "C", labels COLLATE "C"'
-_C_AGENT = ', agent COLLATE "C"'
-_C_KEY = ', key COLLATE "C"'
 _STAGED: dict[str, _Staged] = {
     base._INSERT_EXECUTION: _staged(
         base._INSERT_EXECUTION, _ARRAY_TYPES[base._INSERT_EXECUTION], "executions"
@@ -139,21 +139,14 @@ _STAGED: dict[str, _Staged] = {
     base._UPSERT_ROLLUP: _staged(
         base._UPSERT_ROLLUP, _ARRAY_TYPES[base._UPSERT_ROLLUP], "rollups", _C_ORDER
     ),
-    **{
-        sql: _staged(sql, _AGGREGATE_TYPES[sql], table, " ORDER BY hour" + order)
-        for sql, table, order in (
-            (aggregates.UPSERT_RUNS, "agg_runs", _C_AGENT),
-            (aggregates.UPSERT_DURATIONS, "agg_durations", ", bucket"),
-            (aggregates.UPSERT_CALLS, "agg_calls", _C_KEY),
-            (aggregates.UPSERT_CALLS_AGENT, "agg_calls_agent", _C_AGENT),
-            (aggregates.UPSERT_CALLS_MODEL, "agg_calls_model", _C_KEY),
-        )
-    },
 }
 #: Below this many rows the arrays cost less than the extra round trips of staging.
 _COPY_MIN_ROWS = 64
 #: May this role create temporary tables in this database (staging needs it)?
 _CAN_STAGE = "SELECT has_database_privilege(current_database(), 'TEMPORARY')"
+#: One round trip at the start of each transaction (`IF NOT EXISTS`: a creation that rolled
+#: back, or a pooler's other server session, leaves nothing behind a batch relies on).
+_CREATE_STAGING = "; ".join(staged.create for staged in _STAGED.values())
 
 
 def _as_floats(values: list[Any]) -> list[Any]:
@@ -217,6 +210,8 @@ class PostgresStore(Store):
         self._conn: psycopg.Connection[Any] | None = None
         self._staging_checked: psycopg.Connection[Any] | None = None
         self._staging_allowed = False
+        #: The staging tables exist in the current transaction.
+        self._staging = False
         with self._errors():
             self._conn = self._connect(autocommit=True)
 
@@ -265,8 +260,28 @@ class PostgresStore(Store):
         """BEGIN ... COMMIT (a SAVEPOINT when nested); roll back on any error."""
         with self._lock, self._errors():
             conn = self._connection()
+            outermost = conn.info.transaction_status == self._pg.pq.TransactionStatus.IDLE
+            stage = outermost and self._can_stage(conn)
             with conn.transaction(), conn.cursor() as cur:
-                yield cur
+                if not outermost:
+                    yield cur
+                    return
+                if stage:
+                    cur.execute(_CREATE_STAGING)
+                self._staging = stage
+                try:
+                    yield cur
+                finally:
+                    self._staging = False
+
+    def _can_stage(self, conn: psycopg.Connection[Any]) -> bool:
+        """Whether this connection may create the staging tables (asked once per connection,
+        outside any transaction; a role without the TEMPORARY privilege keeps the arrays)."""
+        if self._staging_checked is not conn:
+            row = conn.execute(_CAN_STAGE).fetchone()
+            self._staging_allowed = bool(row and row[0])
+            self._staging_checked = conn
+        return self._staging_allowed
 
     @contextmanager
     def _read(self) -> Iterator[psycopg.Cursor[Any]]:
@@ -300,8 +315,7 @@ class PostgresStore(Store):
         if statement is base._UPSERT_ROLLUP:
             rows = _merge_rollup_rows(rows)
         staged = _STAGED.get(statement)
-        if staged is not None and len(rows) >= _COPY_MIN_ROWS and self._can_stage(cur):
-            cur.execute(staged.create)
+        if staged is not None and len(rows) >= _COPY_MIN_ROWS and self._staging:
             with cur.copy(staged.copy) as copy:
                 copy.set_types(staged.types)
                 write = copy.write_row
@@ -315,16 +329,12 @@ class PostgresStore(Store):
         cur.execute(sql, columns)
         return int(cur.rowcount)
 
-    def _can_stage(self, cur: Any) -> bool:
-        """Whether this connection may create the staging tables (asked once per connection;
-        a role without the TEMPORARY privilege keeps the arrays)."""
-        conn = cur.connection
-        if self._staging_checked is not conn:
-            cur.execute(_CAN_STAGE)
-            row = cur.fetchone()
-            self._staging_allowed = bool(row and row[0])
-            self._staging_checked = conn
-        return self._staging_allowed
+    def _add_deltas(self, cur: Any, deltas: aggregates.Deltas, sign: int = 1) -> None:
+        """The six aggregate upserts sent in one pipeline: one round trip, not six."""
+        if not deltas:
+            return
+        with cur.connection.pipeline():
+            super()._add_deltas(cur, deltas, sign)
 
     def _lock_for_migration(self, cur: Any) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
