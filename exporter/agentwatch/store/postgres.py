@@ -90,14 +90,15 @@ class _Staged:
 
     psycopg encodes COPY rows in C (`set_types`), while its array dumper is Python (~1 µs
     per value; a run is ~40 values). The staging table is created in the batch's own
-    transaction (`_CREATE_STAGING`), and emptied by the very statement that reads it, so a
-    transaction applying two batches (`fold_spill`) never sees the first one's rows again;
-    `ON COMMIT DELETE ROWS` truncates its (temporary, never vacuumed) heap at each commit.
+    transaction (`_CREATE_STAGING`). `ON COMMIT DELETE ROWS` empties it at each commit (a
+    temporary table is never vacuumed, so it must not keep dead rows); a transaction that
+    stages a statement twice (`fold_spill` applies two batches) empties it first.
     """
 
     create: str
     copy: str
     insert: str
+    empty: str
     types: tuple[str, ...]
 
 
@@ -116,10 +117,8 @@ def _staged(statement: str, types: Sequence[str], name: str, order: str = "") ->
             "ON COMMIT DELETE ROWS"
         ),
         copy=f"COPY {table} FROM STDIN (FORMAT BINARY)",
-        insert=(
-            f"WITH staged AS (DELETE FROM {table} RETURNING *) "
-            f"{statement[:start]}SELECT * FROM staged{order}{statement[stop:]}"
-        ),
+        insert=f"{statement[:start]}SELECT * FROM {table}{order}{statement[stop:]}",
+        empty=f"TRUNCATE {table}",
         types=scalar,
     )
 
@@ -212,6 +211,8 @@ class PostgresStore(Store):
         self._staging_allowed = False
         #: The staging tables exist in the current transaction.
         self._staging = False
+        #: Statements staged in the current transaction (their tables may hold rows).
+        self._staged_now: set[str] = set()
         with self._errors():
             self._conn = self._connect(autocommit=True)
 
@@ -269,6 +270,7 @@ class PostgresStore(Store):
                 if stage:
                     cur.execute(_CREATE_STAGING)
                 self._staging = stage
+                self._staged_now.clear()
                 try:
                     yield cur
                 finally:
@@ -316,6 +318,9 @@ class PostgresStore(Store):
             rows = _merge_rollup_rows(rows)
         staged = _STAGED.get(statement)
         if staged is not None and len(rows) >= _COPY_MIN_ROWS and self._staging:
+            if statement in self._staged_now:
+                cur.execute(staged.empty)
+            self._staged_now.add(statement)
             with cur.copy(staged.copy) as copy:
                 copy.set_types(staged.types)
                 write = copy.write_row
