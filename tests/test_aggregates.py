@@ -270,9 +270,7 @@ def _crowded_batch(records: Records) -> list[WriterItem]:
     return items
 
 
-def test_one_batch_folds_every_key_into_one_row_per_table(
-    store: Store, records: Records
-) -> None:
+def test_one_batch_folds_every_key_into_one_row_per_table(store: Store, records: Records) -> None:
     """PostgreSQL upserts each table's rows in one statement, which may not update a row
     twice: the rows of a batch whose records share keys must be folded, NULL model and
     provider apart from empty ones, and still add up to the raw rows."""
