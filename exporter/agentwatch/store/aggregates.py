@@ -30,6 +30,7 @@ the raw sum within floating-point rounding, ~1e-15 relative).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -211,6 +212,7 @@ def bucket_value(bucket: int) -> float:
     return float(math.exp((bucket + 0.5) * _LOG_GROWTH))
 
 
+@functools.lru_cache(maxsize=4096)  # the writer asks for the same few keys in every batch
 def model_key(model: str | None, provider: str | None) -> str:
     """The `agg_calls_model.key` of one model and provider (JSON: None differs from "")."""
     return json.dumps([model, provider], ensure_ascii=False, separators=(",", ":"))
@@ -229,6 +231,7 @@ def calls_table(scope: Iterable[str]) -> str:
     return "agg_calls"
 
 
+@functools.lru_cache(maxsize=16384)
 def call_key(agent: str, model: str | None, provider: str | None) -> str:
     """The `agg_calls.key` of one label combination (JSON: None differs from "")."""
     return json.dumps([agent, model, provider], ensure_ascii=False, separators=(",", ":"))
@@ -315,11 +318,13 @@ class Deltas:
         by_agent: dict[tuple[int, str], list[float]] = {}
         by_model: dict[tuple[int, str | None, str | None], list[float]] = {}
         totals: dict[int, list[float]] = {}
-        for (hour, model, provider, agent), acc in sorted(self.calls.items(), key=_call_order):
-            calls.append(
-                (hour, call_key(agent, model, provider), agent, model, provider,
-                 *(sign * v for v in acc))
-            )  # fmt: skip
+        keyed = sorted(
+            ((hour, call_key(agent, model, provider), agent, model, provider, acc)
+             for (hour, model, provider, agent), acc in self.calls.items()),
+            key=_by_hour_and_key,
+        )  # fmt: skip
+        for hour, key, agent, model, provider, acc in keyed:
+            calls.append((hour, key, agent, model, provider, *(sign * v for v in acc)))
             for target in (
                 by_agent.setdefault((hour, agent), [0] * 8 + [0.0]),
                 by_model.setdefault((hour, model, provider), [0] * 8 + [0.0]),
@@ -346,9 +351,8 @@ def _add_exact(acc: list[Any], values: Sequence[Any]) -> None:
         acc[i] += type(acc[i])(value or 0)
 
 
-def _call_order(item: tuple[tuple[int, str | None, str | None, str], Any]) -> tuple[Any, ...]:
-    hour, model, provider, agent = item[0]
-    return (hour, call_key(agent, model, provider))
+def _by_hour_and_key(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return row[:2]
 
 
 def batch_deltas(executions: Iterable[Sequence[Any]], events: Iterable[Sequence[Any]]) -> Deltas:
