@@ -384,8 +384,8 @@ def run(args: argparse.Namespace) -> int:
                 best=True,
             )
         for (backend, part), cells in cpus.items():
-            whose = "the writer's process" if part == "cpu_per_run" else "its server processes"
-            row = cmp.Row(f"writer only, CPU per run of {whose}, {name[backend]}", "s")
+            whose = "the writer's process" if part == "cpu_per_run" else "its server process"
+            row = cmp.Row(f"CPU per run of {whose} (writer only), {name[backend]}", "s")
             row.cells.update(cells)
             rows.append(row)
         for backend in backends if args.only != "writer" else ():
