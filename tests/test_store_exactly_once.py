@@ -230,7 +230,7 @@ def test_a_store_that_got_a_later_migration_first_still_gets_migration_3(tmp_pat
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute(schema.SCHEMA_VERSION_DDL)
     for migration in schema.MIGRATIONS:
-        if migration.version == 3:
+        if migration.version == 3 or migration.version >= 10:  # 10 needs the store's functions
             continue
         for statement in schema.statements_for("sqlite", migration):
             conn.execute(statement)

@@ -15,7 +15,6 @@ from agentwatch.errors import AmbiguousExecutionId, ExecutionNotFound
 from agentwatch.model import ExecutionFinished
 from agentwatch.rollups import RollupBuilder
 from agentwatch.store import Store
-from agentwatch.store.sqlite import _successor
 from conftest import Records
 
 IDS = (
@@ -138,9 +137,89 @@ def test_unique_prefixes_are_the_shortest_at_least_the_minimum(filled: Store) ->
         assert filled.resolve_execution_id(prefix) == execution_id
 
 
-def test_successor_bounds_every_string_with_the_prefix() -> None:
-    assert _successor("abc") == "abd"
-    assert _successor("a\U0010ffff") == "b"
-    assert _successor("\U0010ffff") is None
-    assert _successor("") is None
-    assert _successor("x\ud7ff") == "x\ue000"  # the surrogates cannot be stored as UTF-8
+CANONICAL = (
+    "exec_01ab" + "0" * 28,
+    "exec_01ab" + "f" * 28,
+    "exec_01a0" + "0" * 28,
+    "exec_01b0" + "0" * 28,
+    "exec_" + "f" * 32,  # its stored form begins with the tag byte of other ids
+    "exec_ff" + "0" * 30,
+)
+
+
+@pytest.fixture
+def mixed(store: Store, records: Records) -> Store:
+    """Canonical ids (stored as 16 bytes) next to other ids (stored tagged)."""
+    items = [
+        ExecutionFinished(records.execution(id=i, started_at=2_000.0 + n))
+        for n, i in enumerate((*CANONICAL, *IDS))
+    ]
+    store.write_batch(RollupBuilder(CardinalityGuard(1000)).build(items))
+    return store
+
+
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [
+        ("exec_01ab", [CANONICAL[0], CANONICAL[1]]),
+        ("exec_01a", [CANONICAL[2], CANONICAL[0], CANONICAL[1]]),  # an odd number of digits
+        (
+            "exec_01",
+            [IDS[0], IDS[1], IDS[2], CANONICAL[2], CANONICAL[0], CANONICAL[1], CANONICAL[3]],
+        ),
+        ("exec_f", [CANONICAL[5], CANONICAL[4]]),
+        ("exec_ff", [CANONICAL[5], CANONICAL[4]]),
+        ("exec_fff", [CANONICAL[4]]),
+        ("exec_0123456789a", ["exec_0123456789abcdef", "exec_0123456789abcdeg"]),
+        ("exec_9", ["exec_9f00"]),
+        ("exec_01AB", []),
+        ("exec_" + "f" * 33, []),
+    ],
+)
+def test_canonical_and_other_ids_are_found_by_prefix_together(
+    mixed: Store, prefix: str, expected: list[str]
+) -> None:
+    assert mixed.ids_with_prefix(prefix, limit=20) == expected
+    assert mixed.ids_starting_with(prefix, limit=20) == expected
+    assert expected == sorted(i for i in (*CANONICAL, *IDS) if i.startswith(prefix))
+
+
+def test_every_id_is_found_by_the_empty_prefix_in_id_order(mixed: Store) -> None:
+    everything = sorted((*CANONICAL, *IDS))
+    assert mixed.ids_with_prefix("", limit=100) == everything
+    assert mixed.ids_with_prefix("exec", limit=100) == [
+        i for i in everything if i.startswith("exec")
+    ]
+    assert mixed.ids_starting_with("", limit=100) == []
+
+
+def test_canonical_ids_resolve_from_any_unique_prefix(mixed: Store) -> None:
+    assert mixed.resolve_execution_id("exec_01b") == CANONICAL[3]
+    assert mixed.resolve_execution_id(CANONICAL[4]) == CANONICAL[4]
+    with pytest.raises(AmbiguousExecutionId) as raised:
+        mixed.resolve_execution_id("exec_01ab")
+    assert raised.value.candidates == [CANONICAL[0], CANONICAL[1]]
+    with pytest.raises(ExecutionNotFound):
+        mixed.resolve_execution_id("exec_\ud800")  # no stored id can hold a lone surrogate
+    assert mixed.execution("exec_\ud800") is None
+    assert mixed.ids_with_prefix("exec_\ud800") == mixed.ids_starting_with("\ud800") == []
+
+
+def test_prefix_lookups_are_index_ranges(mixed: Store) -> None:
+    """The plan of the lookup is a range on the primary key, never a scan of the table."""
+    from agentwatch.store import idcodec
+
+    span = idcodec.prefix_ranges("exec_01a")[0]
+    sql = (
+        "SELECT id FROM executions WHERE id >= ? AND id < ? AND length(id) = 16 ORDER BY id LIMIT ?"
+    )
+    with mixed._read() as cur:
+        if mixed.backend == "sqlite":
+            cur.execute("EXPLAIN QUERY PLAN " + sql, (span.low, span.high, 5))
+            plan = " ".join(str(row[-1]) for row in cur.fetchall())
+            assert "USING COVERING INDEX" in plan and "id>? AND id<?" in plan, plan
+        else:
+            cur.execute("SET LOCAL enable_seqscan = off")  # a tiny table: ask what it can do
+            cur.execute("EXPLAIN " + mixed._sql(sql), (span.low, span.high, 5))
+            plan = " ".join(str(row[0]) for row in cur.fetchall())
+            assert "Index Only Scan using executions_pkey" in plan, plan

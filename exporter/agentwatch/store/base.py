@@ -33,7 +33,7 @@ from agentwatch.rollups import (
     parse_labels,
     resolve_rollups,
 )
-from agentwatch.store import aggregates, audit, schema
+from agentwatch.store import aggregates, audit, idcodec, schema
 from agentwatch.store.attribution import AttributionStore
 from agentwatch.store.queries import StoreQueries
 from agentwatch.store.schema import LATE_SEQ_BASE
@@ -167,6 +167,13 @@ PRUNE_TRANSACTION_SECONDS = 0.05
 #: Batch ids are kept at least this long (seconds), whatever the prune cutoff: a writer
 #: retrying a batch after a lost acknowledgement must still find its id.
 _BATCH_ID_RETENTION = 86_400.0
+
+
+def _late_event_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A late event's parameters with its execution id (first, in the `seq` slot and last)
+    in the stored form."""
+    stored = idcodec.encode(row[0])
+    return (stored, row[1], stored, *row[3:-1], stored)
 
 
 def new_batch_id() -> str:
@@ -451,9 +458,14 @@ class Store(StoreQueries, AttributionStore, ABC):
                 cur.execute(_ABSORB_PENDING)
                 cur.execute(_CLEAR_PENDING)
         if batch.late_events:
-            cur.executemany(self._sql(_INSERT_LATE_EVENT), batch.late_events)
+            cur.executemany(
+                self._sql(_INSERT_LATE_EVENT), [_late_event_row(r) for r in batch.late_events]
+            )
         if batch.late_totals:
-            cur.executemany(self._sql(_UPDATE_TOTALS), batch.late_totals)
+            cur.executemany(
+                self._sql(_UPDATE_TOTALS),
+                [(*r[:-1], idcodec.encode(r[-1])) for r in batch.late_totals],
+            )
         self._add_deltas(
             cur,
             aggregates.batch_deltas(
@@ -477,21 +489,25 @@ class Store(StoreQueries, AttributionStore, ABC):
         """
         if not batch.executions and not batch.events:
             return (), ()
+        # Ids are stored compact (`idcodec`): the rows bound carry their stored form.
+        encode, optional = idcodec.encode, idcodec.encode_optional
+        new_executions = [(encode(r[0]), r[1], optional(r[2]), *r[3:]) for r in batch.executions]
+        new_events = [(optional(r[0]), *r[1:]) for r in batch.events]
         cur.execute("SAVEPOINT aw_rows")
         inserted = 0
-        if batch.executions:
-            inserted += self._insert_many(cur, _INSERT_EXECUTION, batch.executions)
-        if batch.events:
-            inserted += self._insert_many(cur, _INSERT_EVENT, batch.events)
-        if inserted == len(batch.executions) + len(batch.events):
+        if new_executions:
+            inserted += self._insert_many(cur, _INSERT_EXECUTION, new_executions)
+        if new_events:
+            inserted += self._insert_many(cur, _INSERT_EVENT, new_events)
+        if inserted == len(new_executions) + len(new_events):
             cur.execute("RELEASE SAVEPOINT aw_rows")
-            return batch.executions, batch.events
+            return new_executions, new_events
         cur.execute("ROLLBACK TO SAVEPOINT aw_rows")
         executions: list[tuple[Any, ...]] = []
         events: list[tuple[Any, ...]] = []
         for sql, rows, kept in (
-            (_INSERT_EXECUTION, batch.executions, executions),
-            (_INSERT_EVENT, batch.events, events),
+            (_INSERT_EXECUTION, new_executions, executions),
+            (_INSERT_EVENT, new_events, events),
         ):
             statement = self._sql(sql)
             for row in rows:

@@ -30,13 +30,15 @@ _ADMISSION_LOCK = 0x6167636170  # "agcap"
 #: Array types of the columns of the statements `_insert_many` binds as arrays, in the
 #: statements' column order (`rollups.EXECUTION_COLUMNS`, `EVENT_COLUMNS`, rollup rows).
 _TEXT, _FLOAT, _INT, _INT4 = "text[]", "float8[]", "int8[]", "int4[]"
+#: Execution ids are stored compact (`idcodec`, migration 10).
+_ID = "bytea[]"
 _ARRAY_TYPES: dict[str, tuple[str, ...]] = {
     base._INSERT_EXECUTION: (
-        _TEXT, _TEXT, _TEXT, _TEXT, _TEXT, _FLOAT, _FLOAT, _FLOAT, _TEXT, _TEXT, _TEXT, _TEXT,
+        _ID, _TEXT, _ID, _TEXT, _TEXT, _FLOAT, _FLOAT, _FLOAT, _TEXT, _TEXT, _TEXT, _TEXT,
         _FLOAT, _INT, _INT, _INT, _INT, _INT, _INT, _TEXT,
     ),
     base._INSERT_EVENT: (
-        _TEXT, _TEXT, _INT4, _TEXT, _TEXT, _FLOAT, _FLOAT, _TEXT, _TEXT, _TEXT, _INT, _INT,
+        _ID, _TEXT, _INT4, _TEXT, _TEXT, _FLOAT, _FLOAT, _TEXT, _TEXT, _TEXT, _INT, _INT,
         _INT, _INT, _FLOAT, _FLOAT, _TEXT, _TEXT, _TEXT, _TEXT,
     ),
     base._UPSERT_ROLLUP: (_TEXT, _TEXT, _FLOAT, _TEXT, _FLOAT, _FLOAT),
@@ -199,7 +201,6 @@ class PostgresStore(Store):
     backend = "postgresql"
     _NO_LIMIT = "ALL"
     _FLOOR = "FLOOR({})"
-    _BINARY = ' COLLATE "C"'
 
     def __init__(self, url: str, *, connect_timeout: int = 5) -> None:
         self._pg = _psycopg()

@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from agentwatch.store import aggregates
+from agentwatch.store import aggregates, idcodec
 from agentwatch.store.rows import (
     ATTRIBUTE_NAME,
     AgentRow,
@@ -122,6 +122,21 @@ def _common_length(a: str, b: str) -> int:
     return min(len(a), len(b))
 
 
+def _stored(execution_id: str) -> bytes:
+    """The stored form of an id given to a query (`idcodec.encode`).
+
+    Raises:
+        RecordRefused: an id no store can hold (a lone surrogate), as the driver refused it
+            when ids were bound as text.
+    """
+    try:
+        return idcodec.encode(execution_id)
+    except UnicodeEncodeError as exc:
+        from agentwatch.errors import RecordRefused
+
+        raise RecordRefused(f"not an execution id: {execution_id!r}") from exc
+
+
 def _loads(text: str | None) -> Any:
     if text is None:
         return None
@@ -135,9 +150,17 @@ def _where(
     until: float | None = None,
     kind: str | None = None,
 ) -> tuple[str, list[Any]]:
-    """A parameterised WHERE clause; `since` inclusive, `until` exclusive."""
+    """A parameterised WHERE clause; `since` inclusive, `until` exclusive.
+
+    `status = 'failed'` is written as that literal (a constant, not the caller's text): it is
+    the predicate of the partial index `ix_executions_failed`, which a planner uses only
+    when the query states it.
+    """
     parts: list[str] = []
     params: list[Any] = []
+    if status == "failed":
+        parts.append("status = 'failed'")
+        status = None
     for clause, value in (
         ("agent = ?", agent),
         ("status = ?", status),
@@ -166,7 +189,7 @@ def _event_row(row: Sequence[Any], execution_started: float | None) -> EventRow:
      attribution) = row  # fmt: skip
     return EventRow(
         id=int(ev_id),
-        execution_id=ex_id,
+        execution_id=idcodec.decode_optional(ex_id),
         agent=agent,
         seq=int(seq),
         kind=kind,
@@ -197,9 +220,9 @@ def _execution_row(row: Sequence[Any], totals: Sequence[Any]) -> ExecutionRow:
     cost, tin, tout, tcached, treason, llm, tool, unpriced = totals
     llm, unpriced = int(llm), int(unpriced)
     return ExecutionRow(
-        ex_id,
+        idcodec.decode(ex_id),
         agent,
-        parent_id,
+        idcodec.decode_optional(parent_id),
         kind,
         status,
         started_at,
@@ -227,8 +250,6 @@ class StoreQueries(ABC):
     _NO_LIMIT: str
     #: SQL for the largest integer not above `{}` (for a non-negative number).
     _FLOOR = "CAST({} AS INTEGER)"
-    #: Appended to `id` in comparisons so they follow code-point order.
-    _BINARY = ""
 
     @abstractmethod
     def _sql(self, sql: str) -> str:
@@ -314,7 +335,7 @@ class StoreQueries(ABC):
         where, params = self._filter_where(flt or ExecutionFilter())
         if before is not None:
             where = _and(where, "(started_at < ? OR (started_at = ? AND id < ?))")
-            params.extend([before[0], before[0], before[1]])
+            params.extend([before[0], before[0], _stored(before[1])])
         sql = f"{_EXEC_SELECT}{where} ORDER BY started_at DESC, id DESC"
         if limit is not None:
             sql += " LIMIT ?"
@@ -355,27 +376,30 @@ class StoreQueries(ABC):
             cur.execute(self._sql(f"SELECT COUNT(*) FROM executions{where}"), params)
             return int(cur.fetchone()[0])
 
-    def _id_prefix(self, prefix: str) -> tuple[str, list[Any]]:
-        """An exact, case-sensitive `id starts with prefix` condition and its parameters.
-
-        Default (PostgreSQL, whose LIKE is case-sensitive): LIKE with `%`, `_` and the
-        escape character itself escaped, so they match only themselves.
-        """
-        escaped = prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_")
-        return "id LIKE ? ESCAPE '!'", [escaped + "%"]
-
     def ids_with_prefix(self, prefix: str, *, limit: int = 2) -> list[str]:
         """Ids of executions (any kind) that start with `prefix`, in id order, at most `limit`.
 
-        `prefix` is text, never a pattern: `%` and `_` match only themselves.
+        `prefix` is text, never a pattern. Ids are stored compact (`idcodec`), so this is at
+        most two ranges on the primary key: canonical ids (`exec_01ab` or an odd number of
+        hex digits, `exec_01a`, bound the 16-byte form) and other ids (tagged UTF-8).
         """
-        condition, params = self._id_prefix(prefix)
+        found: list[str] = []
         with self._read() as cur:
-            cur.execute(
-                self._sql(f"SELECT id FROM executions WHERE {condition} ORDER BY id LIMIT ?"),
-                [*params, int(limit)],
-            )
-            return [str(row[0]) for row in cur.fetchall()]
+            for span in idcodec.prefix_ranges(prefix):
+                sql = "SELECT id FROM executions WHERE id >= ?"
+                params: list[Any] = [span.low]
+                if span.high is not None:
+                    sql += " AND id < ?"
+                    params.append(span.high)
+                length = "=" if span.canonical else "<>"
+                sql += f" AND length(id) {length} {idcodec.CANONICAL_BYTES} ORDER BY id LIMIT ?"
+                params.append(int(limit))
+                cur.execute(self._sql(sql), params)
+                found.extend(
+                    text for text in (idcodec.decode(row[0]) for row in cur.fetchall())
+                    if text.startswith(prefix)
+                )  # fmt: skip
+        return sorted(found)[:limit]
 
     def resolve_execution_id(self, id_or_prefix: str, *, candidates: int = 5) -> str:
         """The id of the execution whose id is `id_or_prefix`, or the only one starting
@@ -388,8 +412,12 @@ class StoreQueries(ABC):
         """
         from agentwatch.errors import AmbiguousExecutionId, ExecutionNotFound
 
+        try:
+            stored = idcodec.encode(id_or_prefix)
+        except UnicodeEncodeError:
+            raise ExecutionNotFound(f"no run has the ID or ID prefix {id_or_prefix!r}") from None
         with self._read() as cur:
-            cur.execute(self._sql("SELECT id FROM executions WHERE id = ?"), (id_or_prefix,))
+            cur.execute(self._sql("SELECT id FROM executions WHERE id = ?"), (stored,))
             if cur.fetchone() is not None:
                 return id_or_prefix
         matches = self.ids_with_prefix(id_or_prefix, limit=candidates + 1)
@@ -426,21 +454,24 @@ class StoreQueries(ABC):
 
     def execution(self, execution_id: str) -> ExecutionDetail | None:
         """One execution (any kind) with its events in timeline order and its children's ids."""
+        try:
+            stored = idcodec.encode(execution_id)
+        except UnicodeEncodeError:
+            return None  # no stored id can be it
         with self._read() as cur:
-            cur.execute(self._sql(f"{_EXEC_SELECT} WHERE id = ?"), (execution_id,))
+            cur.execute(self._sql(f"{_EXEC_SELECT} WHERE id = ?"), (stored,))
             row = cur.fetchone()
             if row is None:
                 return None
             cur.execute(
-                self._sql(f"{_EVENT_SELECT} WHERE execution_id = ? ORDER BY seq, id"),
-                (execution_id,),
+                self._sql(f"{_EVENT_SELECT} WHERE execution_id = ? ORDER BY seq, id"), (stored,)
             )
             events = cur.fetchall()
             cur.execute(
                 self._sql("SELECT id FROM executions WHERE parent_id = ? ORDER BY started_at, id"),
-                (execution_id,),
+                (stored,),
             )
-            children = tuple(str(r[0]) for r in cur.fetchall())
+            children = tuple(idcodec.decode(r[0]) for r in cur.fetchall())
         (execution,) = self._with_tool_totals([row])
         started = execution.started_at
         timeline = []
@@ -796,20 +827,11 @@ class StoreQueries(ABC):
     def ids_starting_with(self, prefix: str, *, limit: int = 2) -> list[str]:
         """Ids of executions (any kind) that start with `prefix`, in id order, at most `limit`.
 
-        A range on the primary key (`prefix <= id < prefix + U+10FFFF`), so it costs an
-        index seek; `prefix` is text, never a pattern.
+        `ids_with_prefix` (index ranges on the primary key), with nothing for an empty prefix.
         """
         if not prefix:
             return []
-        column = f"id{self._BINARY}"
-        sql = (
-            f"SELECT id FROM executions WHERE {column} >= ? AND {column} < ? "
-            "AND substr(id, 1, ?) = ? ORDER BY id LIMIT ?"
-        )
-        params = [prefix, prefix + "\U0010ffff", len(prefix), prefix, int(limit)]
-        with self._read() as cur:
-            cur.execute(self._sql(sql), params)
-            return [str(row[0]) for row in cur.fetchall()]
+        return self.ids_with_prefix(prefix, limit=limit)
 
     def search_runs(
         self,
@@ -857,7 +879,7 @@ class StoreQueries(ABC):
         }[search.sort]
         if after is not None:
             where = _and(where, f"({column} < ? OR ({column} = ? AND id < ?))")
-            params.extend([after[0], after[0], after[1]])
+            params.extend([after[0], after[0], _stored(after[1])])
         sql = f"{_EXEC_SELECT}{where} ORDER BY {column} DESC, id DESC LIMIT ?"
         params.append(int(limit))
         with self._read() as cur:
@@ -961,29 +983,30 @@ class StoreQueries(ABC):
         """
         if not rows:
             return []
-        own: dict[str, list[Any]] = {str(r[0]): list(r[_TOTALS_AT:]) for r in rows}
-        children: dict[str, list[str]] = {}
+        # Keyed by the stored ids, as the rows and the queries carry them.
+        own: dict[Any, list[Any]] = {r[0]: list(r[_TOTALS_AT:]) for r in rows}
+        children: dict[Any, list[Any]] = {}
         frontier = list(own)
         with self._read() as cur:
             for _ in range(MAX_TOOL_DEPTH):
                 if not frontier:
                     break
-                found: list[str] = []
+                found: list[Any] = []
                 for start in range(0, len(frontier), _IN_CHUNK):
                     chunk = frontier[start : start + _IN_CHUNK]
                     sql = _TOOL_CHILDREN.format(marks=", ".join("?" * len(chunk)))
                     cur.execute(self._sql(sql), chunk)
                     for parent_id, child_id, *totals in cur.fetchall():
-                        children.setdefault(str(parent_id), []).append(str(child_id))
+                        children.setdefault(parent_id, []).append(child_id)
                         if child_id not in own:
                             own[child_id] = totals
                             found.append(child_id)
                 frontier = found
         if not children:
             return [_execution_row(r, r[_TOTALS_AT:]) for r in rows]
-        memo: dict[str, list[Any]] = {}
+        memo: dict[Any, list[Any]] = {}
 
-        def subtree(node: str, path: frozenset[str]) -> list[Any]:
+        def subtree(node: Any, path: frozenset[Any]) -> list[Any]:
             done = memo.get(node)
             if done is not None:
                 return done
@@ -995,7 +1018,7 @@ class StoreQueries(ABC):
             memo[node] = acc
             return acc
 
-        return [_execution_row(r, subtree(str(r[0]), frozenset({str(r[0])}))) for r in rows]
+        return [_execution_row(r, subtree(r[0], frozenset({r[0]}))) for r in rows]
 
     # -- the pre-1.0 dict API ------------------------------------------------------------
     def get_executions(

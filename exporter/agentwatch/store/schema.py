@@ -39,14 +39,21 @@ Design notes a maintainer must keep:
 - `events (execution_id, seq)` is unique: an execution's own events take `seq` 0, 1, ...;
   late events take `LATE_SEQ_BASE` + n, so they never collide with the execution's own
   events even when they are stored before it (`pending`).
+- Execution ids are stored compact from migration 10 (`executions.id`, `.parent_id`,
+  `events.execution_id`: BLOB / `bytea`, see `idcodec.py`): 16 bytes for a canonical
+  `exec_` + 32 hex id instead of 37, and the id is stored four times per run. Queries take
+  and return the text form; only the store sees the bytes. Rollup exemplar ids stay text
+  (one per histogram bucket row, not per run). Stop writers of earlier releases before
+  upgrading: they would bind text ids (PostgreSQL refuses them; SQLite stores them, and they
+  read back but escape prefix lookups).
 - `audit` is the hash-chained audit trail (`store/audit.py`), appended in the batch's
   transaction; retention cuts it only at its start and leaves a checkpoint entry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from agentwatch.store import aggregates
@@ -88,6 +95,8 @@ class Migration:
     #: same transaction): `Store._backfill(version, cur)`.
     backfill: bool = False
     convert: Convert | None = None
+    #: Statements only one backend runs, after `statements` (by backend name).
+    backend_statements: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _per_bucket_rollups(cur: Any, sql: Callable[[str], str]) -> None:
@@ -128,6 +137,98 @@ def _per_bucket_rollups(cur: Any, sql: Callable[[str], str]) -> None:
     if deletes:
         cur.executemany(sql("DELETE FROM rollups WHERE sample = ? AND labels = ?"), deletes)
 
+
+#: Columns of `executions` and `events` after migration 10, in table order (the rebuilt
+#: SQLite tables keep the column order every earlier migration left).
+_EXECUTIONS_V10 = """
+    CREATE TABLE executions_v10 (
+        id BLOB PRIMARY KEY,
+        agent TEXT NOT NULL,
+        parent_id BLOB,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at DOUBLE PRECISION NOT NULL,
+        ended_at DOUBLE PRECISION,
+        duration DOUBLE PRECISION,
+        error_type TEXT,
+        error_message TEXT,
+        arguments TEXT,
+        attributes TEXT NOT NULL DEFAULT '{}',
+        cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+        input_tokens BIGINT NOT NULL DEFAULT 0,
+        output_tokens BIGINT NOT NULL DEFAULT 0,
+        cached_tokens BIGINT NOT NULL DEFAULT 0,
+        reasoning_tokens BIGINT NOT NULL DEFAULT 0,
+        llm_calls BIGINT NOT NULL DEFAULT 0,
+        tool_calls BIGINT NOT NULL DEFAULT 0,
+        attribution TEXT NOT NULL DEFAULT '{}'
+    )
+"""
+_EXECUTION_COPY = (
+    "id, agent, parent_id, kind, status, started_at, ended_at, duration, error_type, "
+    "error_message, arguments, attributes, cost_usd, input_tokens, output_tokens, "
+    "cached_tokens, reasoning_tokens, llm_calls, tool_calls, attribution"
+)
+_EVENTS_V10 = """
+    CREATE TABLE events_v10 (
+        id INTEGER PRIMARY KEY,
+        execution_id BLOB,
+        agent TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        started_at DOUBLE PRECISION NOT NULL,
+        duration DOUBLE PRECISION,
+        status TEXT NOT NULL,
+        model TEXT,
+        provider TEXT,
+        input_tokens BIGINT NOT NULL DEFAULT 0,
+        output_tokens BIGINT NOT NULL DEFAULT 0,
+        cached_tokens BIGINT NOT NULL DEFAULT 0,
+        reasoning_tokens BIGINT NOT NULL DEFAULT 0,
+        cost_usd DOUBLE PRECISION,
+        time_to_first_token DOUBLE PRECISION,
+        error_type TEXT,
+        error_message TEXT,
+        attributes TEXT NOT NULL DEFAULT '{}',
+        pending INTEGER NOT NULL DEFAULT 0,
+        attribution TEXT NOT NULL DEFAULT '{}'
+    )
+"""
+_EVENT_COPY = (
+    "id, execution_id, agent, seq, kind, name, started_at, duration, status, model, provider, "
+    "input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_usd, "
+    "time_to_first_token, error_type, error_message, attributes, pending, attribution"
+)
+
+
+def _copy(columns: str, encoded: Sequence[str]) -> str:
+    """`SELECT` list copying `columns`, the `encoded` ones through `aw_encode_id`."""
+    return ", ".join(
+        f"aw_encode_id({c})" if c in encoded else c for c in (c.strip() for c in columns.split(","))
+    )
+
+
+def _pg_encoded(column: str) -> str:
+    """`idcodec.encode` of a text column in PostgreSQL SQL (NULL stays NULL)."""
+    utf8 = f"convert_to({column}, 'UTF8')"
+    return (
+        f"CASE WHEN {column} ~ '^exec_[0-9a-f]{{32}}$' THEN decode(substr({column}, 6), 'hex') "
+        f"ELSE '\\xff'::bytea || {utf8} || CASE WHEN octet_length({utf8}) = 15 "
+        "THEN '\\xff'::bytea ELSE '\\x'::bytea END END"
+    )
+
+
+#: Indexes of the two tables after migration 10 (SQLite recreates them on the new tables).
+_INDEXES_V10 = (
+    "CREATE INDEX ix_executions_agent_started ON executions (agent, started_at)",
+    "CREATE INDEX ix_executions_started ON executions (started_at)",
+    "CREATE INDEX ix_executions_parent ON executions (parent_id) WHERE parent_id IS NOT NULL",
+    "CREATE INDEX ix_executions_failed ON executions (started_at) WHERE status = 'failed'",
+    "CREATE UNIQUE INDEX ux_events_execution_seq ON events (execution_id, seq)",
+    "CREATE INDEX ix_events_pending ON events (execution_id) WHERE pending = 1",
+    "CREATE INDEX ix_events_started ON events (started_at)",
+)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -320,6 +421,51 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        10,
+        "compact execution ids (16 bytes), a failed-runs index instead of status + time",
+        # Why each index of `executions` / `events` goes or stays:
+        # - ix_executions_status_started goes (29 B a run in SQLite). Summary statistics,
+        #   costs and budgets read the hourly aggregates; what still filters on status is a
+        #   listing or search by status, and the failed runs of a window (`top_errors`, the
+        #   console): listings walk ix_executions_started newest first and stop at their
+        #   LIMIT, and failed runs get the partial ix_executions_failed, which holds only
+        #   them (queries name the literal 'failed' so both backends can use it).
+        # - ix_events_started stays: budget spend (`Store.spend`), summaries and costs read
+        #   the partial hours at a window's edges from the events themselves, and listings of
+        #   calls and call trends are time ranges; without it each would scan every event.
+        # - ix_executions_started, ix_executions_agent_started (time ranges, per agent),
+        #   ix_executions_parent (children, tool totals), ux_events_execution_seq (a run's
+        #   timeline, exactly-once events) and ix_events_pending stay, on the compact ids.
+        (),
+        backend_statements={
+            # SQLite cannot change a column's type: build the tables anew with set-based
+            # copies (`aw_encode_id` is `idcodec.encode_optional`, registered on every
+            # connection), drop the old ones (their indexes go with them), rename.
+            "sqlite": (
+                _EXECUTIONS_V10,
+                f"INSERT INTO executions_v10 ({_EXECUTION_COPY}) "
+                f"SELECT {_copy(_EXECUTION_COPY, ('id', 'parent_id'))} FROM executions",
+                "DROP TABLE executions",
+                "ALTER TABLE executions_v10 RENAME TO executions",
+                _EVENTS_V10,
+                f"INSERT INTO events_v10 ({_EVENT_COPY}) "
+                f"SELECT {_copy(_EVENT_COPY, ('execution_id',))} FROM events",
+                "DROP TABLE events",
+                "ALTER TABLE events_v10 RENAME TO events",
+                *_INDEXES_V10,
+            ),
+            # One rewrite per table (indexes on the changed columns are rebuilt with it).
+            "postgresql": (
+                "DROP INDEX ix_executions_status_started",
+                f"ALTER TABLE executions ALTER COLUMN id TYPE bytea USING {_pg_encoded('id')}, "
+                f"ALTER COLUMN parent_id TYPE bytea USING {_pg_encoded('parent_id')}",
+                "ALTER TABLE events ALTER COLUMN execution_id TYPE bytea "
+                f"USING {_pg_encoded('execution_id')}",
+                _INDEXES_V10[3],
+            ),
+        },
+    ),
 )
 
 #: Created before any migration runs; its rows say which versions are applied.
@@ -338,6 +484,7 @@ def statements_for(backend: str, migration: Migration) -> list[str]:
         for word, value in words.items():
             statement = statement.replace("{" + word + "}", value)
         result.append(" ".join(statement.split()))
+    result.extend(" ".join(s.split()) for s in migration.backend_statements.get(backend, ()))
     return result
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from agentwatch.errors import IncompatibleStore, RecordRefused, StoreNotFound
+from agentwatch.store import idcodec
 from agentwatch.store.base import Store, StoreUnavailable, nearest_rank
 from agentwatch.store.queries import PERCENTILES
 
@@ -76,22 +77,6 @@ def _local_date(ts: float | None, tz: str) -> str | None:
     if ts is None:
         return None
     return datetime.fromtimestamp(ts, ZoneInfo(tz)).strftime("%Y-%m-%d")
-
-
-_MAX_CHAR = 0x10FFFF
-_SURROGATES = range(0xD800, 0xE000)
-
-
-def _successor(prefix: str) -> str | None:
-    """The smallest string greater than every string starting with `prefix` (code point
-    order), or None when there is none (empty, or only U+10FFFF characters)."""
-    stem = prefix.rstrip(chr(_MAX_CHAR))
-    if not stem:
-        return None
-    following = ord(stem[-1]) + 1
-    if following in _SURROGATES:  # not encodable in UTF-8: skip to the next scalar value
-        following = _SURROGATES.stop
-    return stem[:-1] + chr(following)
 
 
 class SQLiteStore(Store):
@@ -158,6 +143,8 @@ class SQLiteStore(Store):
                 self._enable_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.create_function("aw_local_date", 2, _local_date, deterministic=True)
+            # Migration 10 converts stored ids with it, in SQL (`schema.py`).
+            conn.create_function("aw_encode_id", 1, idcodec.encode_optional, deterministic=True)
         except BaseException:
             conn.close()
             raise
@@ -185,14 +172,6 @@ class SQLiteStore(Store):
 
     def _adapt(self, sql: str) -> str:
         return sql
-
-    def _id_prefix(self, prefix: str) -> tuple[str, list[Any]]:
-        """A range on the primary key (its index serves it): SQLite's LIKE ignores ASCII
-        case, and its default BINARY collation orders UTF-8 text by code point."""
-        upper = _successor(prefix)
-        if upper is None:
-            return "id >= ?", [prefix]
-        return "id >= ? AND id < ?", [prefix, upper]
 
     @contextmanager
     def atomic(self) -> Iterator[sqlite3.Cursor]:
