@@ -356,7 +356,7 @@ def run(args: argparse.Namespace) -> int:
 
         name = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
         for backend in backends if args.only != "writer" else ():
-            for shape in SHAPES:
+            for shape in SHAPES if args.shape is None else (SHAPES[args.shape],):
                 what = f"end to end, {shape[0]} agents × {shape[1]} models, {name[backend]}"
                 goal = GOALS[shape] if backend == "sqlite" else ""
                 keep = shape == SHAPES[-1]
@@ -370,7 +370,7 @@ def run(args: argparse.Namespace) -> int:
                     measured("end_to_end", backend, shape, keep),
                     best=True,
                 )
-        for backend in backends:
+        for backend in backends if args.only != "end-to-end" else ():
             what = f"writer only, 200 agents × 10 models, {name[backend]}"
             goal = GOALS["writer_pg"] if backend == "postgresql" else ""
             cmp.measure(
@@ -388,7 +388,7 @@ def run(args: argparse.Namespace) -> int:
             row = cmp.Row(f"CPU per run of {whose} (writer only), {name[backend]}", "s")
             row.cells.update(cells)
             rows.append(row)
-        for backend in backends if args.only != "writer" else ():
+        for backend in [b for b in backends if sizes[b]]:  # measured at 200 x 10 end to end
             goal = GOALS["bytes_sqlite" if backend == "sqlite" else "bytes_pg"]
             size = cmp.Row(
                 f"bytes per run, {name[backend]} (end to end, 200 × 10, "
@@ -452,9 +452,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=("writer",),
+        choices=("writer", "end-to-end"),
         default=None,
-        help="measure the writer-only figures alone (no end to end, no bytes per run)",
+        help="measure these figures alone (no bytes per run without end to end)",
+    )
+    parser.add_argument(
+        "--shape",
+        type=int,
+        choices=range(len(SHAPES)),
+        default=None,
+        help="end to end at this shape only: 0 = 8 x 3, 1 = 200 x 10",
     )
     parser.add_argument(
         "--compare-with",
