@@ -223,6 +223,11 @@ def test_throughput_benchmark_measures_both_shapes_and_backends(
     for backend in ("SQLite", "PostgreSQL"):
         (size,) = [what for what in rows if what.startswith(f"bytes per run, {backend}")]
         assert re.match(r"[\d,]+ B$", rows[size][0])
+    cpu = [what for what in rows if what.startswith("CPU per run")]
+    assert len(cpu) == 3  # the writer's process on both backends, PostgreSQL's server process
+    for what in cpu:
+        for cell in rows[what][:2]:
+            assert re.match(r"[\d.]+ (µs|ms)$", cell), (what, cell)
     assert _throwaway_schemas(base) <= before  # every schema it made was dropped
 
 
