@@ -6,7 +6,7 @@ dropped afterwards. When the server is unreachable the test FAILS under CI=true 
 skipped with the reason otherwise.
 
 Creating a schema and running every migration is most of a PostgreSQL test's cost, so a
-test that asks for the migrated `store` fixture gets a migrated schema from a per-process
+test that asks for `migrated_url` (or the `store` fixture) gets a migrated schema from a per-process
 pool (`_MigratedSchemas`): after the test its rows, sequences and seeded rows are put back
 as migrated, and only if its tables, columns, indexes, constraints and functions are still
 exactly those of a freshly migrated schema; otherwise (or if a lock stays held) it is
@@ -221,12 +221,12 @@ def migrated_postgres_url(_migrated_schemas: _MigratedSchemas) -> Iterator[str]:
 def backend_url(request: pytest.FixtureRequest) -> str:
     """A fresh store URL, once per backend: one test body covers SQLite and PostgreSQL.
 
-    A test that also uses the `store` fixture gets it already migrated on PostgreSQL (the
-    state `store` leaves it in anyway); every other test gets an empty schema.
+    A test that uses `migrated_url` (or `store`, which does) gets it already migrated on
+    PostgreSQL, from the pool; every other test gets an empty schema.
     """
     if request.param == "sqlite":
         name = "sqlite_url"
-    elif "store" in request.fixturenames:
+    elif "migrated_url" in request.fixturenames:
         name = "migrated_postgres_url"
     else:
         name = "postgres_url"
@@ -235,9 +235,18 @@ def backend_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def store(backend_url: str) -> Iterator[Store]:
+def migrated_url(backend_url: str) -> str:
+    """`backend_url` at the latest schema version (on PostgreSQL a pooled, reset schema)."""
+    if backend_url.startswith("sqlite"):
+        with open_store(backend_url) as fresh:
+            fresh.migrate()
+    return backend_url
+
+
+@pytest.fixture
+def store(migrated_url: str) -> Iterator[Store]:
     """A migrated store on each backend, closed afterwards."""
-    opened = open_store(backend_url)
+    opened = open_store(migrated_url)
     opened.migrate()
     yield opened
     opened.close()
