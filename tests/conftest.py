@@ -6,12 +6,12 @@ dropped afterwards. When the server is unreachable the test FAILS under CI=true 
 skipped with the reason otherwise.
 
 Creating a schema and running every migration is most of a PostgreSQL test's cost, so a
-test that asks for `migrated_url` (or the `store` fixture) gets a migrated schema from a per-process
-pool (`_MigratedSchemas`): after the test its rows, sequences and seeded rows are put back
-as migrated, and only if its tables, columns, indexes, constraints and functions are still
-exactly those of a freshly migrated schema; otherwise (or if a lock stays held) it is
-dropped. Schema names are random, so concurrent sessions and pytest-xdist workers never
-share one.
+test that asks for `migrated_url` (or the `store` fixture) gets a migrated schema from a
+per-process pool (`_MigratedSchemas`): after the test its rows, sequences and seeded rows
+are put back as migrated, but only if its tables, columns, indexes, constraints and
+functions are still exactly those of a freshly migrated schema; otherwise (or if a lock
+stays held) it is dropped. Schema names are random, so concurrent sessions and
+pytest-xdist workers never share one.
 """
 
 from __future__ import annotations
