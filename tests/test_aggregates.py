@@ -204,7 +204,7 @@ def check_answers(
             assert g == pytest.approx(w, rel=1e-9, abs=1e-12)
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_aggregates_equal_raw_rows_through_writes_prunes_and_late_events(
     store: Store, records: Records, monkeypatch: pytest.MonkeyPatch, seed: int
 ) -> None:
@@ -223,6 +223,7 @@ def test_aggregates_equal_raw_rows_through_writes_prunes_and_late_events(
     check_answers(store, rng, monkeypatch, exact_limit=0)
 
 
+@pytest.mark.slow
 def test_a_store_from_before_migration_5_is_upgraded_with_every_total(
     backend_url: str, records: Records, monkeypatch: pytest.MonkeyPatch
 ) -> None:

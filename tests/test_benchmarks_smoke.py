@@ -44,6 +44,7 @@ def test_fleet_draws_the_same_runs_for_the_same_seed(bench: tuple[ModuleType, Mo
     assert _runs(workload, 300) != _runs(workload, 300, seed=11)
 
 
+@pytest.mark.slow  # draws a 20,000-run fleet
 def test_fleet_mix_is_the_documented_one(bench: tuple[ModuleType, ModuleType]) -> None:
     workload, _ = bench
     runs = _runs(workload, 20_000)
