@@ -170,9 +170,15 @@ def _plan(store: Store, sql: str, params: list[Any]) -> str:
         if store.backend == "sqlite":
             cur.execute("EXPLAIN QUERY PLAN " + sql, params)
             return " | ".join(str(row[-1]) for row in cur.fetchall())
-        cur.execute("SET LOCAL enable_seqscan = off")  # an empty table: ask what it can do
-        cur.execute("EXPLAIN " + store._sql(sql), params)
-        return " | ".join(str(row[0]) for row in cur.fetchall())
+        # The tables may be empty (or known to be, in a reused test schema): ask what the
+        # planner can do, not what it prefers for no rows. A session setting, reset at once,
+        # because the read connection may not be inside a transaction (SET LOCAL is a no-op).
+        cur.execute("SET enable_seqscan = off")
+        try:
+            cur.execute("EXPLAIN " + store._sql(sql), params)
+            return " | ".join(str(row[0]) for row in cur.fetchall())
+        finally:
+            cur.execute("RESET enable_seqscan")
 
 
 def test_what_filtered_on_the_dropped_status_index_still_reads_an_index(store: Store) -> None:
