@@ -23,6 +23,7 @@ from agentwatch.validation import clean_event
 EXPECTED_TEXT = """# HELP agentwatch_executions_total Agent executions that finished, by agent and outcome.
 # TYPE agentwatch_executions_total counter
 agentwatch_executions_total{agent="researcher",status="completed"} 1.0
+agentwatch_executions_total{agent="researcher",status="failed"} 0.0
 # HELP agentwatch_execution_errors_total Failed agent executions, by agent and exception class.
 # TYPE agentwatch_execution_errors_total counter
 # HELP agentwatch_execution_duration_seconds Wall-clock duration of agent executions.
@@ -47,7 +48,9 @@ agentwatch_execution_duration_seconds_sum{agent="researcher"} 1.5
 # HELP agentwatch_llm_requests_total LLM requests, by calling agent, model, provider and outcome.
 # TYPE agentwatch_llm_requests_total counter
 agentwatch_llm_requests_total{agent="researcher",model="gpt-4o-mini",provider="openai",status="success"} 1.0
+agentwatch_llm_requests_total{agent="researcher",model="gpt-4o-mini",provider="openai",status="failure"} 0.0
 agentwatch_llm_requests_total{agent="none",model="custom-model",provider="unknown",status="failure"} 1.0
+agentwatch_llm_requests_total{agent="none",model="custom-model",provider="unknown",status="success"} 0.0
 # HELP agentwatch_llm_errors_total Failed LLM requests, by model, provider and error class.
 # TYPE agentwatch_llm_errors_total counter
 agentwatch_llm_errors_total{agent="none",error_type="RateLimitError",model="custom-model",provider="unknown"} 1.0
