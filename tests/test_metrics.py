@@ -401,7 +401,10 @@ def test_a_new_label_set_exposes_its_other_outcomes_at_zero() -> None:
     # Not for the families no rule takes a ratio of: each tool would grow an idle series,
     # and an error class cannot be known before it happens.
     metrics.observe_tool_call(Event(kind="tool_call", name="t", started_at=1.0), "a")
-    assert value("agentwatch_tool_calls_total", {"agent": "a", "tool": "t", "status": "failure"}) is None
+    assert (
+        value("agentwatch_tool_calls_total", {"agent": "a", "tool": "t", "status": "failure"})
+        is None
+    )
     errors = _status_series(registry, "agentwatch_execution_errors")
     assert errors and all(v > 0 for v in errors.values())
 
