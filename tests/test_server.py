@@ -355,3 +355,47 @@ def test_a_new_agents_failure_series_is_served_at_zero_from_its_first_run(
     assert _value(text, "agentwatch_llm_requests_total", **call, status="failure") == 1
     lines = [line for line in text.splitlines() if line.startswith("agentwatch_executions_total{")]
     assert len(lines) == 2, lines
+
+
+def test_serve_and_the_in_process_registry_expose_the_same_outcome_series(
+    store_url: str, served: AgentwatchServer
+) -> None:
+    """One workload, both expositions: the same status series, zeros included."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry()
+    agentwatch.configure(store_url=store_url, registry=registry)
+
+    @agentwatch.observe(name="worker")
+    def worker(agent_fails: bool, call_fails: bool, model: str) -> None:
+        agentwatch.record_llm_call(
+            model, provider="openai", input_tokens=1, output_tokens=1, cost_usd=0.01,
+            status="failure" if call_fails else "success",
+        )  # fmt: skip
+        if agent_fails:
+            raise ValueError("boom")
+
+    worker(False, False, "m-ok")
+    with pytest.raises(ValueError):
+        worker(True, True, "m-bad")
+    agentwatch.record_llm_call("m-outside", provider="openai", status="failure")
+    assert agentwatch.flush(timeout=10)
+
+    families = ("agentwatch_executions_total", "agentwatch_llm_requests_total")
+
+    def outcomes(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        return {k: v for k, v in _samples(text).items() if k[0] in families}
+
+    in_process = outcomes(generate_latest(registry).decode())
+    served_text = requests.get(served.url + "/metrics", timeout=5).text
+    assert outcomes(served_text) == in_process
+    zeros = {
+        (labels["agent"], labels["model"], labels["status"])
+        for (_, frozen), value in in_process.items()
+        if value == 0 and (labels := dict(frozen))
+    }
+    assert zeros == {
+        ("worker", "m-ok", "failure"),
+        ("worker", "m-bad", "success"),
+        ("none", "m-outside", "success"),
+    }
