@@ -10,6 +10,8 @@ times, each `--repeat` times (median shown):
   `monitor cost --group-by date --since 30d` (subprocesses: wall time, start-up included);
 - each configured budget's spend (`budgets.evaluate_budgets`, one budget at a time: what
   every scrape pays per budget);
+- with `--teams N` (runs and calls spread over N `team` values; the default mix has
+  none), budgets and `monitor stats` / `monitor cost` scoped by one team;
 - `/metrics`: the serve registry's collection and text exposition in process (no budgets),
   and scrapes of a real `agentwatch serve` over HTTP with the budgets configured (first
   scrape, repeated scrapes, two concurrent scrapes).
@@ -148,8 +150,21 @@ def _id_factory() -> Any:
         return lambda: f"exec_{uuid.uuid4().hex}"
 
 
+def _team(i: int, teams: int) -> dict[str, str]:
+    """Run `i`'s attribution with `--teams` (none without): a fixed spread, no random draw,
+    so the rest of the seeded mix is the same with and without teams."""
+    return {"team": f"team-{(i * 7919) % teams}"} if teams else {}
+
+
 def history_items(
-    runs: int, agents: int, models: int, days: int, seed: int, data_end: float, chunk: int
+    runs: int,
+    agents: int,
+    models: int,
+    days: int,
+    seed: int,
+    data_end: float,
+    chunk: int,
+    teams: int = 0,
 ) -> Iterator[list[Any]]:
     """The seeded history as `ExecutionFinished` items, oldest first, `chunk` at a time."""
     from agentwatch.model import Event, Execution, ExecutionFinished
@@ -166,6 +181,7 @@ def history_items(
         began = start + (i + rng.random() * 0.9) * step
         t = began + 0.01
         events = []
+        team = _team(i, teams)
         for call in run.calls:
             model = call.model
             events.append(
@@ -184,6 +200,7 @@ def history_items(
                     cost_usd=call.cost,
                     time_to_first_token=call.ttft,
                     error_type=run.error[0] if call.failed and run.error else None,
+                    **({"attribution": team} if team else {}),
                 )
             )
             t += call.duration + 0.005
@@ -195,6 +212,7 @@ def history_items(
                     started_at=t,
                     duration=tool.duration,
                     status="failure" if tool.failed else "success",
+                    **({"attribution": team} if team else {}),
                 )
             )
             t += tool.duration + 0.002
@@ -207,6 +225,7 @@ def history_items(
             status="failed" if run.error else "completed",
             error_type=error_type,
             error_message=message,
+            **({"attribution": team} if team else {}),
         )
         execution.events.extend(events)
         items.append(ExecutionFinished(execution))
@@ -227,6 +246,7 @@ def w_build(
     data_end: float,
     batch_size: int,
     max_label_sets: int,
+    teams: int = 0,
 ) -> dict[str, Any]:
     """Write the history through a `BatchWriter`; generate the next chunk while it writes."""
     from agentwatch.store import open_store
@@ -246,10 +266,11 @@ def w_build(
         batch_size=batch_size,
         flush_interval=0.05,
         max_label_sets=max_label_sets,
+        **({"attribution": (_dimension("team", teams),)} if teams else {}),
     )
     started = time.perf_counter()
     written = 0
-    for items in history_items(runs, agents, models, days, seed, data_end, chunk):
+    for items in history_items(runs, agents, models, days, seed, data_end, chunk, teams):
         if not writer.flush(timeout=None):
             raise RuntimeError(f"writer lost records: {writer.stats.dropped()}")
         for item in items:
@@ -277,6 +298,12 @@ def w_build(
     return {"runs": runs, "seconds": seconds, "rate": runs / seconds}
 
 
+def _dimension(name: str, max_values: int) -> Any:
+    from agentwatch.config import AttributionDimension
+
+    return AttributionDimension(name, max_values)
+
+
 def w_init_empty(path: str) -> None:
     """A migrated store without runs (what `agentwatch init` creates)."""
     from agentwatch.store import open_store
@@ -289,6 +316,8 @@ def w_init_empty(path: str) -> None:
 def _budget(spec: dict[str, Any]) -> Any:
     from agentwatch.config import Budget
 
+    if "attributes" in spec:  # JSON turned its pairs into lists
+        spec = {**spec, "attributes": tuple(tuple(pair) for pair in spec["attributes"])}
     return Budget(**spec)
 
 
@@ -416,7 +445,7 @@ class HistoryStores:
         a = args
         self.params = (
             f"{a.runs}r-{a.agents}a-{a.models}m-{a.days}d-s{a.seed}-b{a.batch_size}-v{DATA_VERSION}"
-        )
+        ) + (f"-t{a.teams}" if a.teams else "")  # the default key is unchanged
 
     def ensure(self, worker: cmp.Worker) -> dict[str, Any]:
         """URL and build facts of the store `worker`'s version reads; builds it if needed."""
@@ -447,6 +476,7 @@ class HistoryStores:
                 data_end=self.data_end,
                 batch_size=a.batch_size,
                 max_label_sets=a.max_label_sets,
+                **({"teams": a.teams} if a.teams else {}),
             )
         )
 
@@ -671,6 +701,52 @@ def _stats_totals(version: cmp.Version, env: dict[str, str], url: str) -> dict[s
 _PERIODS = {"day": "daily", "week": "weekly", "month": "monthly"}
 
 
+def measure_attributed(
+    args: argparse.Namespace,
+    versions: list[cmp.Version],
+    workers: dict[str, cmp.Worker],
+    url: Any,
+    env: Any,
+    rows: list[cmp.Row],
+    now: float,
+) -> None:
+    """With `--teams`: budgets and CLI queries scoped by one team (`team-0`)."""
+    n = args.repeat
+    scope = [["team", "team-0"]]
+    for period, limit in (("day", 50.0), ("month", 1000.0)):
+        spec = {"name": f"team-{period}", "period": period, "limit_usd": limit,
+                "attributes": scope}  # fmt: skip
+        cmp.measure(
+            rows,
+            f"budget, {_PERIODS[period]}, team team-0 (1 of {args.teams} teams)",
+            "s",
+            GOALS["budget"],
+            versions,
+            n,
+            lambda v, spec=spec: float(
+                workers[v.label].call("budget", url=url(v), spec=spec, now=now)["seconds"]
+            ),
+            warmup=True,
+        )
+    for what, cli_args in (
+        ("`monitor stats --attr team=team-0`", ("monitor", "stats")),
+        ("`monitor stats --since 7d --attr team=team-0`", ("monitor", "stats", "--since", "7d")),
+        ("`monitor cost --attr team=team-0` (by agent, 7d)", ("monitor", "cost")),
+    ):
+        cmp.measure(
+            rows,
+            what,
+            "s",
+            GOALS["stats"],
+            versions,
+            n,
+            lambda v, a=cli_args: cmp.time_command(
+                cmp.cli_argv(v, *a, "--attr", "team=team-0", "--store", url(v)), env(v)
+            ),
+            warmup=True,
+        )
+
+
 def measure_all(
     args: argparse.Namespace,
     data_end: float,
@@ -772,6 +848,9 @@ def measure_all(
             first = data_end - args.days * 86400
             days = (min(period[1], data_end) - max(period[0], first)) / 86400
             row.what += f" ({max(0.0, days):.1f} days of data)"
+
+    if args.teams:
+        measure_attributed(args, versions, workers, url, env, rows, now)
 
     series: dict[str, float] = {}
 
@@ -934,6 +1013,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="PostgreSQL database (the store is a schema in it); "
         "default: a SQLite file in the cache",
+    )
+    parser.add_argument(
+        "--teams",
+        type=int,
+        default=0,
+        help="spread runs and calls over this many `team` attribution values and also time "
+        "queries scoped by one team (0: no attribution, the default mix)",
     )
     parser.add_argument("--repeat", type=int, default=5, help="timings per figure (5)")
     parser.add_argument(

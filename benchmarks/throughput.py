@@ -8,7 +8,9 @@
   agent uses three of the models, Zipf-distributed agents), on SQLite and, with
   `--postgres URL`, on PostgreSQL (in a throw-away schema).
 - **writer only**: the same runs built as records beforehand, submitted to a `BatchWriter`
-  (default batch size) and flushed: what the writer sustains, at 200 x 10 labels.
+  (default batch size) and flushed: what the writer sustains, at 200 x 10 labels. Also its
+  CPU per run (least of the repeats): this process's, and, for a PostgreSQL server on this
+  host, that of the server process serving the writer (steadier than runs/s under load).
 - **bytes per run**: the store after the end-to-end run at 200 x 10 (SQLite file size, or the
   `pg_total_relation_size` of every table of the schema) divided by the runs in it.
 
@@ -20,11 +22,14 @@ Usage:
     python benchmarks/throughput.py [--runs 50000] [--repeat 3] [--postgres URL]
     python benchmarks/throughput.py --compare-with /tmp/aw-before
     python benchmarks/throughput.py --profile    # + cProfile of capture and writer threads
+    python benchmarks/throughput.py --only writer --backend postgresql --postgres URL
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import shutil
 import sys
 import tempfile
@@ -165,19 +170,68 @@ def w_writer(url: str, agents: int, models: int, runs: int, seed: int) -> dict[s
     store = open_store(url)  # creating the schema is a one-time cost, not ingest
     store.migrate()
     store.close()
-    writer = BatchWriter(lambda: open_store(url), queue_size=runs + 1)
+    server = _Backend(url)
+    writer = BatchWriter(lambda: open_store(server.url), queue_size=runs + 1)
     submit = writer.submit
+    cpu, server_cpu = time.process_time(), server.cpu()
     started = time.perf_counter()
     for item in items:
         submit(item)
     flushed = writer.flush(timeout=None)
     seconds = time.perf_counter() - started
+    cpu, server_cpu = time.process_time() - cpu, server.cpu() - server_cpu
     writer.close()
+    server.close()
     dropped = sum(writer.stats.dropped().values())
     if not flushed or dropped:
         raise RuntimeError(f"not everything was stored (dropped {dropped})")
     cmp.settle(url)
-    return {"rate": runs / seconds, "bytes_per_run": cmp.store_bytes(url) / runs}
+    return {
+        "rate": runs / seconds,
+        "bytes_per_run": cmp.store_bytes(url) / runs,
+        "cpu_per_run": cpu / runs,
+        "server_cpu_per_run": server_cpu / runs if server.local else None,
+    }
+
+
+class _Backend:
+    """CPU seconds of the PostgreSQL server processes serving one store URL (found by a
+    unique `application_name`; read from /proc, so only for a server on this host).
+
+    Under load, CPU per run moves far less than runs per second: it counts the work done,
+    not the time spent waiting for a core.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url, self.local, self._admin = url, False, None
+        if not url.startswith("postgresql"):
+            return
+        import psycopg
+
+        self._name = f"awbench_{uuid.uuid4().hex[:12]}"
+        self.url = f"{url}{'&' if '?' in url else '?'}application_name={self._name}"
+        self._admin = psycopg.connect(url, autocommit=True)
+        self.local = Path("/proc/self/stat").exists()
+
+    def cpu(self) -> float:
+        if self._admin is None or not self.local:
+            return 0.0
+        total = 0.0
+        pids = self._admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (self._name,)
+        ).fetchall()
+        for (pid,) in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # not on this host, or gone
+                self.local = False
+                return 0.0
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
+    def close(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
 
 
 def w_profile(url: str, agents: int, models: int, runs: int, seed: int, top: int) -> str:
@@ -265,7 +319,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"{v.label}: {v.describe} (agentwatch {hello['version']})")
         fresh = Fresh(scratch, args.postgres)
         backends = ["sqlite", *(["postgresql"] if args.postgres else [])]
+        if args.backend:
+            backends = [b for b in backends if b == args.backend]
+            if not backends:
+                raise cmp.BenchError(f"--backend {args.backend} needs --postgres URL")
         sizes: dict[str, dict[str, float]] = {b: {} for b in backends}
+        #: Least CPU per run (µs) of each writer-only measurement: this process, the server.
+        cpus: dict[tuple[str, str], dict[str, float]] = {}
 
         def measured(op: str, backend: str, shape: tuple[int, int], keep_size: bool) -> Any:
             def once(v: cmp.Version) -> float:
@@ -286,13 +346,17 @@ def run(args: argparse.Namespace) -> int:
                     cleanup()
                 if keep_size:
                     sizes[backend][v.label] = got["bytes_per_run"]
+                for part in ("cpu_per_run", "server_cpu_per_run"):
+                    if got.get(part) is not None:
+                        seen = cpus.setdefault((backend, part), {})
+                        seen[v.label] = min(seen.get(v.label, math.inf), got[part])
                 return float(got["rate"])
 
             return once
 
         name = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
-        for backend in backends:
-            for shape in SHAPES:
+        for backend in backends if args.only != "writer" else ():
+            for shape in SHAPES if args.shape is None else (SHAPES[args.shape],):
                 what = f"end to end, {shape[0]} agents × {shape[1]} models, {name[backend]}"
                 goal = GOALS[shape] if backend == "sqlite" else ""
                 keep = shape == SHAPES[-1]
@@ -306,7 +370,7 @@ def run(args: argparse.Namespace) -> int:
                     measured("end_to_end", backend, shape, keep),
                     best=True,
                 )
-        for backend in backends:
+        for backend in backends if args.only != "end-to-end" else ():
             what = f"writer only, 200 agents × 10 models, {name[backend]}"
             goal = GOALS["writer_pg"] if backend == "postgresql" else ""
             cmp.measure(
@@ -319,7 +383,12 @@ def run(args: argparse.Namespace) -> int:
                 measured("writer", backend, (200, 10), False),
                 best=True,
             )
-        for backend in backends:
+        for (backend, part), cells in cpus.items():
+            whose = "the writer's process" if part == "cpu_per_run" else "its server process"
+            row = cmp.Row(f"CPU per run of {whose} (writer only), {name[backend]}", "s")
+            row.cells.update(cells)
+            rows.append(row)
+        for backend in [b for b in backends if sizes[b]]:  # measured at 200 x 10 end to end
             goal = GOALS["bytes_sqlite" if backend == "sqlite" else "bytes_pg"]
             size = cmp.Row(
                 f"bytes per run, {name[backend]} (end to end, 200 × 10, "
@@ -374,6 +443,25 @@ def main(argv: list[str] | None = None) -> int:
         metavar="URL",
         default=None,
         help="also measure PostgreSQL (throw-away schemas in this database)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("sqlite", "postgresql"),
+        default=None,
+        help="measure this backend only (default: SQLite, and PostgreSQL with --postgres)",
+    )
+    parser.add_argument(
+        "--only",
+        choices=("writer", "end-to-end"),
+        default=None,
+        help="measure these figures alone (no bytes per run without end to end)",
+    )
+    parser.add_argument(
+        "--shape",
+        type=int,
+        choices=range(len(SHAPES)),
+        default=None,
+        help="end to end at this shape only: 0 = 8 x 3, 1 = 200 x 10",
     )
     parser.add_argument(
         "--compare-with",

@@ -31,6 +31,8 @@ from agentwatch.demo import DemoReport, run_demo
 from agentwatch.server import make_server, serve_in_thread
 from agentwatch.store.base import RollupRow
 
+pytestmark = pytest.mark.slow  # end to end: a demo workload read back through every surface
+
 #: (label filter of the counters, CLI flags, EventStore / API keyword arguments)
 FILTERS = [
     pytest.param({}, [], {}, id="everything"),

@@ -44,6 +44,7 @@ def test_fleet_draws_the_same_runs_for_the_same_seed(bench: tuple[ModuleType, Mo
     assert _runs(workload, 300) != _runs(workload, 300, seed=11)
 
 
+@pytest.mark.slow  # draws a 20,000-run fleet
 def test_fleet_mix_is_the_documented_one(bench: tuple[ModuleType, ModuleType]) -> None:
     workload, _ = bench
     runs = _runs(workload, 20_000)
@@ -223,6 +224,11 @@ def test_throughput_benchmark_measures_both_shapes_and_backends(
     for backend in ("SQLite", "PostgreSQL"):
         (size,) = [what for what in rows if what.startswith(f"bytes per run, {backend}")]
         assert re.match(r"[\d,]+ B$", rows[size][0])
+    cpu = [what for what in rows if what.startswith("CPU per run")]
+    assert len(cpu) == 3  # the writer's process on both backends, PostgreSQL's server process
+    for what in cpu:
+        for cell in rows[what][:2]:
+            assert re.match(r"[\d.]+ (µs|ms)$", cell), (what, cell)
     assert _throwaway_schemas(base) <= before  # every schema it made was dropped
 
 

@@ -84,6 +84,7 @@ def second_store(backend_url: str) -> Iterator[Store]:
     other.close()
 
 
+@pytest.mark.slow
 def test_the_cap_holds_across_writers_of_one_store(
     store: Store, second_store: Store, records: Records
 ) -> None:
@@ -249,6 +250,7 @@ def test_the_writer_counts_the_store_folds_in_its_self_metrics(
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_concurrent_postgresql_writers_never_overshoot_the_cap(
     postgres_url: str, records: Records
 ) -> None:

@@ -158,6 +158,7 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(env: Env, name: str) -> None:
         "init --config under a file",
     ],
 )
+@pytest.mark.slow
 def test_bad_input_in_a_real_process(env: Env, name: str) -> None:
     executable = Path(sys.executable).with_name("agentwatch")
     done = subprocess.run(

@@ -114,6 +114,7 @@ def terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Termin
     term.close()
 
 
+@pytest.mark.slow
 def test_live_view_follows_another_writer_and_exits_cleanly_on_ctrl_c(
     terminal: Terminal, tmp_path: Path
 ) -> None:

@@ -429,6 +429,7 @@ def _export_peak(url: str, agent: str, target: Path) -> int:
     return peak
 
 
+@pytest.mark.slow
 def test_export_memory_does_not_grow_with_the_number_of_runs(home: Path, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'bulk.db'}"
     _bulk(url, "small", 2_000)

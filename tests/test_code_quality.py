@@ -24,8 +24,11 @@ def _tool(name: str) -> str:
 
 @pytest.mark.parametrize(
     "args",
-    [["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"]],
-    ids=["ruff-check", "ruff-format", "mypy-strict"],
+    [
+        pytest.param(["ruff", "check", "."], id="ruff-check"),
+        pytest.param(["ruff", "format", "--check", "."], id="ruff-format"),
+        pytest.param(["mypy"], id="mypy-strict", marks=pytest.mark.slow),  # minutes when cold
+    ],
 )
 def test_static_checks_pass(args: list[str]) -> None:
     done = subprocess.run(

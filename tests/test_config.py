@@ -159,6 +159,7 @@ def test_a_host_program_with_a_broken_config_reads_it_once_logs_once_and_keeps_w
     assert runtime.get_runtime().enabled is False
 
 
+@pytest.mark.slow
 def test_a_broken_config_in_a_real_host_process_prints_one_line(tmp_path: Path) -> None:
     """The warning reaches stderr through Python's last-resort handler: no logging setup."""
     path = tmp_path / "config.yaml"

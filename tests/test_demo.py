@@ -15,18 +15,22 @@ import agentwatch
 from agentwatch.demo import DemoReport, run_demo
 
 
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[agentwatch.EventStore]:
-    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    url = f"sqlite:///{tmp_path / 'demo.db'}"
-    agentwatch.configure(store_url=url)
-    report = run_demo(runs=30, seed=3)
-    assert agentwatch.flush(timeout=30)
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[agentwatch.EventStore]:
+    """The demo recorded once for the module: the tests that use it only read it."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('demo') / 'demo.db'}"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        agentwatch.configure(store_url=url)
+        try:
+            report = run_demo(runs=30, seed=3)
+            assert agentwatch.flush(timeout=30)
+        finally:
+            agentwatch.close()  # the other tests of the module configure their own
     assert report.top_level_runs == 30 and report.runs > 30  # nested summarizer runs too
     event_store = agentwatch.EventStore(url)
     yield event_store
     event_store.close()
-    agentwatch.close()
 
 
 def test_demo_records_several_agents_with_failures_and_nesting(
@@ -82,6 +86,7 @@ def _workload(tmp_path: Path, name: str, seed: int) -> tuple[DemoReport, Counter
     return report, shape
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_runs_failures_and_llm_calls(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -184,6 +184,12 @@ def test_acompletion_and_metadata_scoped_calls_are_refused_too(env: Env) -> None
                 metadata={"team": "search"},
             )  # fmt: skip
         await litellm.acompletion(model="gpt-4o-mini", messages=MESSAGES, mock_response="x")
+        # litellm runs the allowed call's success hook as a task on this loop: let it finish
+        # before asyncio.run cancels it (the fixture otherwise waits 10 s for it at teardown).
+        spy = env.spy  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 10
+        while spy.successes < spy.pre_calls and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     asyncio.run(main())
     with pytest.raises(BudgetExceeded):  # outside any run, from metadata

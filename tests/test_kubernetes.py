@@ -180,6 +180,7 @@ def _custom() -> MixinConfig:
     )
 
 
+@pytest.mark.slow
 def test_a_custom_config_flows_into_valid_manifests() -> None:
     files = render_all(_custom())
     (rule,) = _documents("prometheusrule.yaml", files)

@@ -150,6 +150,7 @@ def test_log_format_json_switches_agentwatchs_own_logger_and_back() -> None:
     assert own.propagate is True and own.handlers == []
 
 
+@pytest.mark.slow
 def test_agentwatch_logs_are_json_lines_when_the_environment_says_so(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTWATCH_")}
     env.update(

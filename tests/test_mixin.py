@@ -52,6 +52,7 @@ def test_every_committed_generated_file_is_current() -> None:
         )
 
 
+@pytest.mark.slow
 def test_generate_check_reports_a_stale_file_and_exits_1(tmp_path: Path) -> None:
     assert _run("generate", "--out", str(tmp_path)).returncode == 0
     assert _run("generate", "--check", "--out", str(tmp_path)).returncode == 0
@@ -63,6 +64,7 @@ def test_generate_check_reports_a_stale_file_and_exits_1(tmp_path: Path) -> None
     assert rules.read_text().endswith("# edited by hand\n")  # --check writes nothing
 
 
+@pytest.mark.slow
 def test_generate_writes_every_part_of_the_bundle(tmp_path: Path) -> None:
     done = _run("generate", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
@@ -174,6 +176,7 @@ def test_a_missing_overlay_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_an_unwritable_output_is_one_line_and_exit_1(tmp_path: Path) -> None:
     blocker = tmp_path / "out"
     blocker.write_text("a file where a directory should be")
@@ -257,6 +260,7 @@ def test_subqueries_and_nested_calls_keep_the_innermost_function() -> None:
     assert inner.function == "rate" and inner.range == "5m"
 
 
+@pytest.mark.slow
 def test_the_overlays_in_the_docs_are_valid() -> None:
     text = (REPO / "docs" / "existing-stack.md").read_text(encoding="utf-8")
     overlays = re.findall(r"cat > [\w-]+\.yaml <<'YAML'\n(.*?)\nYAML\n", text, flags=re.DOTALL)

@@ -291,6 +291,7 @@ def test_without_the_traffic_guard_a_quiet_agent_would_page(tmp_path: Path) -> N
     assert 'agent="quiet"' in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_promtool_rejects_a_rule_test_that_expects_the_wrong_alert(tmp_path: Path) -> None:
     """Guards the guard: a wrong expectation makes promtool fail, so the suite can fail."""
     broken = yaml.safe_load((PROMETHEUS / "tests" / "alerts_test.yml").read_text())
@@ -340,6 +341,7 @@ def _generate(tmp_path: Path, overlay: str) -> list[Path]:
     return sorted((tmp_path / "out" / "prometheus" / "rules").glob("*.yml"))
 
 
+@pytest.mark.slow
 def test_generator_writes_rules_for_a_custom_selector(tmp_path: Path) -> None:
     """The documented `--mixin ... --out ...` path: a renamed job changes every selector."""
     written = _generate(tmp_path, """selector: 'job="llm-agents",env="prod"'\n""")
@@ -350,6 +352,7 @@ def test_generator_writes_rules_for_a_custom_selector(tmp_path: Path) -> None:
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+@pytest.mark.slow
 def test_aggregation_labels_rename_recordings_and_the_alerts_follow(tmp_path: Path) -> None:
     written = _generate(tmp_path, "aggregation_labels: [cluster]\n")
     check = _promtool("check", "rules", *map(str, written))

@@ -94,6 +94,7 @@ def _event_rows(store: Store) -> int:
         return int(cur.fetchone()[0])
 
 
+@pytest.mark.slow
 def test_pruning_in_chunks_deletes_exactly_what_is_older_on_either_backend(
     store: Store, records: Records
 ) -> None:

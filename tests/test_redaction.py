@@ -159,6 +159,7 @@ _ADVERSARIAL = {
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("text", list(_ADVERSARIAL.values()), ids=list(_ADVERSARIAL))
+@pytest.mark.slow
 def test_every_pattern_is_linear_on_a_hostile_megabyte(text: str) -> None:
     """Each built-in step runs on the whole 1 MB (not the bounded window `redact_text` keeps),
     so a pattern with catastrophic backtracking would hang here; the timeout is generous."""

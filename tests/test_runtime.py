@@ -226,6 +226,7 @@ def _count(url: str) -> int:
         store.close()
 
 
+@pytest.mark.slow
 def test_records_are_flushed_at_interpreter_exit(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'exit.db'}"
     done = _run_script(
@@ -242,6 +243,7 @@ def test_records_are_flushed_at_interpreter_exit(tmp_path: Path) -> None:
     assert _count(url) == 25
 
 
+@pytest.mark.slow
 def test_sigterm_flushes_then_terminates_like_the_default(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'term.db'}"
     done = _run_script(
@@ -285,6 +287,7 @@ def test_sigterm_while_a_record_is_being_queued_still_flushes_and_exits(
     assert _count(url) == 5
 
 
+@pytest.mark.slow
 def test_sigterm_chains_the_programs_own_handler(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'chain.db'}"
     done = _run_script(

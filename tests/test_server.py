@@ -27,15 +27,15 @@ NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC).timestamp()
 
 
 @pytest.fixture
-def store_url(backend_url: str) -> Iterator[str]:
+def store_url(migrated_url: str) -> Iterator[str]:
     """A fresh, initialised store on each backend (SQLite file, throw-away PostgreSQL schema).
 
     Initialised as `agentwatch init` would: serve only reads stores that exist.
     """
-    with open_store(backend_url) as store:
+    with open_store(migrated_url) as store:
         store.migrate()
-    agentwatch.configure(store_url=backend_url)
-    yield backend_url
+    agentwatch.configure(store_url=migrated_url)
+    yield migrated_url
     agentwatch.close()
 
 

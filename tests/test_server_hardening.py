@@ -159,6 +159,7 @@ def _fill(store: Store, records: Records, count: int) -> None:
         store.write_batch(builder.build(items))
 
 
+@pytest.mark.slow
 def test_big_pages_are_refused_and_bounded_ones_do_not_starve_metrics(
     sqlite_store: Store, sqlite_url: str, records: Records
 ) -> None:
@@ -201,6 +202,7 @@ def test_big_pages_are_refused_and_bounded_ones_do_not_starve_metrics(
     assert 200 in outcomes
 
 
+@pytest.mark.slow
 def test_a_client_hanging_up_mid_request_is_not_a_store_failure(
     sqlite_store: Store,
     sqlite_url: str,
@@ -230,6 +232,7 @@ def test_a_client_hanging_up_mid_request_is_not_a_store_failure(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+@pytest.mark.slow
 def test_a_client_that_stops_reading_its_answer_is_dropped(
     sqlite_store: Store, sqlite_url: str, records: Records
 ) -> None:

@@ -201,6 +201,7 @@ def _failing_after(url: str, landed: list[int]) -> Callable[[], Store]:
     return factory
 
 
+@pytest.mark.slow
 def test_a_batch_that_landed_unacknowledged_before_exit_is_not_also_counted_lost(
     backend_url: str, records: Records, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,7 +8,7 @@ from agentwatch.cardinality import CardinalityGuard
 from agentwatch.errors import RecordRefused
 from agentwatch.model import ExecutionFinished
 from agentwatch.rollups import RollupBuilder
-from agentwatch.store import Store
+from agentwatch.store import Store, open_store
 from agentwatch.store.base import _UPSERT_ROLLUP
 from conftest import Records
 
@@ -89,3 +89,60 @@ def test_whole_numbers_among_fractional_ones_are_stored(store: Store, records: R
     assert store.count_executions() == 2
     costs = sorted(e["cost_usd"] for e in store.get_events(limit=None))
     assert costs == [0.0, 0.5]
+
+
+def _runs(records: Records, n: int, agent: str = "a") -> list[ExecutionFinished]:
+    return [
+        ExecutionFinished(records.execution(f"{agent}{i % 40}", events=[records.llm()]))
+        for i in range(n)
+    ]
+
+
+def _executions_total(store: Store) -> float:
+    return sum(r.value for r in store.read_rollups() if r.sample == "agentwatch_executions_total")
+
+
+@pytest.mark.parametrize("runs", [5, 150])  # PostgreSQL stages batches of 64 rows or more
+def test_runs_stored_before_or_twice_in_a_batch_count_once_at_any_batch_size(
+    store: Store, records: Records, runs: int
+) -> None:
+    first = _runs(records, runs)
+    assert store.write_batch(RollupBuilder(CardinalityGuard(100)).build([*first, first[0]]))
+    again = [*first[: runs // 2], *_runs(records, runs, "b")]  # half of them stored already
+    assert store.write_batch(RollupBuilder(CardinalityGuard(100)).build(again))
+    assert store.count_executions() == 2 * runs
+    assert len(store.get_events(limit=None)) == 2 * runs
+    with store._read() as cur:
+        cur.execute("SELECT SUM(runs) FROM agg_runs")
+        assert cur.fetchone() == (2 * runs,)
+    # Rollups count what was submitted (metrics), the rows what is stored (exactly once).
+    assert _executions_total(store) == 2 * runs + 1 + runs // 2
+
+
+@pytest.mark.parametrize("runs", [3, 100])
+def test_a_sequence_number_beyond_32_bits_is_refused_not_wrapped(
+    postgres_url: str, records: Records, runs: int
+) -> None:
+    """PostgreSQL's `seq` is an INTEGER; psycopg's binary int4 encoder would wrap 2**40
+    around to 0 silently, the database refuses it."""
+    with open_store(postgres_url) as store:
+        store.migrate()
+        batch = RollupBuilder(CardinalityGuard(100)).build(_runs(records, runs))
+        batch.events[-1] = (*batch.events[-1][:2], 2**40, *batch.events[-1][3:])
+        with pytest.raises(RecordRefused):
+            store.write_batch(batch)
+        assert store.count_executions() == 0
+
+
+def test_two_large_batches_applied_in_one_transaction_count_once_each(
+    store: Store, records: Records
+) -> None:
+    """A loss file folded with the batch its process was writing applies two batches in one
+    transaction: rows staged for the first must not be applied again with the second."""
+    builder = RollupBuilder(CardinalityGuard(100))
+    first, second = builder.build(_runs(records, 120)), builder.build(_runs(records, 130))
+    assert store.fold_spill("spill-1", first, unless_batch="lost-batch", conditional=second)
+    assert store.count_executions() == 250
+    assert _executions_total(store) == 250
+    assert not store.fold_spill("spill-1", first, unless_batch="lost-batch", conditional=second)
+    assert store.count_executions() == 250

@@ -80,6 +80,7 @@ def test_read_only_store_never_breaks_the_agent_and_the_backlog_lands_later(
     assert _value(registry, "agentwatch_events_dropped_total", reason="store_error") == 0
 
 
+@pytest.mark.slow
 def test_full_disk_never_breaks_the_agent_and_every_record_is_stored_or_counted(
     tiny_fs: TinyFilesystem,
 ) -> None:

@@ -12,7 +12,9 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from agentwatch.cardinality import CardinalityGuard
 from agentwatch.model import ExecutionFinished
+from agentwatch.rollups import RollupBuilder
 from agentwatch.store import StoreUnavailable, open_store
 from agentwatch.store.postgres import redact_url
 from agentwatch.writer import BatchWriter
@@ -75,3 +77,62 @@ def test_the_writer_rides_out_a_lost_connection(tagged_url: str, records: Record
         rolled = sum(r.value for r in store.read_rollups()
                      if r.sample == "agentwatch_store_write_errors_total")  # fmt: skip
         assert rolled == errors
+
+
+def _big_batch(records: Records, runs: int) -> list[ExecutionFinished]:
+    """Enough runs, events and rollup rows that each is staged by COPY."""
+    return [
+        ExecutionFinished(records.execution(f"agent-{i % 40}", events=[records.llm()]))
+        for i in range(runs)
+    ]
+
+
+@pytest.mark.postgres
+def test_large_batches_are_stored_over_a_replaced_connection(
+    tagged_url: str, records: Records
+) -> None:
+    """The staging tables live in the session: a new connection must get its own."""
+    store = open_store(tagged_url)
+    store.migrate()
+    builder = RollupBuilder(CardinalityGuard(1000))
+    assert store.write_batch(builder.build(_big_batch(records, 150)))
+    assert _terminate(tagged_url) == 1
+    with pytest.raises(StoreUnavailable):
+        store.write_batch(builder.build(_big_batch(records, 150)))
+    assert store.write_batch(builder.build(_big_batch(records, 150)))
+    assert store.count_executions() == 300
+    store.close()
+
+
+@pytest.fixture
+def no_temp_url() -> Iterator[str]:
+    """A store URL for a role that may not create temporary tables (a locked-down server)."""
+    name = f"aw_notemp_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {name} LOGIN")
+        admin.execute(f"CREATE DATABASE {name} OWNER {name}")
+        admin.execute(f"REVOKE TEMPORARY ON DATABASE {name} FROM PUBLIC, {name}")
+    try:
+        yield POSTGRES_URL.replace("postgres@", f"{name}@").rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            admin.execute(f"DROP ROLE IF EXISTS {name}")
+
+
+@pytest.mark.postgres
+def test_a_role_without_temporary_tables_still_writes_large_batches(
+    no_temp_url: str, records: Records
+) -> None:
+    with (
+        psycopg.connect(no_temp_url) as probe,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        probe.execute("CREATE TEMPORARY TABLE t (x int)")
+    with open_store(no_temp_url) as store:
+        store.migrate()
+        assert store.write_batch(
+            RollupBuilder(CardinalityGuard(1000)).build(_big_batch(records, 150))
+        )
+        assert store.count_executions() == 150
+        assert len(store.get_events(limit=None)) == 150

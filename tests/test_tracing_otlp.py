@@ -181,6 +181,7 @@ def test_an_unreachable_collector_never_breaks_the_program_nor_its_records(
     assert totals["executions"] == totals["all_runs"] >= 6, "nested runs are runs too"
 
 
+@pytest.mark.slow
 def test_runs_join_the_applications_own_tracer_provider(tmp_path: Path, receiver: Receiver) -> None:
     lines = run_app(tmp_path, receiver.url, "app-provider").strip().splitlines()
     spans = {span["name"]: span for span in map(json.loads, lines)}
@@ -199,6 +200,7 @@ def test_runs_join_the_applications_own_tracer_provider(tmp_path: Path, receiver
     assert receiver.requests == [], "with an application provider, agentwatch exports nothing"
 
 
+@pytest.mark.slow
 def test_the_console_exporter_prints_spans_for_a_first_look(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTWATCH_", "OTEL_"))}
     env.update(

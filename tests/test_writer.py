@@ -283,6 +283,7 @@ def test_records_submitted_right_before_exit_are_written(sqlite_url: str) -> Non
         assert store.count_executions() == 100
 
 
+@pytest.mark.slow
 def test_exit_with_an_unreachable_store_neither_hangs_nor_raises(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")

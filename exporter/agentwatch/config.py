@@ -240,9 +240,11 @@ def _as_float(value: Any, where: str, minimum: float = 0.0) -> float:
 
 
 def _check_sampling(settings: Settings, source: str) -> None:
-    """Refuse sampling next to a budget scoped by attribution: such a budget sums the stored
-    calls of its whole period (the hourly aggregates keep no attribution), which sampling
-    would leave out, so the budget would under-count rather than stay exact."""
+    """Refuse sampling next to a budget scoped by attribution: the hourly aggregates per
+    attribution value count sampled-out runs, but answer only for a value admitted within its
+    dimension's cap (`store/attribution_aggregates.py`); a value beyond it (or a scope of two
+    dimensions) sums the stored calls, which sampling leaves out, so the budget could
+    under-count rather than stay exact. Which values the cap admits is only known at run time."""
     sampled = settings.sample_rate < 1.0 or any(r < 1.0 for r in settings.sample_rates.values())
     scoped = next((b.name for b in settings.budgets if b.attributes), None)
     if sampled and scoped is not None:

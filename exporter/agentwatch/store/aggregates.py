@@ -30,6 +30,7 @@ the raw sum within floating-point rounding, ~1e-15 relative).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -211,6 +212,7 @@ def bucket_value(bucket: int) -> float:
     return float(math.exp((bucket + 0.5) * _LOG_GROWTH))
 
 
+@functools.lru_cache(maxsize=4096)  # the writer asks for the same few keys in every batch
 def model_key(model: str | None, provider: str | None) -> str:
     """The `agg_calls_model.key` of one model and provider (JSON: None differs from "")."""
     return json.dumps([model, provider], ensure_ascii=False, separators=(",", ":"))
@@ -229,6 +231,7 @@ def calls_table(scope: Iterable[str]) -> str:
     return "agg_calls"
 
 
+@functools.lru_cache(maxsize=16384)
 def call_key(agent: str, model: str | None, provider: str | None) -> str:
     """The `agg_calls.key` of one label combination (JSON: None differs from "")."""
     return json.dumps([agent, model, provider], ensure_ascii=False, separators=(",", ":"))
@@ -292,31 +295,36 @@ class Deltas:
     def add_run_row(self, hour: int, agent: str, values: Sequence[Any]) -> None:
         """Add one `GROUP BY hour, agent` row of run totals (pruning, backfill)."""
         acc = self.runs.setdefault((hour, agent), [0, 0, 0, 0, 0.0, 0])
-        for i, value in enumerate(values):
-            acc[i] += value or 0
+        _add_exact(acc, values)
 
     def add_call_row(
         self, hour: int, agent: str, model: str | None, provider: str | None, values: Sequence[Any]
     ) -> None:
         """Add one `GROUP BY hour, agent, model, provider` row of `CALL_VALUES`."""
         acc = self.calls.setdefault((hour, model, provider, agent), [0] * 8 + [0.0])
-        for i, value in enumerate(values):
-            acc[i] += value or 0
+        _add_exact(acc, values)
 
     def rows(self, sign: int = 1) -> tuple[list[tuple[Any, ...]], ...]:
-        """Parameter rows for the four upserts, sorted by key (concurrent writers take row
-        locks in one order, so they cannot deadlock on PostgreSQL)."""
+        """Parameter rows for the six upserts, sorted by key (concurrent writers take row
+        locks in one order, so they cannot deadlock on PostgreSQL).
+
+        Each table's rows hold every key once: they are folded from dicts keyed like the
+        table's primary key (`call_key` and `model_key` are JSON, so a missing model or
+        provider stays apart from an empty one), which lets PostgreSQL upsert a table's rows
+        in one statement (one INSERT may not update a row twice)."""
         runs = [(h, a, *(sign * v for v in acc)) for (h, a), acc in sorted(self.runs.items())]
         durations = [(h, b, sign * n) for (h, b), n in sorted(self.durations.items())]
         calls = []
         by_agent: dict[tuple[int, str], list[float]] = {}
         by_model: dict[tuple[int, str | None, str | None], list[float]] = {}
         totals: dict[int, list[float]] = {}
-        for (hour, model, provider, agent), acc in sorted(self.calls.items(), key=_call_order):
-            calls.append(
-                (hour, call_key(agent, model, provider), agent, model, provider,
-                 *(sign * v for v in acc))
-            )  # fmt: skip
+        keyed = sorted(
+            ((hour, call_key(agent, model, provider), agent, model, provider, acc)
+             for (hour, model, provider, agent), acc in self.calls.items()),
+            key=_by_hour_and_key,
+        )  # fmt: skip
+        for hour, key, agent, model, provider, acc in keyed:
+            calls.append((hour, key, agent, model, provider, *(sign * v for v in acc)))
             for target in (
                 by_agent.setdefault((hour, agent), [0] * 8 + [0.0]),
                 by_model.setdefault((hour, model, provider), [0] * 8 + [0.0]),
@@ -336,9 +344,15 @@ class Deltas:
         return bool(self.runs or self.calls)
 
 
-def _call_order(item: tuple[tuple[int, str | None, str | None, str], Any]) -> tuple[Any, ...]:
-    hour, model, provider, agent = item[0]
-    return (hour, call_key(agent, model, provider))
+def _add_exact(acc: list[Any], values: Sequence[Any]) -> None:
+    """Add `values` read back from a database to `acc`, keeping each total's type: a
+    PostgreSQL `SUM` of a BIGINT is NUMERIC (a `Decimal`), the tables' columns int or float."""
+    for i, value in enumerate(values):
+        acc[i] += type(acc[i])(value or 0)
+
+
+def _by_hour_and_key(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return row[:2]
 
 
 def batch_deltas(executions: Iterable[Sequence[Any]], events: Iterable[Sequence[Any]]) -> Deltas:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from agentwatch.cardinality import AdmissionCache, ValueAdmissionCache
 from agentwatch.errors import IncompatibleStore, StoreError, StoreNotFound
 from agentwatch.store import aggregates, idcodec, schema
+from agentwatch.store import attribution_aggregates as attr_aggregates
 from agentwatch.store.attribution import AttributionStore
 from agentwatch.store.columns import EVENT_COLUMNS, EXECUTION_COLUMNS
 from agentwatch.store.queries import StoreQueries
@@ -473,7 +474,11 @@ class Store(StoreQueries, AttributionStore, ABC):
                 [*events, *batch.late_events, *batch.sampled_events],
             ),
         )
-        decided = self._write_rollups(cur, batch)
+        attributed = (
+            attr_aggregates.batch_runs([*executions, *batch.sampled_executions]),
+            attr_aggregates.batch_calls([*events, *batch.late_events, *batch.sampled_events]),
+        )
+        decided = self._write_rollups(cur, batch, attributed)
         cur.execute(self._sql(_SET_META), (_LAST_WRITE, time.time()))
         return decided
 
@@ -527,8 +532,17 @@ class Store(StoreQueries, AttributionStore, ABC):
         cur.executemany(self._sql(statement), rows)
         return int(cur.rowcount)
 
-    def _write_rollups(self, cur: Any, batch: RollupBatch) -> list[tuple[str, str, bool]]:
-        """Add the batch's rollup deltas under the store-wide cardinality cap.
+    def _write_rollups(
+        self,
+        cur: Any,
+        batch: RollupBatch,
+        attributed: tuple[Sequence[attr_aggregates.Run], Sequence[attr_aggregates.Call]] = (
+            (),
+            (),
+        ),
+    ) -> list[tuple[str, str, bool]]:
+        """Add the batch's rollup deltas under the store-wide cardinality cap, and the
+        `attributed` runs and calls to the attribution aggregates under the same admissions.
 
         At most `batch.max_label_sets` label sets per metric are admitted across every
         process writing to this store; the deltas of other label sets fold into the
@@ -544,6 +558,9 @@ class Store(StoreQueries, AttributionStore, ABC):
         decided: list[tuple[str, str, bool]] = []
         cap = batch.max_label_sets
         batch.attribution_decided = self.admit_values(cur, batch)
+        # Decided before any row lock on rollups or attribution aggregates is taken: the
+        # decision may wait for the admission lock, and a writer holding it may need them.
+        attr_deltas = self._attribution_deltas(cur, batch, *attributed)
 
         def admit(sets: Sequence[LabelSet]) -> list[bool]:
             return self._admit(cur, sets, cap, decided)
@@ -551,7 +568,43 @@ class Store(StoreQueries, AttributionStore, ABC):
         rows, batch.overflow = resolve_rollups(batch, admit)
         if rows:
             self._insert_many(cur, _UPSERT_ROLLUP, rows)
+        self._add_attribution_deltas(cur, attr_deltas)
         return decided
+
+    def _attribution_deltas(
+        self,
+        cur: Any,
+        batch: RollupBatch,
+        runs: Sequence[attr_aggregates.Run],
+        calls: Sequence[attr_aggregates.Call],
+    ) -> attr_aggregates.AttrDeltas:
+        """The attribution aggregates' share of a batch: values the store admitted under
+        their name, the others under their dimension's overflow (see the module)."""
+        caps = batch.attribution_caps
+        cache = self._values
+
+        def known(dimension: str, value: str) -> bool:
+            return cache.lookup(dimension, value, caps.get(dimension, -1)) is True
+
+        return attr_aggregates.writer_deltas(
+            cur,
+            self._sql,
+            lambda: self._lock_for_admission(cur),
+            runs,
+            calls,
+            known,
+            [(d, v) for d, v, ok in batch.attribution_decided if ok],
+        )
+
+    def _add_attribution_deltas(
+        self, cur: Any, deltas: attr_aggregates.AttrDeltas, sign: int = 1
+    ) -> None:
+        """Add (sign 1) or subtract (sign -1) `deltas` to the attribution aggregates."""
+        if not deltas:
+            return
+        for sql, rows in zip(attr_aggregates.UPSERTS, deltas.rows(sign), strict=True):
+            if rows:
+                self._insert_many(cur, sql, rows)
 
     def _admit(
         self, cur: Any, sets: Sequence[LabelSet], cap: int, decided: list[tuple[str, str, bool]]
@@ -648,8 +701,10 @@ class Store(StoreQueries, AttributionStore, ABC):
         Whole hours are read from the hourly aggregates, the partial hours at either end from
         the events themselves. `agent` matches the agent the call is billed to (the calling
         agent), or a late/orphan event's own agent. `attributes` match the call's attribution
-        values (`{"team": "search"}`, inherited from its run or its own); the aggregates do
-        not keep them, so an attribution scope sums the events of the whole window.
+        values (`{"team": "search"}`, inherited from its run or its own): a scope on one
+        dimension reads its whole hours from the attribution aggregates when they hold
+        every call of that value, else (two dimensions, a value beyond the cap) the
+        events of the whole window.
         """
         if attributes:
             return self._attributed_spend(start, end, agent, model, provider, attributes)
@@ -685,6 +740,14 @@ class Store(StoreQueries, AttributionStore, ABC):
         provider: str | None,
         attributes: Mapping[str, str],
     ) -> float:
+        scope = attr_aggregates.single_scope(attributes)
+        window = aggregates.split_window(start, end)
+        if scope is not None and not window.empty:
+            with self._read() as cur:
+                if attr_aggregates.is_exact(cur, self._sql, *scope):
+                    return self._attributed_spend_from_aggregates(
+                        cur, window, agent, model, provider, attributes, scope
+                    )
         sql = (
             "SELECT COALESCE(SUM(cost_usd), 0) FROM events WHERE started_at >= ? AND started_at < ?"
         )
@@ -700,6 +763,43 @@ class Store(StoreQueries, AttributionStore, ABC):
         with self._read() as cur:
             cur.execute(self._sql(sql), params)
             return float(cur.fetchone()[0])
+
+    def _attributed_spend_from_aggregates(
+        self,
+        cur: Any,
+        window: aggregates.Window,
+        agent: str | None,
+        model: str | None,
+        provider: str | None,
+        attributes: Mapping[str, str],
+        scope: tuple[str, str],
+    ) -> float:
+        """Whole hours from `agg_attr_calls`, the partial ones from the events."""
+        filters = [(c, v) for c, v in (("agent", agent), ("model", model), ("provider", provider))]
+        narrow = "".join(f" AND {column} = ?" for column, value in filters if value is not None)
+        scoped = [value for _, value in filters if value is not None]
+        hours, params = window.hour_where()
+        table = "agg_attr_calls" if scoped else "agg_attr_calls_total"
+        cur.execute(
+            self._sql(
+                f"SELECT COALESCE(SUM(cost_usd), 0) FROM {table} "
+                f"WHERE dimension = ? AND value = ? AND {hours}{narrow}"
+            ),
+            [*scope, *params, *scoped],
+        )
+        total = float(cur.fetchone()[0])
+        conditions, extra = self.attribute_conditions(attributes)
+        matched = "".join(f" AND {condition}" for condition in conditions)
+        for edge_start, edge_end in window.edges:
+            cur.execute(
+                self._sql(
+                    "SELECT COALESCE(SUM(cost_usd), 0) FROM events "
+                    f"WHERE started_at >= ? AND started_at < ?{narrow}{matched}"
+                ),
+                [edge_start, edge_end, *scoped, *extra],
+            )
+            total += float(cur.fetchone()[0])
+        return total
 
     # -- retention -----------------------------------------------------------------------
     def delete_old_executions(self, older_than: float) -> int:
@@ -730,6 +830,9 @@ class Store(StoreQueries, AttributionStore, ABC):
                 cur, self._sql, hour, f"id IN ({oldest})", f"execution_id IN ({oldest})", params
             )
             self._add_deltas(cur, deltas, -1)
+            self._subtract_attributed(
+                cur, f"id IN ({oldest})", f"execution_id IN ({oldest})", params
+            )
 
         deleted = self._delete_in_chunks(executions, older_than, _Chunk(1_000), subtract_executions)
         orphan_ids = (
@@ -742,10 +845,11 @@ class Store(StoreQueries, AttributionStore, ABC):
         def subtract_orphans(cur: Any, params: tuple[Any, ...]) -> None:
             deltas = aggregates.collect(cur, self._sql, hour, None, f"id IN ({orphan_ids})", params)
             self._add_deltas(cur, deltas, -1)
+            self._subtract_attributed(cur, None, f"id IN ({orphan_ids})", params)
 
         self._delete_in_chunks(orphans, older_than, _Chunk(5_000), subtract_orphans)
         with self.atomic() as cur:
-            for statement in aggregates.DELETE_EMPTY:
+            for statement in (*aggregates.DELETE_EMPTY, *attr_aggregates.DELETE_EMPTY):
                 cur.execute(statement)
         batches = (
             "DELETE FROM batches WHERE id IN (SELECT id FROM batches WHERE applied_at < ? LIMIT ?)",
@@ -754,6 +858,14 @@ class Store(StoreQueries, AttributionStore, ABC):
         self._delete_in_chunks(batches, cutoff, _Chunk(5_000))
         audit.prune(self, older_than)
         return deleted
+
+    def _subtract_attributed(
+        self, cur: Any, runs_where: str | None, calls_where: str, params: tuple[Any, ...]
+    ) -> None:
+        """Subtract from the attribution aggregates the rows about to be deleted."""
+        runs, calls = attr_aggregates.read_rows(cur, self._sql, runs_where, calls_where, params)
+        deltas = attr_aggregates.stored_deltas(cur, self._sql, runs, calls)
+        self._add_attribution_deltas(cur, deltas, -1)
 
     def _delete_in_chunks(
         self,
@@ -789,7 +901,8 @@ class Store(StoreQueries, AttributionStore, ABC):
         """Delete every execution, event AND rollup (exported counters restart at zero)."""
         with self.atomic() as cur:
             for table in ("events", "executions", "rollups", "attribution_values",
-                          *aggregates.TABLES):  # fmt: skip
+                          *aggregates.TABLES, *attr_aggregates.TABLES,
+                          "agg_attr_keys"):  # fmt: skip
                 cur.execute(f"DELETE FROM {table}")
             # A change like any write: readers caching on the marker (serve) see it.
             cur.execute(self._sql(_SET_META), (_LAST_WRITE, time.time()))

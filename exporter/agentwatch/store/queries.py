@@ -28,6 +28,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agentwatch.store import aggregates, idcodec
+from agentwatch.store import attribution_aggregates as attr_aggregates
 from agentwatch.store.rows import (
     ATTRIBUTE_NAME,
     AgentRow,
@@ -516,7 +517,7 @@ class StoreQueries(ABC):
         calls are every LLM and tool call billed to `agent` (every call, including those
         outside any run, when `agent` is None) made in the window. See `SummaryStats`.
         """
-        if attributes:  # the aggregates keep no attribution: the rows of the whole window
+        if attributes:
             runs, calls, percentiles = self._attributed_summary(agent, since, until, attributes)
         else:
             runs, calls, percentiles = self._aggregated_summary(agent, since, until)
@@ -576,7 +577,18 @@ class StoreQueries(ABC):
         until: float | None,
         attributes: Mapping[str, str],
     ) -> tuple[list[Any], list[Any], list[float | None]]:
-        """Runs and calls whose attribution matches, from the rows of the whole window."""
+        """Runs and calls whose attribution matches: from the attribution aggregates and
+        the edges (one dimension whose value they hold exactly), else from the rows of the
+        whole window."""
+        scope = attr_aggregates.single_scope(attributes)
+        window = aggregates.split_window(since, until)
+        if scope is not None and not window.empty:
+            with self._read() as cur:
+                exact = attr_aggregates.is_exact(cur, self._sql, *scope)
+            if exact:
+                return self._attributed_summary_from_aggregates(
+                    agent, since, until, attributes, scope, window
+                )
         runs_where, runs_params = self._narrowed(
             *_where(agent, None, since, until, "agent"), attributes
         )
@@ -589,6 +601,90 @@ class StoreQueries(ABC):
         if not int(runs[5] or 0):
             return runs, calls, [None] * len(PERCENTILES)
         return runs, calls, self._percentiles(runs_where, runs_params)
+
+    def _attributed_summary_from_aggregates(
+        self,
+        agent: str | None,
+        since: float | None,
+        until: float | None,
+        attributes: Mapping[str, str],
+        scope: tuple[str, str],
+        window: aggregates.Window,
+    ) -> tuple[list[Any], list[Any], list[float | None]]:
+        """`_aggregated_summary` for the calls and runs of one attribution value."""
+        runs = [0, 0, 0, 0, 0.0, 0]
+        calls = [0, 0, 0, 0, 0, 0.0]
+        hours, params = window.hour_where()
+        hours = f"dimension = ? AND value = ? AND {hours}"
+        params = [*scope, *params]
+        if agent is not None:
+            hours += " AND agent = ?"
+            params.append(agent)
+        suffix = "" if agent is not None else "_total"  # one row per hour without an agent
+        with self._read() as cur:
+            cur.execute(
+                self._sql(_AGG_RUNS.replace("agg_runs", f"agg_attr_runs{suffix}") + hours), params
+            )
+            runs = [a + b for a, b in zip(runs, cur.fetchone(), strict=True)]
+            cur.execute(self._sql(f"{_AGG_CALLS}agg_attr_calls{suffix} WHERE {hours}"), params)
+            calls = [a + b for a, b in zip(calls, cur.fetchone(), strict=True)]
+            for edge_since, edge_until in window.edges:
+                where, edge = self._narrowed(
+                    *_where(agent, None, edge_since, edge_until, "agent"), attributes
+                )
+                cur.execute(self._sql(f"{_RUN_COUNTS}{where}"), edge)
+                runs = [a + b for a, b in zip(runs, cur.fetchone(), strict=True)]
+                where, edge = self._narrowed(
+                    *_where(agent, None, edge_since, edge_until), attributes
+                )
+                cur.execute(self._sql(f"{_CALL_TOTALS}{where}"), edge)
+                calls = [a + b for a, b in zip(calls, cur.fetchone(), strict=True)]
+        durations = int(runs[5])
+        if durations == 0:
+            return runs, calls, [None] * len(PERCENTILES)
+        if agent is not None or self._window_runs(window) <= EXACT_PERCENTILE_RUNS:
+            # Exact: the rows are read by time (and agent), the attribution tested on each,
+            # so what this costs is every run of the window, not only the matching ones.
+            where, exact_params = self._narrowed(
+                *_where(agent, None, since, until, "agent"), attributes
+            )
+            return runs, calls, self._percentiles(where, exact_params)
+        counts: dict[int, int] = {}
+        hours, params = window.hour_where()
+        with self._read() as cur:
+            cur.execute(
+                self._sql(
+                    "SELECT bucket, SUM(runs) FROM agg_attr_durations "
+                    f"WHERE dimension = ? AND value = ? AND {hours} GROUP BY 1"
+                ),
+                [*scope, *params],
+            )
+            for bucket, n in cur.fetchall():
+                counts[int(bucket)] = int(n)
+            for edge_since, edge_until in window.edges:
+                where, edge = self._narrowed(
+                    *_where(None, None, edge_since, edge_until, "agent"), attributes
+                )
+                where = _and(where, "duration IS NOT NULL")
+                cur.execute(self._sql(f"SELECT duration FROM executions{where}"), edge)
+                for (duration,) in cur.fetchall():
+                    bucket = aggregates.duration_bucket(float(duration))
+                    counts[bucket] = counts.get(bucket, 0) + 1
+        return runs, calls, aggregates.percentiles_from_buckets(counts, PERCENTILES)
+
+    def _window_runs(self, window: aggregates.Window) -> int:
+        """Runs of every agent and attribution in `window` (whole hours and edges)."""
+        hours, params = window.hour_where()
+        with self._read() as cur:
+            cur.execute(
+                self._sql(f"SELECT COALESCE(SUM(runs), 0) FROM agg_runs WHERE {hours}"), params
+            )
+            total = int(cur.fetchone()[0])
+            for edge_since, edge_until in window.edges:
+                where, edge = _where(None, None, edge_since, edge_until, "agent")
+                cur.execute(self._sql(f"SELECT COUNT(*) FROM executions{where}"), edge)
+                total += int(cur.fetchone()[0])
+        return total
 
     def _summary_percentiles(
         self,
@@ -658,8 +754,14 @@ class StoreQueries(ABC):
         raw: list[tuple[float | None, float | None]] = list(
             window.edges if not window.empty else ((since, until),)
         )
-        if attributes or any(k not in GROUP_KEYS for k in keys):
-            raw = [(since, until)]  # the aggregates keep no attribution: the whole window raw
+        scope = attr_aggregates.single_scope(attributes)
+        if any(k not in GROUP_KEYS for k in keys) or (attributes and scope is None):
+            raw = [(since, until)]  # the aggregates keep no such group: the whole window raw
+        elif scope is not None:
+            if window.empty or not self._exact_scope(scope):
+                raw = [(since, until)]
+            else:
+                raw += self._costs_from_aggregates(keys, window, agent, tz, totals, scope)
         elif not window.empty:
             raw += self._costs_from_aggregates(keys, window, agent, tz, totals)
         for edge_since, edge_until in raw:
@@ -692,13 +794,19 @@ class StoreQueries(ABC):
         agent: str | None,
         tz: str,
         totals: dict[tuple[Any, ...], list[Any]],
+        scope: tuple[str, str] | None = None,
     ) -> list[tuple[float, float]]:
         """Add the whole hours of `window` to `totals`; return the hours that straddle a
-        local midnight of `tz` (a zone offset of a fraction of an hour), to read raw."""
+        local midnight of `tz` (a zone offset of a fraction of an hour), to read raw.
+        `scope`: only the calls of that attribution value (`agg_attr_calls`)."""
         dims = [k for k in keys if k != "date"]
         by_date = "date" in keys
         table = aggregates.calls_table([*dims, *(["agent"] if agent is not None else [])])
         hours, params = window.hour_where()
+        if scope is not None:
+            table = "agg_attr_calls" if dims or agent is not None else "agg_attr_calls_total"
+            hours = f"dimension = ? AND value = ? AND {hours}"
+            params = [*scope, *params]
         if agent is not None:
             hours += " AND agent = ?"
             params.append(agent)
@@ -737,6 +845,11 @@ class StoreQueries(ABC):
             for i, value in enumerate(values):
                 acc[i] += value or 0
         return straddling
+
+    def _exact_scope(self, scope: tuple[str, str]) -> bool:
+        """Whether the attribution aggregates hold every row of `scope` under its value."""
+        with self._read() as cur:
+            return attr_aggregates.is_exact(cur, self._sql, *scope)
 
     def _raw_costs(
         self,

@@ -36,6 +36,9 @@ Design notes a maintainer must keep:
 - `agg_*` hold hourly aggregates of the rows (see `aggregates.py`): the writer adds to them
   in each batch's transaction, pruning subtracts what it deletes, and migration 5 fills them
   from the rows of an older store, so they always equal a GROUP BY over the raw rows.
+- `agg_attr_*` (migration 9) hold the same hourly totals per attribution `(dimension,
+  value)`, only for values admitted in `attribution_values` (the others under the
+  dimension's `__overflow__`), kept like `agg_*` (see `attribution_aggregates.py`).
 - `events (execution_id, seq)` is unique: an execution's own events take `seq` 0, 1, ...;
   late events take `LATE_SEQ_BASE` + n, so they never collide with the execution's own
   events even when they are stored before it (`pending`).
@@ -57,6 +60,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentwatch.store import aggregates
+from agentwatch.store import attribution_aggregates as attr_aggregates
 
 #: Words that differ between backends, substituted into the DDL below.
 DIALECTS: dict[str, dict[str, str]] = {
@@ -420,6 +424,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             )
             """,
         ),
+    ),
+    Migration(
+        9,
+        "hourly aggregates per attribution value (team, customer, ...), built from existing rows",
+        attr_aggregates.DDL,
+        convert=attr_aggregates.backfill,
     ),
     Migration(
         10,
