@@ -301,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=10, help="seed of the history (10)")
     parser.add_argument("--batch-size", type=int, default=5000, help=argparse.SUPPRESS)
     parser.add_argument("--max-label-sets", type=int, default=2000, help=argparse.SUPPRESS)
+    # `history.HistoryStores` reads it (history.py's own option); no teams here.
+    parser.add_argument("--teams", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--touch", type=int, default=2, help="runs per write (2: ~1%% of lines)")
     parser.add_argument("--repeat", type=int, default=9, help="timings per figure (9)")
     parser.add_argument("--compare-with", metavar="PATH", default=None, help="another checkout")

@@ -363,7 +363,12 @@ def test_the_per_dimension_cap_holds_for_every_writer_together(
             writer = first if index % 2 == 0 else second
             run = records.execution("job", attribution={"team": team, "customer": "acme"})
             _write(writer, ExecutionFinished(run), attribution=TEAM_CUSTOMER)
-        runs = _series(first, "agentwatch_executions")
+        exposed = _series(first, "agentwatch_executions")
+        # every run completed; serve exposes each label set's failed series at 0 beside it
+        runs = {k: v for k, v in exposed.items() if dict(k)["status"] == "completed"}
+        assert {dict(k)["team"] for k, v in exposed.items() if k not in runs and v == 0} == {
+            dict(k)["team"] for k in runs
+        }
         teams = sorted(dict(key)["team"] for key in runs)
         assert teams == ["__overflow__", "a", "b", "c"]
         overflow = next(v for k, v in runs.items() if dict(k)["team"] == "__overflow__")
@@ -388,6 +393,9 @@ def test_declaring_a_dimension_later_continues_the_existing_series(
     assert runs == {
         (("agent", "job"), ("status", "completed"), ("team", "")): 2.0,  # one series
         (("agent", "job"), ("status", "completed"), ("team", "search")): 1.0,
+        # their failed series, at 0 until a run fails (contract.ZERO_FILLED_STATUSES)
+        (("agent", "job"), ("status", "failed"), ("team", "")): 0.0,
+        (("agent", "job"), ("status", "failed"), ("team", "search")): 0.0,
     }
 
 

@@ -333,8 +333,16 @@ def test_processes_share_one_cap_and_serve_exposes_it(backend_url: str, tmp_path
     for name in ("agentwatch_executions", "agentwatch_llm_requests", "agentwatch_llm_tokens",
                  "agentwatch_execution_duration_seconds"):  # fmt: skip
         admitted = [s for s in sets[name] if not all(v == OVERFLOW for _, v in s)]
-        assert len(admitted) == CAP, name
-        assert len(sets[name]) == CAP + 1, name  # plus the overflow series
+        assert len(sets[name]) == len(admitted) + 1, name  # plus the overflow series
+        statuses = contract.ZERO_FILLED_STATUSES.get(name)
+        if statuses is None:
+            assert len(admitted) == CAP, name
+            continue
+        # Serve adds each admitted label set's other statuses at 0 (read time, not stored).
+        stored = [s for s in admitted if values[name + "_total"][s] > 0]
+        assert len(stored) == CAP, name
+        zeros = [s for s in admitted if values[name + "_total"][s] == 0]
+        assert len(zeros) == CAP * (len(statuses) - 1), name
     executions = values["agentwatch_executions_total"]
     assert sum(executions.values()) == runs
     assert sum(values["agentwatch_llm_requests_total"].values()) == runs
@@ -344,3 +352,50 @@ def test_processes_share_one_cap_and_serve_exposes_it(backend_url: str, tmp_path
     assert folded == runs - sum(v for k, v in executions.items() if ("agent", OVERFLOW) not in k)
     dropped = values.get("agentwatch_events_dropped_total", {})
     assert sum(dropped.values()) == 0
+
+
+def test_reserving_a_place_admits_while_there_is_room_and_never_counts_a_fold() -> None:
+    guard = CardinalityGuard(2)
+    assert guard.admit("m", ("a", "completed")) == ("a", "completed")
+    assert guard.reserve("m", ("a", "failed")) is True
+    assert guard.reserve("m", ("b", "failed")) is False, "the cap is full"
+    assert guard.overflow_counts() == {}, "nothing was observed, so nothing folded"
+    assert guard.reserve("m", ("a", "failed")) is True, "a reserved label set stays admitted"
+    assert guard.admit("m", ("a", "failed")) == ("a", "failed")
+    assert guard.admit("m", ("b", "failed")) == (OVERFLOW, OVERFLOW)
+    assert guard.overflow_counts() == {"m": 1}
+
+
+def test_serve_completes_outcome_series_of_admitted_label_sets_only(
+    store: Store, records: Records
+) -> None:
+    """The zeros are added at read time: they take no place in the store, so serve exposes
+    at most one series per status for each label set the store admitted, plus the overflow."""
+    from agentwatch.store_metrics import rollup_families
+
+    cap = 4
+    items: list[WriterItem] = [
+        ExecutionFinished(records.execution(f"ok-{i}", started_at=1_000.0 + i)) for i in range(3)
+    ]
+    items += [
+        ExecutionFinished(records.execution(f"ko-{i}", started_at=1_100.0 + i, error_type="E"))
+        for i in range(3)
+    ]
+    _write(store, items, cap=cap)
+    stored = _series(store, EXECUTIONS)
+    family = next(f for f in rollup_families(store.read_rollups()) if f.name == EXECUTIONS[:-6])
+    exposed = {tuple(sorted(s.labels.items())): s.value for s in family.samples}
+    admitted = {labels for labels in stored if not _is_overflow(labels)}
+    assert len(admitted) == cap
+    assert {k: v for k, v in exposed.items() if k in stored} == stored, "stored values as they are"
+    zeros = {k: v for k, v in exposed.items() if k not in stored}
+    assert set(zeros.values()) == {0.0}
+    statuses = set(contract.EXECUTION_STATUSES)
+    agents = {dict(labels)["agent"] for labels in admitted}
+    assert set(zeros) == {
+        (("agent", agent), ("status", status))
+        for agent in agents
+        for status in statuses
+        if (("agent", agent), ("status", status)) not in stored
+    }
+    assert len(exposed) <= len(statuses) * cap + 1

@@ -526,3 +526,100 @@ def test_the_index_sees_only_rows_that_changed_whatever_their_order() -> None:
 
     index.update(again[1:])
     assert ("agentwatch_execution_duration_seconds", ("a1",)) not in index.groups
+
+
+def _lines_of(body: bytes, prefix: bytes) -> list[bytes]:
+    return [line for line in body.splitlines() if line.startswith(prefix)]
+
+
+def test_outcome_series_completed_at_zero_render_as_prometheus_client_does(
+    store: Store, records: Records, backend_url: str
+) -> None:
+    """A new agent's failed series is exposed at 0 from its first run, then replaced in place
+    by the stored row when the first failure is written: one line, never going down."""
+    builder = RollupBuilder(CardinalityGuard(1000))
+    first = records.execution("fresh", started_at=1_000.0, events=[records.llm()])
+    store.write_batch(builder.build([ExecutionFinished(first)]))
+    checked = _Checked(backend_url, [])
+    failed = b'agentwatch_executions_total{agent="fresh",status="failed"} '
+    call = b'agentwatch_llm_requests_total{agent="fresh",model="gpt-4o-mini",provider="openai",'
+    try:
+        body = checked.check("cold: the zeros are rendered as the collector completes them")
+        assert _lines_of(body, failed) == [failed + b"0.0"]
+        assert _lines_of(body, call + b'status="failure"} ') == [call + b'status="failure"} 0.0']
+
+        # A write of another agent only: the zeros of "fresh" stay, new ones appear.
+        other = records.execution("other", started_at=1_100.0)
+        store.write_batch(builder.build([ExecutionFinished(other)]))
+        body = checked.check("a new label set with its zero, incrementally")
+        assert _lines_of(body, failed) == [failed + b"0.0"]
+        assert b'agentwatch_executions_total{agent="other",status="failed"} 0.0' in body
+
+        # The first failure: the zero becomes the stored row, in place.
+        boom = records.execution(
+            "fresh",
+            started_at=1_200.0,
+            error_type="ValueError",
+            events=[records.llm(status="failure", error_type="RateLimitError")],
+        )
+        store.write_batch(builder.build([ExecutionFinished(boom)]))
+        body = checked.check("the zero replaced by its stored row")
+        assert _lines_of(body, failed) == [failed + b"1.0"], "one line, from 0 to 1"
+        assert _lines_of(body, call + b'status="failure"} ') == [call + b'status="failure"} 1.0']
+        before = _counters(body)
+
+        # An agent whose first run fails gets its completed series at 0.
+        unlucky = records.execution("unlucky", started_at=1_300.0, error_type="E")
+        store.write_batch(builder.build([ExecutionFinished(unlucky)]))
+        body = checked.check("a failure first: the completed series at 0")
+        assert b'agentwatch_executions_total{agent="unlucky",status="completed"} 0.0' in body
+        after = _counters(body)
+        assert all(after[k] >= v for k, v in before.items()), "counters never go down"
+
+        # An attribution dimension appearing regroups everything, zeros included.
+        _store_rows(
+            store,
+            [
+                (
+                    "agentwatch_executions_total",
+                    '{"agent":"teamed","status":"completed","team":"search"}',
+                    1.0,
+                )
+            ],
+        )
+        body = checked.after_repair("a dimension appeared")
+        teamed = b'agentwatch_executions_total{agent="teamed",status="failed",team="search"} 0.0'
+        assert teamed in body
+        assert b'agentwatch_executions_total{agent="fresh",status="failed",team=""} 1.0' in body
+
+        store.clear_all()
+        body = checked.check("a reset takes the zeros with their siblings")
+        assert b"agentwatch_executions_total{" not in body
+    finally:
+        checked.access.close()
+
+
+def test_the_overflow_series_and_unknown_statuses_get_no_zero_series(
+    store: Store, records: Records, backend_url: str
+) -> None:
+    runs = [ExecutionFinished(records.execution(f"a{i}", started_at=1_000.0 + i)) for i in range(3)]
+    store.write_batch(RollupBuilder(CardinalityGuard(2)).build(runs))  # a2 folds
+    _store_rows(store, [("agentwatch_executions_total", '{"agent":"x","status":"ok"}', 1.0)])
+    checked = _Checked(backend_url, [])
+    try:
+        body = checked.check("cold")
+        series = _lines_of(body, b"agentwatch_executions_total{")
+        assert sorted(series) == sorted(
+            [
+                b'agentwatch_executions_total{agent="__overflow__",status="__overflow__"} 1.0',
+                b'agentwatch_executions_total{agent="a0",status="completed"} 1.0',
+                b'agentwatch_executions_total{agent="a0",status="failed"} 0.0',
+                b'agentwatch_executions_total{agent="a1",status="completed"} 1.0',
+                b'agentwatch_executions_total{agent="a1",status="failed"} 0.0',
+                b'agentwatch_executions_total{agent="x",status="ok"} 1.0',
+            ]
+        )
+        store.clear_all()
+        assert b"agentwatch_executions_total{" not in checked.check("a reset, no regroup")
+    finally:
+        checked.access.close()

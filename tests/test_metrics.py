@@ -23,6 +23,7 @@ from agentwatch.validation import clean_event
 EXPECTED_TEXT = """# HELP agentwatch_executions_total Agent executions that finished, by agent and outcome.
 # TYPE agentwatch_executions_total counter
 agentwatch_executions_total{agent="researcher",status="completed"} 1.0
+agentwatch_executions_total{agent="researcher",status="failed"} 0.0
 # HELP agentwatch_execution_errors_total Failed agent executions, by agent and exception class.
 # TYPE agentwatch_execution_errors_total counter
 # HELP agentwatch_execution_duration_seconds Wall-clock duration of agent executions.
@@ -47,7 +48,9 @@ agentwatch_execution_duration_seconds_sum{agent="researcher"} 1.5
 # HELP agentwatch_llm_requests_total LLM requests, by calling agent, model, provider and outcome.
 # TYPE agentwatch_llm_requests_total counter
 agentwatch_llm_requests_total{agent="researcher",model="gpt-4o-mini",provider="openai",status="success"} 1.0
+agentwatch_llm_requests_total{agent="researcher",model="gpt-4o-mini",provider="openai",status="failure"} 0.0
 agentwatch_llm_requests_total{agent="none",model="custom-model",provider="unknown",status="failure"} 1.0
+agentwatch_llm_requests_total{agent="none",model="custom-model",provider="unknown",status="success"} 0.0
 # HELP agentwatch_llm_errors_total Failed LLM requests, by model, provider and error class.
 # TYPE agentwatch_llm_errors_total counter
 agentwatch_llm_errors_total{agent="none",error_type="RateLimitError",model="custom-model",provider="unknown"} 1.0
@@ -347,3 +350,132 @@ def test_two_instances_cannot_share_a_registry_but_unregister_frees_it() -> None
         )
         == 1.0
     )
+
+
+def _run(agent: str, status: str, **fields: object) -> Execution:
+    values: dict[str, object] = {
+        "id": "exec_1", "agent": agent, "started_at": 100.0, "ended_at": 101.0, "status": status,
+    }  # fmt: skip
+    if status == "failed":
+        values["error_type"] = "ValueError"
+    values.update(fields)
+    return Execution(**values)  # type: ignore[arg-type]
+
+
+def _status_series(registry: CollectorRegistry, family: str) -> dict[tuple[str, ...], float]:
+    """Every exposed series of `family` (a counter), by its label values sorted by name."""
+    return {
+        tuple(v for _, v in sorted(s.labels.items())): s.value
+        for metric in registry.collect()
+        if metric.name == family
+        for s in metric.samples
+        if s.name == family + "_total"
+    }
+
+
+def test_a_new_label_set_exposes_its_other_outcomes_at_zero() -> None:
+    """So Prometheus' rate() sees the first failure of a new agent or model as 0 -> 1."""
+    registry = CollectorRegistry()
+    metrics = AgentMetrics(registry)
+    value = registry.get_sample_value
+    executions = "agentwatch_executions_total"
+
+    metrics.observe_execution(_run("fresh", "completed"))
+    assert value(executions, {"agent": "fresh", "status": "failed"}) == 0.0
+    metrics.observe_execution(_run("fresh", "failed"))
+    metrics.observe_execution(_run("fresh", "completed"))
+    assert value(executions, {"agent": "fresh", "status": "failed"}) == 1.0
+    assert value(executions, {"agent": "fresh", "status": "completed"}) == 2.0
+    # an agent whose first run fails gets its completed series at 0 all the same
+    metrics.observe_execution(_run("unlucky", "failed"))
+    assert value(executions, {"agent": "unlucky", "status": "completed"}) == 0.0
+
+    requests_total = "agentwatch_llm_requests_total"
+    call = {"agent": "a", "model": "new-model", "provider": "openai"}
+    metrics.observe_llm_call(_llm(model="new-model"), "a")
+    assert value(requests_total, {**call, "status": "failure"}) == 0.0
+    metrics.observe_llm_call(_llm(model="new-model", status="failure", error_type="E"), "a")
+    assert value(requests_total, {**call, "status": "failure"}) == 1.0
+    assert value(requests_total, {**call, "status": "success"}) == 1.0
+
+    # Not for the families no rule takes a ratio of: each tool would grow an idle series,
+    # and an error class cannot be known before it happens.
+    metrics.observe_tool_call(Event(kind="tool_call", name="t", started_at=1.0), "a")
+    assert (
+        value("agentwatch_tool_calls_total", {"agent": "a", "tool": "t", "status": "failure"})
+        is None
+    )
+    errors = _status_series(registry, "agentwatch_execution_errors")
+    assert errors and all(v > 0 for v in errors.values())
+
+
+def test_zero_outcome_series_carry_the_attribution_labels_of_their_sibling() -> None:
+    from agentwatch.config import AttributionDimension
+
+    registry = CollectorRegistry()
+    metrics = AgentMetrics(registry, attribution=(AttributionDimension("team", max_values=1),))
+    metrics.observe_execution(_run("a", "completed", attribution={"team": "search"}))
+    metrics.observe_execution(_run("a", "completed", attribution={"team": "ads"}))  # past max
+    assert _status_series(registry, "agentwatch_executions") == {
+        ("a", "completed", "search"): 1.0,
+        ("a", "failed", "search"): 0.0,
+        ("a", "completed", contract.OVERFLOW): 1.0,
+        ("a", "failed", contract.OVERFLOW): 0.0,
+    }
+    assert metrics.value_caps.overflow_counts() == {"team": 1}, "one fold: the run, not its zero"
+
+
+def test_zero_outcome_series_count_against_the_cap_and_never_exceed_it() -> None:
+    registry = CollectorRegistry()
+    metrics = AgentMetrics(registry, max_label_sets=3)
+    value = registry.get_sample_value
+    overflowed = "agentwatch_cardinality_overflow_total"
+    folds = {"metric": "agentwatch_executions"}
+
+    metrics.observe_execution(_run("a", "completed"))  # a/completed and a/failed: 2 places
+    metrics.observe_execution(_run("b", "completed"))  # b/completed takes the last place
+    assert _status_series(registry, "agentwatch_executions") == {
+        ("a", "completed"): 1.0, ("a", "failed"): 0.0, ("b", "completed"): 1.0,
+    }  # fmt: skip
+    assert value(overflowed, folds) is None, "a zero series not created is no fold"
+
+    # b's first failure has no place of its own: it folds like any new label set, counted
+    metrics.observe_execution(_run("b", "failed"))
+    metrics.observe_execution(_run("c", "completed"))
+    overflow = (contract.OVERFLOW, contract.OVERFLOW)
+    assert _status_series(registry, "agentwatch_executions") == {
+        ("a", "completed"): 1.0, ("a", "failed"): 0.0, ("b", "completed"): 1.0, overflow: 2.0,
+    }  # fmt: skip
+    assert value(overflowed, folds) == 2.0
+    metrics.observe_execution(_run("a", "failed"))  # a's zero series counts it in place
+    assert value("agentwatch_executions_total", {"agent": "a", "status": "failed"}) == 1.0
+    assert value(overflowed, folds) == 2.0
+
+
+def test_concurrent_new_label_sets_stay_under_the_cap_and_keep_every_count() -> None:
+    import threading
+
+    registry = CollectorRegistry()
+    metrics = AgentMetrics(registry, max_label_sets=25)
+    start = threading.Barrier(4)
+
+    def work(worker: int) -> None:
+        start.wait()
+        for i in range(40):
+            status = "failed" if (i + worker) % 3 == 0 else "completed"
+            metrics.observe_execution(_run(f"agent-{i % 20}", status))
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    series = _status_series(registry, "agentwatch_executions")
+    overflow = (contract.OVERFLOW, contract.OVERFLOW)
+    assert len(set(series) - {overflow}) <= 25
+    assert sum(series.values()) == 4 * 40, "every run counted once, folded or not"
+    # only runs fold (a zero series past the cap is simply not created), each counted once
+    folds = registry.get_sample_value(
+        "agentwatch_cardinality_overflow_total", {"metric": "agentwatch_executions"}
+    )
+    assert series.get(overflow, 0.0) == (folds or 0.0) > 0

@@ -357,16 +357,31 @@ def test_in_process_metrics_agree_with_the_store_rollups(store_url: str) -> None
         for s in family.samples
         if not s.name.endswith("_created")
     }
+    from agentwatch.store_metrics import rollup_families
+
     store = open_store(store_url)
     try:
+        # What serve exposes from the rollups (with the outcome series completed at 0).
         rollups = {
-            (row.sample, tuple(sorted(row.labels.items()))): row.value
-            for row in store.read_rollups()
-            if any(row.sample.startswith(name) for name in families)
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in rollup_families(store.read_rollups())
+            if family.name in families
+            for s in family.samples
         }
     finally:
         store.close()
     assert rollups.keys() == in_process.keys()
+    outcomes = ("agentwatch_executions_total", "agentwatch_llm_requests_total")
+    zeros = {
+        (labels["agent"], labels["model"], labels["status"])
+        for (name, pairs), value in in_process.items()
+        if name in outcomes and not value and (labels := dict(pairs))
+    }
+    assert zeros == {
+        ("agent", "gpt-4o-mini", "failure"),
+        ("agent", "private-model", "success"),
+        ("none", "gpt-4o-mini", "failure"),
+    }, "both expositions show the same outcome series at 0"
     for key, value in in_process.items():
         assert rollups[key] == pytest.approx(value), key
 

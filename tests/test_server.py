@@ -320,3 +320,82 @@ def test_a_mistyped_or_foreign_sqlite_path_is_refused_not_created(
     assert not missing.exists() and not missing.parent.exists(), "serve never creates a store"
     assert foreign.read_bytes() == before, "serve never adds its tables to a foreign file"
     assert "StoreNotFound" in caplog.text and "IncompatibleStore" in caplog.text
+
+
+def test_a_new_agents_failure_series_is_served_at_zero_from_its_first_run(
+    served: AgentwatchServer,
+) -> None:
+    """Written by the real writer, read back through serve's /metrics in both formats: the
+    failure series of a new agent and model exist at 0 before their first failure, so
+    Prometheus' increase() sees that failure."""
+
+    @agentwatch.observe(name="newcomer")
+    def newcomer(fail: bool) -> None:
+        agentwatch.record_llm_call(
+            "brand-new", provider="openai", input_tokens=1, output_tokens=1,
+            status="failure" if fail else "success", cost_usd=0.01,
+        )  # fmt: skip
+        if fail:
+            raise ValueError("first failure")
+
+    newcomer(False)
+    assert agentwatch.flush(timeout=10)
+    call = {"agent": "newcomer", "model": "brand-new", "provider": "openai"}
+    for accept in ("text/plain", "application/openmetrics-text"):
+        text = requests.get(served.url + "/metrics", headers={"Accept": accept}, timeout=5).text
+        assert _value(text, "agentwatch_executions_total", agent="newcomer", status="failed") == 0
+        assert _value(text, "agentwatch_llm_requests_total", **call, status="failure") == 0
+
+    with pytest.raises(ValueError):
+        newcomer(True)
+    assert agentwatch.flush(timeout=10)
+    text = requests.get(served.url + "/metrics", timeout=5).text
+    assert _value(text, "agentwatch_executions_total", agent="newcomer", status="failed") == 1
+    assert _value(text, "agentwatch_executions_total", agent="newcomer", status="completed") == 1
+    assert _value(text, "agentwatch_llm_requests_total", **call, status="failure") == 1
+    lines = [line for line in text.splitlines() if line.startswith("agentwatch_executions_total{")]
+    assert len(lines) == 2, lines
+
+
+def test_serve_and_the_in_process_registry_expose_the_same_outcome_series(
+    store_url: str, served: AgentwatchServer
+) -> None:
+    """One workload, both expositions: the same status series, zeros included."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry()
+    agentwatch.configure(store_url=store_url, registry=registry)
+
+    @agentwatch.observe(name="worker")
+    def worker(agent_fails: bool, call_fails: bool, model: str) -> None:
+        agentwatch.record_llm_call(
+            model, provider="openai", input_tokens=1, output_tokens=1, cost_usd=0.01,
+            status="failure" if call_fails else "success",
+        )  # fmt: skip
+        if agent_fails:
+            raise ValueError("boom")
+
+    worker(False, False, "m-ok")
+    with pytest.raises(ValueError):
+        worker(True, True, "m-bad")
+    agentwatch.record_llm_call("m-outside", provider="openai", status="failure")
+    assert agentwatch.flush(timeout=10)
+
+    families = ("agentwatch_executions_total", "agentwatch_llm_requests_total")
+
+    def outcomes(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        return {k: v for k, v in _samples(text).items() if k[0] in families}
+
+    in_process = outcomes(generate_latest(registry).decode())
+    served_text = requests.get(served.url + "/metrics", timeout=5).text
+    assert outcomes(served_text) == in_process
+    zeros = {
+        (labels["agent"], labels["model"], labels["status"])
+        for (_, frozen), value in in_process.items()
+        if value == 0 and (labels := dict(frozen))
+    }
+    assert zeros == {
+        ("worker", "m-ok", "failure"),
+        ("worker", "m-bad", "success"),
+        ("none", "m-outside", "success"),
+    }

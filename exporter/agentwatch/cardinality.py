@@ -58,6 +58,28 @@ class CardinalityGuard:
             self._overflowed[metric] = self._overflowed.get(metric, 0) + 1
         return (OVERFLOW,) * len(labels)
 
+    def reserve(self, metric: str, labels: tuple[str, ...]) -> bool:
+        """Admit `labels` if there is room, without counting a fold when there is none.
+
+        For series created before anything is observed in them (the zero-filled outcome
+        series of `contract.ZERO_FILLED_STATUSES`): such a series is exposed, so it takes a
+        place under the cap like any other, and the cap keeps bounding what Prometheus
+        stores. Past the cap it is simply not created: nothing was observed, so nothing is
+        folded or counted in `agentwatch_cardinality_overflow_total`; a later observation
+        of that label set goes through `admit` and folds as usual.
+        """
+        seen = self._seen.get(metric)
+        if seen is not None and labels in seen:
+            return True
+        with self._lock:
+            seen = self._seen.setdefault(metric, set())
+            if labels in seen:
+                return True
+            if len(seen) < self.max_label_sets:
+                seen.add(labels)
+                return True
+        return False
+
     def overflow_counts(self) -> dict[str, int]:
         """Observations folded into the overflow series so far, per metric."""
         with self._lock:

@@ -392,6 +392,42 @@ def labels_with(spec: MetricSpec, dimensions: tuple[str, ...]) -> tuple[str, ...
 
 BY_NAME: dict[str, MetricSpec] = {spec.name: spec for spec in ALL_METRICS}
 
+#: Families whose every outcome series starts at 0: as soon as one `status` of a label set is
+#: exposed, the other statuses of the same label set are exposed too, at 0 until counted.
+#: Why: Prometheus' `rate()` and `increase()` see a series' first sample as its start, not
+#: as an increase, so a `status="failed"` series that appeared at 1 would hide the first
+#: failure from the error-ratio rules and alerts (`prometheus/rules/`) until a second one.
+#: Both expositions apply it: the in-process registry creates the series (`metrics.py`),
+#: `agentwatch serve` adds the missing ones at read time (`store_metrics.py` and
+#: `server/exposition_cache.py`), nothing is stored. Tool calls are left out: no rule
+#: alerts on their ratio, and every tool would grow an idle series.
+ZERO_FILLED_STATUSES: dict[str, tuple[str, ...]] = {
+    EXECUTIONS.name: EXECUTION_STATUSES,
+    LLM_REQUESTS.name: CALL_STATUSES,
+}
+_STATUS_AT: dict[str, int] = {
+    name: BY_NAME[name].labels.index("status") for name in ZERO_FILLED_STATUSES
+}
+
+
+def status_siblings(family: str, values: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """The label values of the other outcome series of `values`' label set.
+
+    `values` are a series' label values in exposition order (the family's own labels first,
+    then any attribution dimensions). Empty when `family` is not zero-filled
+    (`ZERO_FILLED_STATUSES`) or when the series' status is none of the contract's (the
+    `__overflow__` series, a value a newer writer knows): such a series gets no siblings.
+    """
+    statuses = ZERO_FILLED_STATUSES.get(family)
+    if statuses is None:
+        return ()
+    at = _STATUS_AT[family]
+    status = values[at]
+    if status not in statuses:
+        return ()
+    head, tail = values[:at], values[at + 1 :]
+    return tuple((*head, other, *tail) for other in statuses if other != status)
+
 
 def spec_for_sample(sample_name: str) -> MetricSpec | None:
     """Return the family a sample name (`..._total`, `..._bucket`, ...) belongs to."""

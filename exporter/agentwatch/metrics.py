@@ -10,8 +10,10 @@ arrive already checked by `validation.py` (capture cleans every record before co
 so nothing here re-checks a number. Label values are sanitised once per new label set
 (None -> "", at most 128 characters, never a character the exposition cannot encode) and
 pass a `CardinalityGuard`; past the cap a metric's new label sets fold into the
-`__overflow__` series. Histogram observations made inside an execution carry an
-`execution_id` exemplar, which Prometheus sees only through the OpenMetrics exposition.
+`__overflow__` series. A new label set of executions or LLM requests also creates its other
+`status` series at 0 (`contract.ZERO_FILLED_STATUSES`), so `rate()` sees the first failure.
+Histogram observations made inside an execution carry an `execution_id` exemplar, which
+Prometheus sees only through the OpenMetrics exposition.
 
 Self-metrics (queue depth and capacity, drops, store write errors and duration, cardinality
 overflow, internal errors, invalid values, build info) are read at scrape time by a custom
@@ -114,13 +116,16 @@ class _Family:
     declared attribution dimensions after them.
     """
 
-    __slots__ = ("cache", "fixed", "metric", "spec")
+    __slots__ = ("cache", "fixed", "metric", "spec", "status_at", "zero_filled")
 
     def __init__(self, spec: MetricSpec, metric: Any) -> None:
         self.spec = spec
         self.metric = metric
         self.fixed = len(spec.labels)
         self.cache: dict[tuple[Any, ...], Any] = {}
+        #: Whether a new label set also creates its other outcome series at 0.
+        self.zero_filled = spec.name in contract.ZERO_FILLED_STATUSES
+        self.status_at = spec.labels.index("status") if self.zero_filled else -1
 
 
 class AgentMetrics:
@@ -234,7 +239,26 @@ class AgentMetrics:
             # Folded label sets are not cached: each of their observations must pass the
             # guard again to be counted in agentwatch_cardinality_overflow_total.
             family.cache[key] = child
+            if family.zero_filled:
+                self._zero_fill(family, key, labels)
         return child
+
+    def _zero_fill(self, family: _Family, key: tuple[Any, ...], labels: tuple[str, ...]) -> None:
+        """Create the other outcome series of a new label set, at 0 (`ZERO_FILLED_STATUSES`).
+
+        So the first failure of a new agent or model is an increase from 0 that `rate()`
+        sees, not the start of a series. Each such series takes a place under the cardinality
+        cap (`CardinalityGuard.reserve`): it is exposed like any other, and the cap bounds
+        what Prometheus stores. Past the cap it is not created and no fold is counted (nothing
+        was observed); a folded label set (the `__overflow__` series) gets none.
+        """
+        name = family.spec.name
+        at = family.status_at
+        for sibling in contract.status_siblings(name, labels):
+            raw = (*key[:at], sibling[at], *key[at + 1 :])
+            if raw in family.cache or not self.guard.reserve(name, sibling):
+                continue
+            family.cache[raw] = family.metric.labels(*sibling)
 
     def _dimension_values(self, attribution: dict[str, str]) -> tuple[str, ...]:
         """The attribution label values of a run or call, each capped (`ValueCaps`)."""

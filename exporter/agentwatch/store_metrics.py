@@ -3,7 +3,8 @@
 Kept apart from the HTTP server so any collector over the store (the server's, a test's)
 builds the same exposition from the same rows.
 
-- `rollup_families`: the cumulative counters and histograms of `contract.ROLLUP_METRICS`.
+- `rollup_families`: the cumulative counters and histograms of `contract.ROLLUP_METRICS`,
+  with the outcome series of executions and LLM requests completed at 0.
   An attributed family (`contract.ATTRIBUTED`) carries, after its own labels, every
   attribution dimension found in its rows (sorted by name): the dimensions the writers
   declared, now or before. A series without a value for one is exposed with the empty
@@ -71,6 +72,12 @@ def rollup_families(rows: Sequence[RollupRow]) -> list[Metric]:
     metrics this server does not). Histogram buckets missing from the rows are filled from
     the contract's bucket list, so every exposed histogram is complete and cumulative.
     Exemplars are added by `rollup_exemplars.attach_exemplars`.
+
+    The outcome series of executions and LLM requests are completed at read time: a label
+    set with one stored `status` is also exposed with the others, at 0 until a writer
+    counts one (`contract.ZERO_FILLED_STATUSES`: so `rate()` sees the first failure).
+    Nothing is stored for them, so they take no place under the store's cardinality cap:
+    these two families expose at most one series per status for each admitted label set.
     """
     dimensions = attribution_dimensions(rows)
     counters: dict[str, dict[tuple[str, ...], float]] = defaultdict(dict)
@@ -92,6 +99,11 @@ def rollup_families(rows: Sequence[RollupRow]) -> list[Metric]:
         elif row.sample.endswith("_sum"):
             sums[spec.name][key] = row.value
         # _count equals the +Inf bucket; prometheus_client derives it.
+    for name in contract.ZERO_FILLED_STATUSES:
+        outcomes = counters.get(name)
+        for key in list(outcomes or ()):
+            for sibling in contract.status_siblings(name, key):
+                counters[name].setdefault(sibling, 0.0)
 
     families: list[Metric] = []
     for spec in contract.ROLLUP_METRICS:

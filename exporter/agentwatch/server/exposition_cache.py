@@ -11,7 +11,9 @@ written. Here:
   no JSON parsing, buckets not cumulated) and compared with the previous read at C speed
   (`RollupIndex`); only label texts never seen before are parsed, only the series whose rows
   changed are formatted again (a histogram is cumulated from its own rows only), and a
-  family none of whose series changed keeps its bytes (`RollupRenderer`). The table has no
+  family none of whose series changed keeps its bytes (`RollupRenderer`). The outcome series
+  `rollup_families` completes at 0 (`contract.ZERO_FILLED_STATUSES`) are kept with them
+  (`RollupIndex.zeros`), re-rendered when a sibling changes. The table has no
   change column, so the read itself (all rows) is the floor of a scrape after a write;
 - one lock makes concurrent scrapes share one render: the second waits for the first, then
   finds the cache fresh;
@@ -283,6 +285,9 @@ class RollupIndex:
         self._group_of: dict[_Key, _GroupId] = {}
         self._extra_counts: dict[tuple[str, str], int] = {}
         self.groups: dict[_GroupId, _Group] = {}
+        #: Outcome series exposed at 0 without rows: a sibling status of their label set
+        #: has rows (`contract.ZERO_FILLED_STATUSES`, as `rollup_families` completes them).
+        self.zeros: set[_GroupId] = set()
         self.dimensions: dict[str, tuple[str, ...]] = {}
         self._dirty: tuple[set[_GroupId], set[_GroupId]] = (set(), set())
         self._regroup_next = True
@@ -364,10 +369,11 @@ class RollupIndex:
                 group.rows[key] = stored
                 group_of[key] = ident
                 changed.add(ident)
-        for ident in changed:
+        for ident in list(changed):
             group = groups.get(ident)
             if group is not None and not group.rows:
                 del groups[ident]
+            changed.update(self._refill(ident))
         self._dirty[0].update(changed)
         self._dirty[1].update(changed)
 
@@ -391,9 +397,34 @@ class RollupIndex:
                 group = groups[ident] = _Group()
             group.rows[key] = row
             group_of[key] = ident
+        self.zeros = set()
+        for ident in list(groups):
+            self._refill(ident)
         self.epoch += 1
         self._dirty = (set(), set())
         self._regroup_next = False
+
+    def _refill(self, ident: _GroupId) -> tuple[_GroupId, ...]:
+        """Bring the zero series of `ident`'s label set up to date with its groups; return
+        the outcome series of that label set (to render again), or () if it has none.
+
+        A zero series that gets rows of its own leaves `zeros` and renders its rows in the
+        same place (no duplicate line; its value only grows from 0); one whose every
+        sibling lost its rows (`clear_all`) goes with them.
+        """
+        family, key = ident
+        siblings = contract.status_siblings(family, key)
+        if not siblings:
+            return ()
+        idents = (ident, *((family, sibling) for sibling in siblings))
+        groups, zeros = self.groups, self.zeros
+        filled = any(i in groups for i in idents)
+        for i in idents:
+            if filled and i not in groups:
+                zeros.add(i)
+            else:
+                zeros.discard(i)
+        return idents
 
     def _count_extra(self, text: _Text | None, step: int) -> None:
         if text is None:
@@ -443,7 +474,7 @@ class RollupRenderer:
         dirty = index.take_dirty(self._openmetrics)
         if self._epoch != index.epoch:
             self._epoch, self._views = index.epoch, {}
-            dirty = set(index.groups)
+            dirty = set(index.groups).union(index.zeros)
         by_family: dict[str, list[tuple[str, ...]]] = {}
         for family, key in dirty:
             by_family.setdefault(family, []).append(key)
@@ -477,9 +508,12 @@ class RollupRenderer:
         """The lines of one group, or None when it exposes nothing (gone, or a histogram
         without buckets)."""
         group = index.groups.get((family, key))
-        if group is None:
-            return None
         fam = _FAMILIES[family]
+        if group is None:
+            if (family, key) not in index.zeros:
+                return None
+            prefix = _prefix(fam.sample, _labels(index.names(family), key, None))
+            return f"{prefix}{_go_float(0.0)}\n"
         rows = group.rows
         if fam.spec.kind == "counter":
             if not group.prefixes:
