@@ -452,7 +452,7 @@ def _row_key(row: RollupDelta) -> tuple[str, str]:
 _MAX_SAMPLED_OUT = 100_000
 
 #: Bucket bounds (`le` values) of every histogram kept in the rollups, by bucket sample name.
-_BUCKET_BOUNDS: dict[str, tuple[str, ...]] = {
+BUCKET_BOUNDS: dict[str, tuple[str, ...]] = {
     spec.name + "_bucket": _le_values(spec.buckets)
     for spec in contract.ROLLUP_METRICS
     if spec.kind == "histogram" and spec.buckets is not None
@@ -469,7 +469,7 @@ def bucket_bound(le: str) -> float:
         return float("inf")
 
 
-def _split_le(text: str) -> tuple[str, str, str] | None:
+def split_le(text: str) -> tuple[str, str, str] | None:
     """Canonical label text around its `le` value: (head, le, tail), or None without one.
 
     `"le":"` cannot occur inside a JSON string value (its quotes would be escaped), so the
@@ -499,7 +499,7 @@ def cumulative_rows(rows: Iterable[StoredRow], empty: Any = None) -> list[Stored
     families: dict[tuple[str, str, str], dict[str, tuple[float, Any]]] = {}
     for row in rows:
         sample = row[0]
-        split = _split_le(row[1]) if sample in _BUCKET_BOUNDS else None
+        split = split_le(row[1]) if sample in BUCKET_BOUNDS else None
         if split is None:
             result.append(row)
             continue
@@ -509,7 +509,7 @@ def cumulative_rows(rows: Iterable[StoredRow], empty: Any = None) -> list[Stored
             family = families[(sample, head, tail)] = {}
         family[le] = (float(row[2]), row[3])
     for (sample, head, tail), buckets in families.items():
-        bounds: Iterable[str] = _BUCKET_BOUNDS[sample]
+        bounds: Iterable[str] = BUCKET_BOUNDS[sample]
         if not buckets.keys() <= set(bounds):
             bounds = sorted(buckets.keys() | set(bounds), key=bucket_bound)
         running = 0.0

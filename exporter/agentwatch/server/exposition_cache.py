@@ -53,7 +53,7 @@ from agentwatch._version import __version__
 from agentwatch.budgets import BudgetStatus, evaluate_budgets
 from agentwatch.config import Budget
 from agentwatch.rollup_exemplars import EXEMPLAR_LABEL, MAX_EXEMPLAR_LABEL_CHARS
-from agentwatch.rollups import _BUCKET_BOUNDS, _split_le, cumulative_rows, parse_labels
+from agentwatch.rollups import BUCKET_BOUNDS, cumulative_rows, parse_labels, split_le
 from agentwatch.server.collector import budget_families
 from agentwatch.server.store_access import StoreAccess
 from agentwatch.store.base import Exemplar, Store
@@ -148,7 +148,7 @@ class _Family:
 
 
 def _slots(sample: str, bounds: tuple[tuple[float, str], ...]) -> dict[str, int]:
-    stored = _BUCKET_BOUNDS.get(sample + "_bucket", ())
+    stored = BUCKET_BOUNDS.get(sample + "_bucket", ())
     if len(stored) != len(bounds):
         return {}
     if any(_parse_le(le) != bound for le, (bound, _) in zip(stored, bounds, strict=True)):
@@ -232,7 +232,7 @@ def _parse(sample: str, text: str) -> _Text | None:
             kind = "counter"
         elif sample.endswith("_bucket"):
             kind = "bucket"
-            split = _split_le(text)
+            split = split_le(text)
             if split is not None:
                 series = (split[0], split[2])
                 if labels.get("le") == split[1]:  # else a second `le` key: leave it odd

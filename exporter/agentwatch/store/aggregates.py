@@ -65,7 +65,7 @@ HOUR_SQL = {
     ),
 }
 
-_CALL_COLUMNS = """
+CALL_COLUMNS = """
         events BIGINT NOT NULL,
         llm_calls BIGINT NOT NULL,
         unpriced_calls BIGINT NOT NULL,
@@ -107,7 +107,7 @@ DDL = (
         agent TEXT NOT NULL,
         model TEXT,
         provider TEXT,
-        {_CALL_COLUMNS},
+        {CALL_COLUMNS},
         PRIMARY KEY (hour, key)
     )
     """,
@@ -117,7 +117,7 @@ DDL = (
     CREATE TABLE agg_calls_agent (
         hour BIGINT NOT NULL,
         agent TEXT NOT NULL,
-        {_CALL_COLUMNS},
+        {CALL_COLUMNS},
         PRIMARY KEY (hour, agent)
     )
     """,
@@ -129,14 +129,14 @@ DDL = (
         key TEXT NOT NULL,
         model TEXT,
         provider TEXT,
-        {_CALL_COLUMNS},
+        {CALL_COLUMNS},
         PRIMARY KEY (hour, key)
     )
     """,
     f"""
     CREATE TABLE agg_calls_total (
         hour BIGINT NOT NULL PRIMARY KEY,
-        {_CALL_COLUMNS}
+        {CALL_COLUMNS}
     )
     """,
 )
@@ -147,14 +147,14 @@ TABLES = (
     "agg_calls_total",
 )  # fmt: skip
 
-_RUN_VALUES = ("runs", "top_level", "completed", "failed", "duration_sum", "duration_count")
+RUN_VALUES = ("runs", "top_level", "completed", "failed", "duration_sum", "duration_count")
 CALL_VALUES = (
     "events", "llm_calls", "unpriced_calls", "tool_calls", "priced_other", "llm_input_tokens",
     "llm_output_tokens", "other_tokens", "cost_usd",
 )  # fmt: skip
 
 
-def _upsert(table: str, keys: Sequence[str], values: Sequence[str], conflict: int) -> str:
+def upsert_sql(table: str, keys: Sequence[str], values: Sequence[str], conflict: int) -> str:
     """Add `values` to the row keyed by the first `conflict` of `keys` (insert it if new)."""
     columns = (*keys, *values)
     added = ", ".join(f"{v} = {table}.{v} + excluded.{v}" for v in values)
@@ -164,14 +164,16 @@ def _upsert(table: str, keys: Sequence[str], values: Sequence[str], conflict: in
     )
 
 
-UPSERT_RUNS = _upsert("agg_runs", ("hour", "agent"), _RUN_VALUES, 2)
-UPSERT_DURATIONS = _upsert("agg_durations", ("hour", "bucket"), ("runs",), 2)
-UPSERT_CALLS = _upsert("agg_calls", ("hour", "key", "agent", "model", "provider"), CALL_VALUES, 2)
-UPSERT_CALLS_AGENT = _upsert("agg_calls_agent", ("hour", "agent"), CALL_VALUES, 2)
-UPSERT_CALLS_MODEL = _upsert(
+UPSERT_RUNS = upsert_sql("agg_runs", ("hour", "agent"), RUN_VALUES, 2)
+UPSERT_DURATIONS = upsert_sql("agg_durations", ("hour", "bucket"), ("runs",), 2)
+UPSERT_CALLS = upsert_sql(
+    "agg_calls", ("hour", "key", "agent", "model", "provider"), CALL_VALUES, 2
+)
+UPSERT_CALLS_AGENT = upsert_sql("agg_calls_agent", ("hour", "agent"), CALL_VALUES, 2)
+UPSERT_CALLS_MODEL = upsert_sql(
     "agg_calls_model", ("hour", "key", "model", "provider"), CALL_VALUES, 2
 )
-UPSERT_CALLS_TOTAL = _upsert("agg_calls_total", ("hour",), CALL_VALUES, 1)
+UPSERT_CALLS_TOTAL = upsert_sql("agg_calls_total", ("hour",), CALL_VALUES, 1)
 #: In the order of `TABLES`.
 UPSERTS = (
     UPSERT_RUNS, UPSERT_DURATIONS, UPSERT_CALLS, UPSERT_CALLS_AGENT, UPSERT_CALLS_MODEL,

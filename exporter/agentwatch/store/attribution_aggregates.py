@@ -48,21 +48,23 @@ from typing import Any
 from agentwatch.contract import OVERFLOW
 from agentwatch.store import aggregates
 
-_RUN_VALUES = "runs, top_level, completed, failed, duration_sum, duration_count"
-
-DDL = (
-    """
-    CREATE TABLE agg_attr_runs (
-        hour BIGINT NOT NULL,
-        dimension TEXT NOT NULL,
-        value TEXT NOT NULL,
-        agent TEXT NOT NULL,
+#: The counts of an hour's runs, as in `agg_runs` (one fragment for both run tables).
+_RUN_COLUMNS = """
         runs BIGINT NOT NULL,
         top_level BIGINT NOT NULL,
         completed BIGINT NOT NULL,
         failed BIGINT NOT NULL,
         duration_sum DOUBLE PRECISION NOT NULL,
-        duration_count BIGINT NOT NULL,
+        duration_count BIGINT NOT NULL"""
+
+DDL = (
+    f"""
+    CREATE TABLE agg_attr_runs (
+        hour BIGINT NOT NULL,
+        dimension TEXT NOT NULL,
+        value TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        {_RUN_COLUMNS},
         PRIMARY KEY (dimension, value, hour, agent)
     )
     """,
@@ -85,21 +87,16 @@ DDL = (
         agent TEXT NOT NULL,
         model TEXT,
         provider TEXT,
-        {aggregates._CALL_COLUMNS},
+        {aggregates.CALL_COLUMNS},
         PRIMARY KEY (dimension, value, hour, key)
     )
     """,
-    """
+    f"""
     CREATE TABLE agg_attr_runs_total (
         hour BIGINT NOT NULL,
         dimension TEXT NOT NULL,
         value TEXT NOT NULL,
-        runs BIGINT NOT NULL,
-        top_level BIGINT NOT NULL,
-        completed BIGINT NOT NULL,
-        failed BIGINT NOT NULL,
-        duration_sum DOUBLE PRECISION NOT NULL,
-        duration_count BIGINT NOT NULL,
+        {_RUN_COLUMNS},
         PRIMARY KEY (dimension, value, hour)
     )
     """,
@@ -108,7 +105,7 @@ DDL = (
         hour BIGINT NOT NULL,
         dimension TEXT NOT NULL,
         value TEXT NOT NULL,
-        {aggregates._CALL_COLUMNS},
+        {aggregates.CALL_COLUMNS},
         PRIMARY KEY (dimension, value, hour)
     )
     """,
@@ -129,22 +126,22 @@ TABLES = (
 )  # fmt: skip
 
 UPSERTS = (
-    aggregates._upsert(
-        "agg_attr_runs", ("dimension", "value", "hour", "agent"), aggregates._RUN_VALUES, 4
+    aggregates.upsert_sql(
+        "agg_attr_runs", ("dimension", "value", "hour", "agent"), aggregates.RUN_VALUES, 4
     ),
-    aggregates._upsert(
+    aggregates.upsert_sql(
         "agg_attr_durations", ("dimension", "value", "hour", "bucket"), ("runs",), 4
     ),
-    aggregates._upsert(
+    aggregates.upsert_sql(
         "agg_attr_calls",
         ("dimension", "value", "hour", "key", "agent", "model", "provider"),
         aggregates.CALL_VALUES,
         4,
     ),
-    aggregates._upsert(
-        "agg_attr_runs_total", ("dimension", "value", "hour"), aggregates._RUN_VALUES, 3
+    aggregates.upsert_sql(
+        "agg_attr_runs_total", ("dimension", "value", "hour"), aggregates.RUN_VALUES, 3
     ),
-    aggregates._upsert(
+    aggregates.upsert_sql(
         "agg_attr_calls_total", ("dimension", "value", "hour"), aggregates.CALL_VALUES, 3
     ),
 )
