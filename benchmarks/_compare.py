@@ -21,6 +21,7 @@ The other checkout runs on this interpreter and its installed dependencies unles
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -83,6 +84,22 @@ def _exporter_dir(path: Path) -> Path:
         if (candidate / "agentwatch" / "__init__.py").is_file():
             return candidate.resolve()
     raise BenchError(f"{path}: no agentwatch package here (expected exporter/agentwatch/)")
+
+
+def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `--compare-with` / `--compare-python` options every benchmark takes (`versions`)."""
+    parser.add_argument(
+        "--compare-with",
+        metavar="PATH",
+        default=None,
+        help="another checkout (or its exporter/) to measure too",
+    )
+    parser.add_argument(
+        "--compare-python",
+        metavar="PY",
+        default=None,
+        help="interpreter for --compare-with (default: this one)",
+    )
 
 
 def versions(compare_with: str | None, compare_python: str | None) -> list[Version]:

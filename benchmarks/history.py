@@ -1022,18 +1022,7 @@ def main(argv: list[str] | None = None) -> int:
         "queries scoped by one team (0: no attribution, the default mix)",
     )
     parser.add_argument("--repeat", type=int, default=5, help="timings per figure (5)")
-    parser.add_argument(
-        "--compare-with",
-        metavar="PATH",
-        default=None,
-        help="another checkout (or its exporter/) to measure too",
-    )
-    parser.add_argument(
-        "--compare-python",
-        metavar="PY",
-        default=None,
-        help="interpreter for --compare-with (default: this one)",
-    )
+    cmp.add_compare_arguments(parser)
     parser.add_argument("--cache-dir", default=None, help="where built stores are kept")
     parser.add_argument("--rebuild", action="store_true", help="ignore cached stores")
     parser.add_argument(

@@ -305,8 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teams", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--touch", type=int, default=2, help="runs per write (2: ~1%% of lines)")
     parser.add_argument("--repeat", type=int, default=9, help="timings per figure (9)")
-    parser.add_argument("--compare-with", metavar="PATH", default=None, help="another checkout")
-    parser.add_argument("--compare-python", metavar="PY", default=None, help=argparse.SUPPRESS)
+    cmp.add_compare_arguments(parser)
     parser.add_argument("--cache-dir", default=None, help="where history stores are kept")
     parser.add_argument(
         "--postgres",

@@ -60,15 +60,7 @@ def _create_empty_store(version: cmp.Version, env: dict[str, str], url: str) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=21, help="timings per figure (21)")
-    parser.add_argument(
-        "--compare-with", metavar="PATH", default=None, help="another checkout to measure too"
-    )
-    parser.add_argument(
-        "--compare-python",
-        metavar="PY",
-        default=None,
-        help="interpreter for --compare-with (default: this one)",
-    )
+    cmp.add_compare_arguments(parser)
     parser.add_argument(
         "--store", metavar="URL", default=None, help="also time `monitor stats` over this store"
     )

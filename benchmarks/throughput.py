@@ -463,18 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="end to end at this shape only: 0 = 8 x 3, 1 = 200 x 10",
     )
-    parser.add_argument(
-        "--compare-with",
-        metavar="PATH",
-        default=None,
-        help="another checkout (or its exporter/) to measure too",
-    )
-    parser.add_argument(
-        "--compare-python",
-        metavar="PY",
-        default=None,
-        help="interpreter for --compare-with (default: this one)",
-    )
+    cmp.add_compare_arguments(parser)
     parser.add_argument(
         "--profile",
         action="store_true",
